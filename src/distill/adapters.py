@@ -1,0 +1,167 @@
+"""Projectors that make a student tensor comparable with a teacher tensor.
+
+Built from the shapes seen in one dummy forward pass (FitNet's regressor, Romero et
+al. 2015, generalised): channels are projected by a linear map or 1×1 convolution,
+spatial sizes are resized, token sequences ``(B, N, D)`` and feature maps
+``(B, C, H, W)`` are reshaped into each other. What is built depends on what the
+loss needs (``DistillLoss.requires``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distill.errors import DistillError
+
+Layout = Literal["auto", "channels_first", "tokens"]
+
+#: Modules whose 3-D outputs are token sequences (B, N, D) rather than maps (B, C, L).
+_TOKEN_MODULES = (nn.Linear, nn.LayerNorm, nn.MultiheadAttention, nn.TransformerEncoderLayer)
+
+
+def infer_layout(module: nn.Module, layout: Layout = "auto") -> Literal["channels_first", "tokens"]:
+    """Whether a 3-D tensor produced by ``module`` is a token sequence or a channel-first map."""
+    if layout != "auto":
+        return layout
+    name = type(module).__name__
+    if isinstance(module, _TOKEN_MODULES) or name.endswith(("Block", "Layer")) and "Conv" not in name:
+        return "tokens"
+    return "channels_first"
+
+
+def _square_side(n: int) -> int | None:
+    side = math.isqrt(n)
+    return side if side * side == n else None
+
+
+class ToChannelsFirst(nn.Module):
+    """Tokens ``(B, N, D)`` → map ``(B, D, N)``, or ``(B, D, h, w)`` when ``grid`` is given.
+
+    With ``drop_class_token`` the first token (a ViT's [CLS]) is removed first.
+    """
+
+    def __init__(self, grid: tuple[int, int] | None = None, drop_class_token: bool = False) -> None:
+        super().__init__()
+        self.grid = grid
+        self.drop_class_token = drop_class_token
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.drop_class_token:
+            tokens = tokens[:, 1:]
+        maps = tokens.transpose(1, 2)
+        return maps.reshape(maps.shape[0], maps.shape[1], *self.grid) if self.grid else maps
+
+
+class ToTokens(nn.Module):
+    """Map ``(B, C, *spatial)`` → tokens ``(B, prod(spatial), C)``."""
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return maps.flatten(2).transpose(1, 2)
+
+
+class Resize(nn.Module):
+    """Resize the spatial dims of a channel-first map: average-pool down, interpolate up."""
+
+    def __init__(self, size: tuple[int, ...]) -> None:
+        super().__init__()
+        self.size = tuple(size)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        if tuple(maps.shape[2:]) == self.size:
+            return maps
+        if all(s >= t for s, t in zip(maps.shape[2:], self.size)):
+            pool = F.adaptive_avg_pool1d if maps.dim() == 3 else F.adaptive_avg_pool2d
+            return pool(maps, self.size)
+        mode = "linear" if maps.dim() == 3 else "bilinear"
+        return F.interpolate(maps, size=self.size, mode=mode, align_corners=False)
+
+
+class GlobalPool(nn.Module):
+    """Map ``(B, C, *spatial)`` → vector ``(B, C)`` by averaging over space."""
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return maps.flatten(2).mean(dim=2)
+
+
+def _channel_projector(rank: int, c_in: int, c_out: int) -> nn.Module:
+    if rank == 2:
+        return nn.Linear(c_in, c_out)
+    conv = nn.Conv1d if rank == 3 else nn.Conv2d
+    return conv(c_in, c_out, kernel_size=1)
+
+
+def _fail(pair: str, student: tuple, teacher: tuple, why: str) -> DistillError:
+    return DistillError(
+        f"cannot adapt {pair}: student tensor {tuple(student)} vs teacher tensor {tuple(teacher)} — {why}"
+    )
+
+
+def _to_channels_first(shape: tuple, layout: str, target_spatial: tuple | None) -> tuple[list[nn.Module], tuple]:
+    """Modules turning a tensor of ``shape``/``layout`` into a channel-first map, and its new shape."""
+    if len(shape) != 3 or layout != "tokens":
+        return [], tuple(shape)
+    batch, n, dim = shape
+    if target_spatial is None or len(target_spatial) != 2:
+        return [ToChannelsFirst()], (batch, dim, n)
+    for drop in (False, True):
+        side = _square_side(n - int(drop))
+        if side is not None:
+            return [ToChannelsFirst((side, side), drop)], (batch, dim, side, side)
+    return [ToChannelsFirst()], (batch, dim, n)
+
+
+def build_adapters(
+    student_shape: tuple,
+    teacher_shape: tuple,
+    requires: str,
+    pair: str,
+    student_layout: str = "channels_first",
+    teacher_layout: str = "channels_first",
+) -> tuple[nn.Module, nn.Module]:
+    """``(student_adapter, teacher_adapter)`` making the two tensors meet ``requires``.
+
+    ``identical``: shapes must already match (logits); ``same_batch``: only the batch;
+    ``same_spatial``: both become channel-first maps of the teacher's spatial size;
+    ``same_shape``: the student is projected onto the teacher's exact shape (trainable).
+    The teacher adapter never has parameters.
+    """
+    student_shape, teacher_shape = tuple(student_shape), tuple(teacher_shape)
+    if student_shape[0] != teacher_shape[0]:
+        raise _fail(pair, student_shape, teacher_shape, "batch sizes differ; both models must see the same batch.")
+    if requires == "same_batch" or student_shape == teacher_shape and student_layout == teacher_layout:
+        return nn.Identity(), nn.Identity()
+    if requires == "identical":
+        raise _fail(pair, student_shape, teacher_shape, "this loss compares the tensors element by element "
+                    "(e.g. logits over the same classes) and no projector is meaningful; tap tensors of equal shape.")
+
+    teacher_mods, teacher_cf = _to_channels_first(teacher_shape, teacher_layout, None)
+    student_mods, student_cf = _to_channels_first(student_shape, student_layout, teacher_cf[2:])
+    if len(student_cf) == 4 and len(teacher_cf) == 3:  # a 2-D map meets a token sequence
+        student_mods.append(nn.Flatten(2))
+        student_cf = (*student_cf[:2], student_cf[2] * student_cf[3])
+    if requires == "same_spatial":
+        if len(student_cf) != len(teacher_cf) or len(teacher_cf) < 3:
+            raise _fail(pair, student_shape, teacher_shape, "this loss needs two feature maps with the same "
+                        "number of spatial dims (B, C, L) or (B, C, H, W); tap convolutional or token features.")
+        return nn.Sequential(*student_mods, Resize(teacher_cf[2:])), nn.Sequential(*teacher_mods)
+    if requires != "same_shape":
+        raise DistillError(f"unknown loss requirement {requires!r} for {pair}.")
+
+    # same_shape: project the student onto the teacher's channels, space and layout.
+    if len(teacher_cf) == 2 and len(student_cf) > 2:
+        student_mods.append(GlobalPool())
+        student_cf = student_cf[:2]
+    if len(student_cf) != len(teacher_cf):
+        raise _fail(pair, student_shape, teacher_shape, "a vector cannot be projected onto a feature map; "
+                    "tap a student module with spatial output, or a pooled teacher feature.")
+    student_mods.append(_channel_projector(len(teacher_cf), student_cf[1], teacher_cf[1]))
+    if len(teacher_cf) > 2:
+        student_mods.append(Resize(teacher_cf[2:]))
+    if teacher_layout == "tokens" and len(teacher_shape) == 3:
+        student_mods.append(ToTokens())
+    return nn.Sequential(*student_mods), nn.Identity()

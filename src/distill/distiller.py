@@ -1,0 +1,227 @@
+"""The Distiller: student + frozen teacher + a map of tapped tensor pairs to losses.
+
+In the spirit of NVIDIA ModelOpt's ``DistillationModel``: the user's loop stays
+theirs. ``distiller(x)`` runs the teacher (no autograd) and the student and returns
+the student's output; ``distiller.compute_losses(target)`` returns the named losses
+and their weighted ``"total"``; ``distiller.export()`` hands back the bare student.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from distill.adapters import Layout, build_adapters, infer_layout
+from distill.errors import DistillError
+from distill.losses import LOSSES, DistillLoss
+from distill.taps import TapRecorder, TapSpec, parse_tap, resolve_module
+
+
+@dataclass
+class Match:
+    """How one (student tap, teacher tap) pair is scored: a loss, its weight, a display name."""
+
+    loss: DistillLoss | str
+    weight: float = 1.0
+    name: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    student_layout: Layout = "auto"
+    teacher_layout: Layout = "auto"
+
+    def build_loss(self) -> DistillLoss:
+        if isinstance(self.loss, str):
+            return LOSSES.build(self.loss, **self.options)
+        if isinstance(self.loss, DistillLoss):
+            return self.loss
+        raise DistillError(
+            f"a match's loss must be a registered name ({', '.join(LOSSES.names())}) or a DistillLoss, "
+            f"got {type(self.loss).__name__}."
+        )
+
+
+PairsArg = Mapping[tuple[str, str], "Match | DistillLoss | str | tuple[DistillLoss | str, float]"]
+
+
+def _as_match(value: Any) -> Match:
+    if isinstance(value, Match):
+        return value
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], (int, float)):
+        return Match(loss=value[0], weight=float(value[1]))
+    return Match(loss=value)
+
+
+def _loss_name(match: Match, loss: DistillLoss) -> str:
+    if match.name:
+        return match.name
+    if isinstance(match.loss, str):
+        return match.loss
+    return type(loss).__name__.removesuffix("Loss").lower()
+
+
+class _Pair(nn.Module):
+    """One scored pair: the taps, the loss, its weight and (once shapes are known) adapters."""
+
+    def __init__(self, student_tap: TapSpec, teacher_tap: TapSpec, match: Match, name: str) -> None:
+        super().__init__()
+        self.student_tap, self.teacher_tap, self.match, self.name = student_tap, teacher_tap, match, name
+        self.loss = match.build_loss()
+        self.student_adapter: nn.Module | None = None
+        self.teacher_adapter: nn.Module | None = None
+
+    def build_adapters(self, student: torch.Tensor, teacher: torch.Tensor, layouts: tuple[str, str]) -> None:
+        label = f"pair ({self.student_tap} → {self.teacher_tap}, loss {self.name!r})"
+        s_adapter, t_adapter = build_adapters(
+            student.shape, teacher.shape, self.loss.requires, label, *layouts
+        )
+        self.student_adapter = s_adapter.to(student.device)
+        self.teacher_adapter = t_adapter.to(teacher.device)
+
+
+class Distiller(nn.Module):
+    """Wrap ``student`` and ``teacher`` and score tapped tensor pairs with distillation losses.
+
+    ``pairs`` maps ``(student_tap, teacher_tap)`` to a loss name, a ``DistillLoss``,
+    ``(loss, weight)`` or a :class:`Match`. Taps are module paths (see
+    :mod:`distill.taps`). ``task_loss(student_output, target)`` with ``task_weight``
+    adds the ordinary supervised loss. Pass ``example_input`` when a pair needs a
+    trainable projector, so it exists before the optimizer is created.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module | None,
+        pairs: PairsArg,
+        *,
+        task_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        task_weight: float = 1.0,
+        example_input: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(student, nn.Module):
+            raise DistillError(f"student must be a torch.nn.Module, got {type(student).__name__}.")
+        if teacher is not None and not isinstance(teacher, nn.Module):
+            raise DistillError(f"teacher must be a torch.nn.Module or None, got {type(teacher).__name__}.")
+        if not isinstance(pairs, Mapping) or (not pairs and task_loss is None):
+            raise DistillError(
+                "pairs must be a non-empty mapping {(student_tap, teacher_tap): loss}, "
+                "e.g. {('output', 'output'): 'kd'}."
+            )
+        self.student = student
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.eval().requires_grad_(False)
+        self.task_loss, self.task_weight = task_loss, float(task_weight)
+        self.pairs = nn.ModuleList(self._build_pairs(pairs))
+        self._layouts = [
+            (
+                infer_layout(resolve_module(student, p.student_tap.path, "student"), p.match.student_layout),
+                infer_layout(resolve_module(self._teacher_or_fail(), p.teacher_tap.path, "teacher"), p.match.teacher_layout),
+            )
+            for p in self.pairs
+        ]
+        self.student_taps = TapRecorder(student, [p.student_tap for p in self.pairs], "student")
+        self.teacher_taps = TapRecorder(self.teacher, [p.teacher_tap for p in self.pairs], "teacher")
+        self._exported = False
+        self._adapters_ready = False
+        if example_input is not None:
+            self._build_adapters_from(example_input)
+
+    def _teacher_or_fail(self) -> nn.Module:
+        if self.teacher is None:
+            raise DistillError("tap pairs need a teacher; pass teacher=... (or use no pairs, only task_loss).")
+        return self.teacher
+
+    def _build_pairs(self, pairs: PairsArg) -> list[_Pair]:
+        built, seen = [], {}
+        for key, value in pairs.items():
+            if not (isinstance(key, tuple) and len(key) == 2):
+                raise DistillError(f"each key of pairs must be (student_tap, teacher_tap), got {key!r}.")
+            match = _as_match(value)
+            loss_name = _loss_name(match, match.build_loss())
+            seen[loss_name] = seen.get(loss_name, 0) + 1
+            name = loss_name if seen[loss_name] == 1 else f"{loss_name}/{key[0]}"
+            built.append(_Pair(parse_tap(key[0]), parse_tap(key[1]), match, name))
+        return built
+
+    def train(self, mode: bool = True) -> Distiller:
+        """Set the student (and adapters) to ``mode``; the teacher always stays in eval mode."""
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def forward(self, x: Any, teacher_input: Any = None) -> Any:
+        """Run the teacher (without autograd) and the student on ``x``; return the student's output.
+
+        ``teacher_input`` lets the teacher see a different view (e.g. more sensor channels).
+        """
+        if self._exported:
+            raise DistillError("this Distiller was exported; build a new one to keep distilling.")
+        self.student_taps.clear()
+        self.teacher_taps.clear()
+        if self.teacher is not None and len(self.pairs):
+            with torch.no_grad():
+                self.teacher(x if teacher_input is None else teacher_input)
+        return self.student(x)
+
+    @torch.no_grad()
+    def _build_adapters_from(self, example_input: Any) -> None:
+        was_training = self.student.training
+        self.student.eval()
+        try:
+            self.forward(example_input)
+        finally:
+            self.student.train(was_training)
+        self._make_adapters()
+        self.student_taps.clear()
+        self.teacher_taps.clear()
+
+    def _make_adapters(self) -> None:
+        for pair, layouts in zip(self.pairs, self._layouts):
+            pair.build_adapters(self.student_taps.get(pair.student_tap), self.teacher_taps.get(pair.teacher_tap), layouts)
+        self._adapters_ready = True
+
+    def compute_losses(self, target: torch.Tensor | None = None, output: Any = None) -> dict[str, torch.Tensor]:
+        """Named (unweighted) losses of the latest forward pass and their weighted sum ``"total"``.
+
+        ``output`` is the student's output, needed only for ``task_loss``.
+        """
+        if not self._adapters_ready and len(self.pairs):
+            self._make_adapters()
+            trainable = [p.name for p in self.pairs if any(True for _ in p.student_adapter.parameters())]
+            if trainable:
+                raise DistillError(
+                    f"pairs {trainable} need a trainable projector, which must exist before the optimizer is "
+                    "built: pass example_input=<one batch of inputs> to Distiller(...)."
+                )
+        losses: dict[str, torch.Tensor] = {}
+        total = None
+        for pair in self.pairs:
+            student = pair.student_adapter(self.student_taps.get(pair.student_tap))
+            teacher = pair.teacher_adapter(self.teacher_taps.get(pair.teacher_tap).detach())
+            value = pair.loss(student, teacher, target)
+            losses[pair.name] = value
+            total = value * pair.match.weight if total is None else total + value * pair.match.weight
+        if self.task_loss is not None and self.task_weight:
+            if output is None or target is None:
+                raise DistillError("task_loss needs compute_losses(target=labels, output=student_output).")
+            losses["task"] = self.task_loss(output, target)
+            total = losses["task"] * self.task_weight if total is None else total + losses["task"] * self.task_weight
+        losses["total"] = total
+        return losses
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights that training changes: the student's and the adapters' (never the teacher's)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
+
+    def export(self) -> nn.Module:
+        """Remove every hook and return the bare student for deployment."""
+        self.student_taps.remove()
+        self.teacher_taps.remove()
+        self._exported = True
+        return self.student

@@ -1,0 +1,121 @@
+"""Checkpoints: safetensors weights plus optimizer, scheduler and RNG state, written atomically.
+
+Layout of ``run_dir/checkpoints/step_000123/``: ``weights.safetensors``,
+``state.pt`` (optimizer, scheduler, RNG; read back with ``weights_only=True``, never
+plain pickle) and ``meta.json`` (format tag, step, weight names and shapes).
+A checkpoint is written to a temporary folder and renamed into place, so a crash
+never leaves a half-written one; ``latest`` names the newest complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from distill.errors import CheckpointError
+
+FORMAT = "distill-checkpoint-v1"
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint restores."""
+
+    step: int
+    weights: dict[str, torch.Tensor]
+    state: dict
+    meta: dict
+
+
+def _signature(weights: dict[str, torch.Tensor]) -> dict[str, list[int]]:
+    return {name: list(t.shape) for name, t in weights.items()}
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    folder: Path, step: int, weights: dict[str, torch.Tensor], state: dict, extra_meta: dict | None = None, keep: int = 2
+) -> Path:
+    """Write checkpoint ``step`` under ``folder`` atomically and keep only the newest ``keep``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"step_{step:07d}"
+    tmp = folder / f".step_{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
+    save_file(tensors, str(tmp / "weights.safetensors"))
+    torch.save(state, tmp / "state.pt")
+    meta = {"format": FORMAT, "step": step, "weights": _signature(tensors), **(extra_meta or {})}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _write_atomically(folder / "latest", final.name)
+    for old in sorted(p for p in folder.glob("step_*") if p.is_dir())[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint under ``folder``, or None."""
+    pointer = folder / "latest"
+    if pointer.exists():
+        candidate = folder / pointer.read_text().strip()
+        if (candidate / "meta.json").exists():
+            return candidate
+    complete = sorted(p for p in folder.glob("step_*") if (p / "meta.json").exists())
+    return complete[-1] if complete else None
+
+
+def load_checkpoint(path: Path, expected: dict[str, torch.Tensor] | None = None) -> Checkpoint:
+    """Read a checkpoint folder, refusing foreign, corrupt or mismatched ones with a clear message.
+
+    ``expected``: the current model's weights; names and shapes must match.
+    """
+    path = Path(path)
+    meta_file = path / "meta.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a distill checkpoint (cannot read meta.json: {err}).") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} was not written by distill (format {meta.get('format')!r}, expected {FORMAT!r}).")
+    try:
+        weights = load_file(str(path / "weights.safetensors"))
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    except (OSError, SafetensorError, RuntimeError, EOFError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}); "
+                              "delete it to resume from an older one, or start afresh.") from None
+    if _signature(weights) != meta["weights"]:
+        raise CheckpointError(f"checkpoint {path} is corrupt: its weights do not match its meta.json.")
+    if expected is not None and _signature(weights) != _signature(expected):
+        missing = sorted(set(expected) - set(weights))[:3]
+        unexpected = sorted(set(weights) - set(expected))[:3]
+        changed = sorted(k for k in set(weights) & set(expected) if list(weights[k].shape) != list(expected[k].shape))[:3]
+        raise CheckpointError(
+            f"checkpoint {path} belongs to a different model: missing {missing}, unexpected {unexpected}, "
+            f"different shapes {changed}. Resume with the same recipe, or start a new run folder."
+        )
+    return Checkpoint(step=int(meta["step"]), weights=weights, state=state, meta=meta)
+
+
+def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """Read a bare ``.safetensors`` weights file (or the weights of a checkpoint folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "weights.safetensors"
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as err:
+        raise CheckpointError(f"cannot read weights from {path} ({err}); expected a .safetensors file "
+                              "or a distill checkpoint folder.") from None

@@ -1,0 +1,38 @@
+"""The contract every distillation loss follows: tensors in, a scalar out."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from distill.registry import Registry
+
+#: What a loss needs of the two tensors it compares, so adapters know what to build.
+#: ``identical``: identical shapes and no projector makes sense (logits over the same classes).
+#: ``same_shape``: identical shapes (a projector maps the student onto the teacher's shape).
+#: ``same_spatial``: same batch and spatial size; channels may differ (resized without parameters).
+#: ``same_batch``: only the batch size must agree (relations between samples).
+Requirement = Literal["identical", "same_shape", "same_spatial", "same_batch"]
+
+LOSSES: Registry = Registry("loss")
+
+#: Label value meaning "no label" (an unlabeled transfer-set sample), as in ``F.cross_entropy``.
+IGNORE_INDEX = -100
+
+
+class DistillLoss(nn.Module):
+    """Base class: ``forward(student, teacher, target=None)`` returns a scalar tensor.
+
+    A loss receives tensors, never models. ``target`` holds class labels where the
+    method uses them; entries equal to ``IGNORE_INDEX`` are unlabeled.
+    """
+
+    requires: ClassVar[Requirement] = "same_shape"
+    needs_target: ClassVar[bool] = False
+
+    def forward(
+        self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None = None
+    ) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
