@@ -156,12 +156,14 @@ def build_adapters(
     if len(teacher_cf) == 2 and len(student_cf) > 2:
         student_mods.append(GlobalPool())
         student_cf = student_cf[:2]
-    if len(student_cf) != len(teacher_cf):
-        raise _fail(pair, student_shape, teacher_shape, "a vector cannot be projected onto a feature map; "
-                    "tap a student module with spatial output, or a pooled teacher feature.")
-    student_mods.append(_channel_projector(len(teacher_cf), student_cf[1], teacher_cf[1]))
-    if len(teacher_cf) > 2:
-        student_mods.append(Resize(teacher_cf[2:]))
+    if len(student_cf) == 2 and len(teacher_cf) > 2:  # a vector regresses the whole flattened map
+        student_mods += [nn.Linear(student_cf[1], math.prod(teacher_cf[1:])), nn.Unflatten(1, teacher_cf[1:])]
+    elif len(student_cf) != len(teacher_cf):
+        raise _fail(pair, student_shape, teacher_shape, "these feature ranks cannot be projected onto each other.")
+    else:
+        student_mods.append(_channel_projector(len(teacher_cf), student_cf[1], teacher_cf[1]))
+        if len(teacher_cf) > 2:
+            student_mods.append(Resize(teacher_cf[2:]))
     if teacher_layout == "tokens" and len(teacher_shape) == 3:
         student_mods.append(ToTokens())
     return nn.Sequential(*student_mods), nn.Identity()

@@ -1,0 +1,139 @@
+"""YAML recipes, validated by pydantic: every field a user can get wrong is named when wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from distill.engine.config import TrainConfig
+from distill.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(_Strict):
+    """Which dataset and its loader options (e.g. ``transfer_size`` for MNIST-1D)."""
+
+    name: str = "mnist1d"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSpec(_Strict):
+    """A zoo model by name with its options."""
+
+    model: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TeacherSpec(ModelSpec):
+    """The teacher: trained by the run (cached by content hash) unless ``weights`` is given."""
+
+    weights: Path | None = None
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=4000))
+
+
+class PairSpec(_Strict):
+    """One matched pair: student tap, teacher tap, loss name, weight and loss options."""
+
+    student: str = "output"
+    teacher: str = "output"
+    loss: str
+    weight: float = 1.0
+    options: dict[str, Any] = Field(default_factory=dict)
+    student_layout: Literal["auto", "channels_first", "tokens"] = "auto"
+    teacher_layout: Literal["auto", "channels_first", "tokens"] = "auto"
+
+
+class DistillSpec(_Strict):
+    """How the student learns from the teacher."""
+
+    pairs: list[PairSpec] = Field(min_length=1)
+    task_weight: float = Field(0.0, ge=0, description="weight of the plain cross-entropy on labels")
+    augment: Literal["none", "mixup"] = "none"
+    mixup_alpha: float = Field(1.0, gt=0)
+    use_transfer: bool = Field(True, description="also train on the dataset's unlabeled transfer set")
+
+
+class BaselineSpec(_Strict):
+    """From-scratch students trained in the same run with the same budget, one per augmentation."""
+
+    augments: list[Literal["none", "mixup"]] = Field(default_factory=lambda: ["none", "mixup"])
+    mixup_alpha: float = Field(1.0, gt=0)
+
+
+class Recipe(_Strict):
+    """A whole experiment: data, teacher, student, how to distil, budget, baselines."""
+
+    name: str = "experiment"
+    seed: int = 0
+    data: DataSpec = Field(default_factory=DataSpec)
+    teacher: TeacherSpec
+    student: ModelSpec
+    distill: DistillSpec
+    train: TrainConfig
+    baselines: BaselineSpec = Field(default_factory=BaselineSpec)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for item in err.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(recipe)"
+        value = item.get("input")
+        shown = f" (got {value!r})" if item["type"] != "missing" and not isinstance(value, dict) else ""
+        lines.append(f"  - {field}: {item['msg']}{shown}")
+    return f"invalid recipe {source}:\n" + "\n".join(lines)
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {key!r} is a value, not a section.")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """``["train.lr=0.01", ...]`` → ``[("train.lr", 0.01), ...]`` with YAML-typed values."""
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value (e.g. train.lr=0.01), got {item!r}.")
+        parsed.append((key.strip(), yaml.safe_load(raw)))
+    return parsed
+
+
+def load_recipe(source: Path | str | dict, overrides: list[str] | None = None) -> Recipe:
+    """Read and validate a recipe file (or dict), applying ``--set key=value`` overrides."""
+    if isinstance(source, dict):
+        tree, label = dict(source), "(dict)"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"recipe file {path} does not exist.")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"recipe {path} is not valid YAML: {err}") from None
+        label = str(path)
+    if not isinstance(tree, dict):
+        raise ConfigError(f"recipe {label} must be a YAML mapping of sections (data, teacher, student, ...).")
+    for key, value in parse_overrides(overrides or []):
+        _set_path(tree, key, value)
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, label)) from None
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The recipe as YAML, as it was actually run."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

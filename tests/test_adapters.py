@@ -1,0 +1,67 @@
+import pytest
+import torch
+from torch import nn
+
+from distill.adapters import build_adapters
+from distill.errors import DistillError
+
+
+def _has_params(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+@pytest.mark.parametrize(
+    "student, teacher, s_layout, t_layout",
+    [
+        ((4, 16), (4, 32), "channels_first", "channels_first"),  # vectors: linear
+        ((4, 8, 7, 7), (4, 16, 14, 14), "channels_first", "channels_first"),  # conv 1x1 + upsample
+        ((4, 8, 20), (4, 25, 5), "channels_first", "channels_first"),  # 1-D map: conv1d + pool
+        ((4, 8, 6, 6), (4, 32), "channels_first", "channels_first"),  # map -> pooled vector
+        ((4, 17, 64), (4, 32, 4, 4), "tokens", "channels_first"),  # ViT tokens (+CLS) -> map
+        ((4, 32, 7, 7), (4, 50, 64), "channels_first", "tokens"),  # map -> tokens
+        ((4, 100), (4, 25, 5), "channels_first", "channels_first"),  # MLP hidden -> 1-D CNN hint
+    ],
+)
+def test_same_shape_projects_student_onto_teacher(student, teacher, s_layout, t_layout):
+    s_adapter, t_adapter = build_adapters(student, teacher, "same_shape", "pair", s_layout, t_layout)
+    out = s_adapter(torch.randn(student))
+    assert out.shape == teacher
+    assert t_adapter(torch.randn(teacher)).shape == teacher
+    assert _has_params(s_adapter) and not _has_params(t_adapter)
+
+
+def test_equal_shapes_need_nothing():
+    s, t = build_adapters((4, 10), (4, 10), "identical", "pair")
+    assert isinstance(s, nn.Identity) and isinstance(t, nn.Identity)
+
+
+def test_same_spatial_resizes_without_parameters():
+    s, t = build_adapters((4, 8, 28, 28), (4, 64, 7, 7), "same_spatial", "pair")
+    assert s(torch.randn(4, 8, 28, 28)).shape == (4, 8, 7, 7)
+    assert not _has_params(s)
+
+
+def test_same_spatial_tokens_become_maps():
+    s, t = build_adapters((4, 17, 64), (4, 32, 4, 4), "same_spatial", "pair", "tokens", "channels_first")
+    assert s(torch.randn(4, 17, 64)).shape == (4, 64, 4, 4)
+
+
+def test_identical_refuses_projection_naming_both_shapes():
+    with pytest.raises(DistillError) as err:
+        build_adapters((4, 10), (4, 100), "identical", "pair (output → output, loss 'kd')")
+    assert "(4, 10)" in str(err.value) and "(4, 100)" in str(err.value) and "kd" in str(err.value)
+
+
+def test_vector_regresses_a_flattened_map():
+    s, _ = build_adapters((4, 16), (4, 8, 5, 5), "same_shape", "pair")
+    assert s(torch.randn(4, 16)).shape == (4, 8, 5, 5)
+
+
+def test_same_spatial_needs_maps():
+    with pytest.raises(DistillError, match="feature maps"):
+        build_adapters((4, 16), (4, 8, 5, 5), "same_spatial", "pair")
+
+
+def test_batch_mismatch():
+    with pytest.raises(DistillError, match="batch sizes differ"):
+        build_adapters((3, 16), (4, 16), "same_batch", "pair")
