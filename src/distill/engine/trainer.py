@@ -102,7 +102,7 @@ def _trainable_weights(objective: nn.Module) -> dict[str, torch.Tensor]:
 def _check_finite(values: dict[str, torch.Tensor], step: int, last: Path | None) -> None:
     loss = values["loss"]
     if not torch.isfinite(loss).all():
-        parts = ", ".join(f"{k}={float(v):.4g}" for k, v in values.items())
+        parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in values.items())
         kept = f"the last good checkpoint is kept at {last}" if last else "no checkpoint was written yet"
         raise NonFiniteLossError(
             f"the loss became non-finite at step {step} ({parts}); training stopped and {kept}. "
@@ -134,7 +134,9 @@ def train(
         raise ConfigError(f"batch_size {config.batch_size} must divide evenly between {accelerator.num_processes} processes.")
     set_seed(config.seed)
     sampler = EpochShuffleSampler(len(train_set), config.seed)
-    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True, collate_fn=collate_batches)
+    # Its own generator: starting an iterator must not draw from the global RNG (exact resume).
+    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True,
+                        collate_fn=collate_batches, generator=torch.Generator().manual_seed(config.seed))
     total = config.total_steps(len(loader))
     params = [p for p in objective.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, config)
@@ -185,8 +187,9 @@ def train(
     with progress_bar(description, total, completed=step, enabled=config.progress and accelerator.is_local_main_process) as bar:
         while step < total:
             epoch, skip = divmod(micro, per_epoch)
-            sampler.set_epoch(epoch)
             batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+            batches.set_epoch(epoch)  # Accelerate's loaders otherwise count epochs themselves,
+            sampler.set_epoch(epoch)  # and a skipping loader does not pass the epoch on.
             for x, y in batches:
                 with accelerator.accumulate(objective):
                     values = objective(x, y)

@@ -1,0 +1,125 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from distill.augment import Mixup
+from distill.engine.checkpoint import latest_checkpoint, load_checkpoint
+from distill.engine.config import TrainConfig
+from distill.engine.objectives import SupervisedObjective
+from distill.engine.trainer import train
+from distill.errors import CheckpointError, NonFiniteLossError
+from distill.models import build_model
+
+
+def _config(**overrides):
+    base = dict(steps=30, batch_size=64, lr=0.01, checkpoint_every=10, log_every=5, progress=False, seed=3, schedule="cosine")
+    return TrainConfig(**{**base, **overrides})
+
+
+def _objective():
+    torch.manual_seed(0)
+    return SupervisedObjective(build_model("mlp", (1, 8, 8), 10, hidden=[32]), augment=Mixup(0.4))
+
+
+class CrashAt(nn.Module):
+    """Wraps an objective and raises after ``n`` forward calls (a killed process)."""
+
+    def __init__(self, inner: nn.Module, n: int):
+        super().__init__()
+        self.inner, self.n, self.calls = inner, n, 0
+
+    @property
+    def model(self):
+        return self.inner.model
+
+    def forward(self, x, y):
+        self.calls += 1
+        if self.calls > self.n:
+            raise KeyboardInterrupt
+        return self.inner(x, y)
+
+
+def test_resume_equals_uninterrupted_run(digits, tmp_path):
+    straight = _objective()
+    train(straight, digits.train, _config(), tmp_path / "a")
+
+    crashing = CrashAt(_objective(), 25)
+    with pytest.raises(KeyboardInterrupt):
+        train(crashing, digits.train, _config(), tmp_path / "b")
+    assert latest_checkpoint(tmp_path / "b" / "checkpoints").name == "step_0000020"
+    resumed = CrashAt(_objective(), 10**9)
+    result = train(resumed, digits.train, _config(), tmp_path / "b", resume=True)
+
+    assert result.steps == 30
+    for (name, a), b in zip(straight.state_dict().items(), resumed.inner.state_dict().values()):
+        assert torch.equal(a, b), name
+    rows_a = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    rows_b = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b]
+    assert rows_a[-1]["train_loss"] == pytest.approx(rows_b[-1]["train_loss"], rel=1e-6)
+
+
+def test_grad_accumulation_matches_big_batch(digits, tmp_path):
+    torch.manual_seed(0)
+    a = SupervisedObjective(build_model("mlp", (1, 8, 8), 10, hidden=[16]))
+    torch.manual_seed(0)
+    b = SupervisedObjective(build_model("mlp", (1, 8, 8), 10, hidden=[16]))
+    train(a, digits.train, _config(steps=5, batch_size=64, optimizer="sgd", schedule="constant"), tmp_path / "a")
+    # Same samples in the same order, two micro-batches of 32 per step.
+    train(b, digits.train, _config(steps=5, batch_size=32, grad_accum=2, optimizer="sgd", schedule="constant"), tmp_path / "b")
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-5)
+
+
+class PoisonAfter(nn.Module):
+    def __init__(self, inner, n):
+        super().__init__()
+        self.inner, self.n, self.calls = inner, n, 0
+
+    @property
+    def model(self):
+        return self.inner.model
+
+    def forward(self, x, y):
+        self.calls += 1
+        out = self.inner(x, y)
+        if self.calls > self.n:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+
+def test_nan_stops_with_step_and_keeps_last_good_checkpoint(digits, tmp_path):
+    objective = PoisonAfter(_objective(), 13)
+    with pytest.raises(NonFiniteLossError) as err:
+        train(objective, digits.train, _config(), tmp_path)
+    message = str(err.value)
+    assert "step 14" in message and "step_0000010" in message
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"))
+    assert ckpt.step == 10
+    assert all(torch.isfinite(w).all() for w in ckpt.weights.values())
+
+
+def test_corrupt_and_foreign_checkpoints_are_refused(digits, tmp_path):
+    train(_objective(), digits.train, _config(steps=10), tmp_path)
+    folder = latest_checkpoint(tmp_path / "checkpoints")
+    other = SupervisedObjective(build_model("mlp", (1, 8, 8), 10, hidden=[8]))
+    with pytest.raises(CheckpointError, match="different model"):
+        load_checkpoint(folder, expected=other.state_dict())
+    (folder / "weights.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(folder)
+    (folder / "meta.json").write_text('{"format": "something-else"}')
+    with pytest.raises(CheckpointError, match="not written by distill"):
+        load_checkpoint(folder)
+
+
+def test_resume_without_checkpoint_is_explained(digits, tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        train(_objective(), digits.train, _config(), tmp_path, resume=True)
+
+
+def test_budget_must_be_set():
+    with pytest.raises(ValueError, match="exactly one of 'steps' or 'epochs'"):
+        TrainConfig()
