@@ -49,6 +49,8 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
     if precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on CPU.")
     return Accelerator(
+        # Without a GPU, say so: Accelerate then runs several launched processes over gloo.
+        cpu=not torch.cuda.is_available(),
         mixed_precision=precision,
         gradient_accumulation_steps=config.grad_accum,
         dataloader_config=DataLoaderConfiguration(split_batches=True),
