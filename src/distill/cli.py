@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, console)
     except DistillError as err:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False)
+        print(f"error: {err}", file=sys.stderr)  # unwrapped, so it can be grepped and copied
         return 2
 
 

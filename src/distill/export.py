@@ -24,9 +24,10 @@ def export_model(model: nn.Module, example: torch.Tensor, path: Path, fmt: str =
             import onnx  # noqa: F401
         except ImportError:
             raise DistillError("ONNX export needs the onnx package: pip install 'distill[onnx]'.") from None
-        batch = torch.export.Dim("batch")
-        torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["logits"],
-                          dynamic_shapes={"x": {0: batch}}, dynamo=True)
+        # A batch of 2: torch.export specialises sizes 0 and 1, which would fix the batch size.
+        pair = example[:1].expand(2, *example.shape[1:]).contiguous()
+        torch.onnx.export(model, (pair,), str(path), input_names=["input"], output_names=["logits"],
+                          dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
     else:
         raise DistillError(f"unknown export format {fmt!r}; choose 'torchscript' or 'onnx'.")
     return path

@@ -90,14 +90,26 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    """Set ``tree[a][b][...] = value`` for ``"a.b..."``; numeric keys index lists (``pairs.0.loss``)."""
     keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {dotted}: {key!r} is a value, not a section.")
-        node = child
-    node[keys[-1]] = value
+    node: Any = tree
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        where = ".".join(keys[: depth + 1])
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"--set {dotted}: {where} must index one of the {len(node)} list entries.")
+            index = int(key)
+            if last:
+                node[index] = value
+            node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                node = node.setdefault(key, {})
+        else:
+            raise ConfigError(f"--set {dotted}: {'.'.join(keys[:depth])} is a value, not a section.")
 
 
 def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:

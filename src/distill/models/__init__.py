@@ -1,0 +1,16 @@
+"""Reference architectures by name: MLP, ConvNet, CIFAR ResNets, a tiny ViT."""
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from distill.models import convnet, mlp, resnet, vit  # noqa: F401  (each registers its models)
+from distill.models.base import MODELS
+
+
+def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs) -> nn.Module:
+    """The model registered as ``name`` for ``input_shape`` (no batch dim) and ``num_classes``."""
+    return MODELS.build(name, input_shape=input_shape, num_classes=num_classes, **kwargs)
+
+
+__all__ = ["MODELS", "build_model"]
