@@ -123,3 +123,18 @@ def test_resume_without_checkpoint_is_explained(digits, tmp_path):
 def test_budget_must_be_set():
     with pytest.raises(ValueError, match="exactly one of 'steps' or 'epochs'"):
         TrainConfig()
+
+
+def test_bf16_and_tensorboard_on_cpu(digits, tmp_path):
+    pytest.importorskip("tensorboard")
+    result = train(_objective(), digits.train, _config(steps=6, mixed_precision="bf16", tensorboard=True), tmp_path)
+    assert result.steps == 6 and torch.isfinite(torch.tensor(result.final["train_loss"]))
+    assert list(tmp_path.rglob("events.out.tfevents*"))
+    assert (tmp_path / "metrics.csv").read_text().startswith("step,")
+
+
+def test_fp16_without_gpu_is_explained(digits, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is valid with a GPU")
+    with pytest.raises(Exception, match="fp16"):
+        train(_objective(), digits.train, _config(mixed_precision="fp16"), tmp_path)

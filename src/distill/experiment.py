@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from distill.augment import build_augment
-from distill.data import DataSplits, concat_datasets, load_dataset
+from distill.data import DataSplits, concat_datasets, load_dataset, with_validation
 from distill.distiller import Distiller, Match
 from distill.engine.checkpoint import latest_checkpoint, load_weights_file
 from distill.engine.objectives import DistillObjective, SupervisedObjective
@@ -62,6 +62,12 @@ def _row(name: str, model: nn.Module, splits: DataSplits, result) -> RowResult:
         samples_per_s=result.samples_per_second if result else 0.0,
         history=result.history if result else [],
     )
+
+
+def load_recipe_data(recipe: Recipe) -> DataSplits:
+    """The recipe's dataset; with ``data.validation`` the test set is a held-out part of train."""
+    splits = load_dataset(recipe.data.name, **recipe.data.options)
+    return with_validation(splits, recipe.data.validation) if recipe.data.validation else splits
 
 
 def build_student(recipe: Recipe, splits: DataSplits) -> nn.Module:
@@ -130,7 +136,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, resume: bool = False) -> dict:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
-    splits = load_dataset(recipe.data.name, **recipe.data.options)
+    splits = load_recipe_data(recipe)
     teacher, teacher_row = obtain_teacher(recipe, splits, run_dir, resume)
     rows = [teacher_row]
     for augment in recipe.baselines.augments:

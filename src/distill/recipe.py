@@ -21,6 +21,7 @@ class DataSpec(_Strict):
 
     name: str = "mnist1d"
     options: dict[str, Any] = Field(default_factory=dict)
+    validation: int = Field(0, ge=0, description="if > 0, evaluate on this many held-out training samples (tuning)")
 
 
 class ModelSpec(_Strict):

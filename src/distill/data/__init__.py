@@ -4,6 +4,7 @@ from distill.data import digits, mnist, mnist1d  # noqa: F401  (each registers a
 from distill.data.base import DATASETS, DataSplits
 from distill.data.custom import from_arrays, from_datasets
 from distill.data.tensors import InMemoryDataset, collate_batches, concat_datasets, make_loader
+from distill.data.validation import with_validation
 
 
 def load_dataset(name: str, **kwargs) -> DataSplits:
@@ -21,4 +22,5 @@ __all__ = [
     "from_datasets",
     "load_dataset",
     "make_loader",
+    "with_validation",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -48,6 +49,9 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     if precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on CPU.")
+    # Accelerate keeps one global state per process; a run (e.g. the teacher in bf16, then a
+    # student in fp32) gets its own settings, while the process group (PartialState) stays.
+    AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(
         # Without a GPU, say so: Accelerate then runs several launched processes over gloo.
         cpu=not torch.cuda.is_available(),
