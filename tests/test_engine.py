@@ -23,12 +23,12 @@ def _objective():
     return SupervisedObjective(build_model("mlp", (1, 8, 8), 10, hidden=[32]), augment=Mixup(0.4))
 
 
-class CrashAt(nn.Module):
-    """Wraps an objective and raises after ``n`` forward calls (a killed process)."""
+class FailAfter(nn.Module):
+    """Wraps an objective; after ``n`` forward calls it either raises (a killed process) or returns NaN."""
 
-    def __init__(self, inner: nn.Module, n: int):
+    def __init__(self, inner: nn.Module, n: int, fault: str = "crash"):
         super().__init__()
-        self.inner, self.n, self.calls = inner, n, 0
+        self.inner, self.n, self.fault, self.calls = inner, n, fault, 0
 
     @property
     def model(self):
@@ -36,20 +36,23 @@ class CrashAt(nn.Module):
 
     def forward(self, x, y):
         self.calls += 1
-        if self.calls > self.n:
+        if self.calls > self.n and self.fault == "crash":
             raise KeyboardInterrupt
-        return self.inner(x, y)
+        out = self.inner(x, y)
+        if self.calls > self.n:
+            out["loss"] = out["loss"] * float("nan")
+        return out
 
 
 def test_resume_equals_uninterrupted_run(digits, tmp_path):
     straight = _objective()
     train(straight, digits.train, _config(), tmp_path / "a")
 
-    crashing = CrashAt(_objective(), 25)
+    crashing = FailAfter(_objective(), 25)
     with pytest.raises(KeyboardInterrupt):
         train(crashing, digits.train, _config(), tmp_path / "b")
     assert latest_checkpoint(tmp_path / "b" / "checkpoints").name == "step_0000020"
-    resumed = CrashAt(_objective(), 10**9)
+    resumed = FailAfter(_objective(), 10**9)
     result = train(resumed, digits.train, _config(), tmp_path / "b", resume=True)
 
     assert result.steps == 30
@@ -73,25 +76,8 @@ def test_grad_accumulation_matches_big_batch(digits, tmp_path):
         assert torch.allclose(pa, pb, atol=1e-5)
 
 
-class PoisonAfter(nn.Module):
-    def __init__(self, inner, n):
-        super().__init__()
-        self.inner, self.n, self.calls = inner, n, 0
-
-    @property
-    def model(self):
-        return self.inner.model
-
-    def forward(self, x, y):
-        self.calls += 1
-        out = self.inner(x, y)
-        if self.calls > self.n:
-            out["loss"] = out["loss"] * float("nan")
-        return out
-
-
 def test_nan_stops_with_step_and_keeps_last_good_checkpoint(digits, tmp_path):
-    objective = PoisonAfter(_objective(), 13)
+    objective = FailAfter(_objective(), 13, fault="nan")
     with pytest.raises(NonFiniteLossError) as err:
         train(objective, digits.train, _config(), tmp_path)
     message = str(err.value)

@@ -20,7 +20,6 @@ class AttentionTransferLoss(DistillLoss):
     """
 
     requires = "same_spatial"
-    needs_target = False
 
     def __init__(self, p: float = 2.0) -> None:
         super().__init__()

@@ -17,7 +17,6 @@ class FitNetLoss(DistillLoss):
     """
 
     requires = "same_shape"
-    needs_target = False
 
     def forward(
         self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None = None

@@ -17,7 +17,6 @@ class KDLoss(DistillLoss):
     """
 
     requires = "identical"
-    needs_target = False
 
     def __init__(self, temperature: float = 4.0, alpha: float = 1.0) -> None:
         super().__init__()

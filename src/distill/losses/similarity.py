@@ -24,7 +24,6 @@ class SimilarityPreservingLoss(DistillLoss):
     """
 
     requires = "same_batch"
-    needs_target = False
 
     def forward(
         self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None = None
