@@ -12,14 +12,16 @@ from distill.data import load_dataset
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
-    """Teachers cached by tests go to a temporary folder, never the user's cache."""
-    previous = os.environ.get("DISTILL_CACHE")
-    os.environ["DISTILL_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    """Teachers and generated data of the tests go to temporary folders, never the user's cache."""
+    previous = {key: os.environ.get(key) for key in ("DISTILL_CACHE", "DISTILL_DATA")}
+    for key in previous:
+        os.environ[key] = str(tmp_path_factory.mktemp(key.lower()))
     yield
-    if previous is None:
-        os.environ.pop("DISTILL_CACHE")
-    else:
-        os.environ["DISTILL_CACHE"] = previous
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(autouse=True)
