@@ -45,17 +45,17 @@ def markdown_table(rows: Sequence) -> str:
 
 def plot_learning_curves(rows: Sequence, path: Path) -> Path | None:
     """Test accuracy against training step for every row with evaluations; None if none has any."""
+    curves = {row.name: [(r["step"], 100 * r["acc"]) for r in row.history if "acc" in r] for row in rows}
+    if not any(len(points) > 1 for points in curves.values()):
+        return None
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    plotted = False
     for row in rows:
-        points = [(r["step"], 100 * r["acc"]) for r in row.history if "acc" in r]
+        points = curves[row.name]
         if len(points) > 1:
             steps, accs = zip(*points)
             ax.plot(steps, accs, label=row.name, marker="." if len(points) < 30 else None)
-            plotted = True
-    if not plotted:
-        plt.close(fig)
-        return None
+        else:  # e.g. a cached teacher: only its final accuracy is known
+            ax.axhline(100 * row.acc, linestyle="--", color="gray", label=f"{row.name} (final)")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
