@@ -188,7 +188,7 @@ def train(
 
     history: list[dict] = [] if log is None else list(log.rows)
     objective.train()
-    started, samples_seen, running = time.perf_counter(), 0, {}
+    started, samples_seen, running, running_n = time.perf_counter(), 0, {}, 0
     per_epoch = len(loader)
     with progress_bar(description, total, completed=step, enabled=config.progress and accelerator.is_local_main_process) as bar:
         while step < total:
@@ -207,6 +207,7 @@ def train(
                     optimizer.zero_grad(set_to_none=True)
                 micro += 1
                 samples_seen += config.batch_size
+                running_n += 1
                 for key, value in values.items():
                     running[key] = running.get(key, 0.0) + float(value.detach())
                 if micro % config.grad_accum:
@@ -215,9 +216,9 @@ def train(
                 step += 1
                 row = None
                 if step % config.log_every == 0 or step == total:
-                    count = config.log_every * config.grad_accum if step % config.log_every == 0 else micro % (config.log_every * config.grad_accum) or 1
-                    row = {"step": step, **{f"train_{k}": v / count for k, v in running.items()}, "lr": scheduler.get_last_lr()[0]}
-                    running = {}
+                    means = {f"train_{k}": v / running_n for k, v in running.items()}
+                    row = {"step": step, **means, "lr": scheduler.get_last_lr()[0]}
+                    running, running_n = {}, 0
                 if (config.eval_every and step % config.eval_every == 0) or step == total:
                     row = {**(row or {"step": step}), **evaluate()}
                 if row is not None:
