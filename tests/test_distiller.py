@@ -125,3 +125,19 @@ def test_repeated_loss_names_get_the_student_tap():
     distiller = Distiller(student, teacher, {("fc1", "conv2"): "sp", ("fc2", "conv3"): "sp"})
     distiller(torch.randn(4, 1, 40))
     assert set(distiller.compute_losses()) == {"sp", "sp/fc2", "total"}
+
+
+def test_warmup_ramps_a_loss_weight_over_training_passes():
+    student, teacher = _pair()
+    distiller = Distiller(student, teacher, {("output", "output"): Match("kd", weight=2.0, warmup=4)},
+                          example_input=torch.randn(2, 1, 40))
+    x = torch.randn(4, 1, 40)
+    ratios = []
+    for _ in range(6):
+        distiller(x)
+        losses = distiller.compute_losses()
+        ratios.append(float(losses["total"] / losses["kd"]))
+    assert ratios == pytest.approx([0.5, 1.0, 1.5, 2.0, 2.0, 2.0])
+    distiller.eval()
+    distiller(x)
+    assert int(distiller.passes) == 6  # evaluation passes do not advance the warm-up

@@ -23,10 +23,15 @@ from distill.taps import TapRecorder, TapSpec, parse_tap, resolve_module
 
 @dataclass
 class Match:
-    """How one (student tap, teacher tap) pair is scored: a loss, its weight, a display name."""
+    """How one (student tap, teacher tap) pair is scored: a loss, its weight, a display name.
+
+    ``warmup``: the weight ramps linearly from 0 to ``weight`` over this many training
+    forward passes (e.g. DKD's warm-up, Zhao et al. 2022).
+    """
 
     loss: DistillLoss | str
     weight: float = 1.0
+    warmup: int = 0
     name: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     student_layout: Layout = "auto"
@@ -129,6 +134,8 @@ class Distiller(nn.Module):
         self.teacher_taps = TapRecorder(self.teacher, [p.teacher_tap for p in self.pairs], "teacher")
         self._exported = False
         self._adapters_ready = False
+        #: training forward passes so far (drives warm-ups; saved in checkpoints so resume is exact)
+        self.register_buffer("passes", torch.zeros((), dtype=torch.long))
         if example_input is not None:
             self._build_adapters_from(example_input)
 
@@ -165,6 +172,8 @@ class Distiller(nn.Module):
             raise DistillError("this Distiller was exported; build a new one to keep distilling.")
         self.student_taps.clear()
         self.teacher_taps.clear()
+        if self.training:
+            self.passes += 1
         if self.teacher is not None and len(self.pairs):
             with torch.no_grad():
                 self.teacher(x if teacher_input is None else teacher_input)
@@ -172,12 +181,12 @@ class Distiller(nn.Module):
 
     @torch.no_grad()
     def _build_adapters_from(self, example_input: Any) -> None:
-        was_training = self.student.training
-        self.student.eval()
+        was_training = self.training
+        self.eval()
         try:
             self.forward(example_input)
         finally:
-            self.student.train(was_training)
+            self.train(was_training)
         self._make_adapters()
         self.student_taps.clear()
         self.teacher_taps.clear()
@@ -207,7 +216,8 @@ class Distiller(nn.Module):
             teacher = pair.teacher_adapter(self.teacher_taps.get(pair.teacher_tap).detach())
             value = pair.loss(student, teacher, target)
             losses[pair.name] = value
-            total = value * pair.match.weight if total is None else total + value * pair.match.weight
+            weight = pair.match.weight * self._ramp(pair.match.warmup)
+            total = value * weight if total is None else total + value * weight
         if self.task_loss is not None and self.task_weight:
             if output is None or target is None:
                 raise DistillError("task_loss needs compute_losses(target=labels, output=student_output).")
@@ -215,6 +225,9 @@ class Distiller(nn.Module):
             total = losses["task"] * self.task_weight if total is None else total + losses["task"] * self.task_weight
         losses["total"] = total
         return losses
+
+    def _ramp(self, warmup: int) -> float:
+        return min(1.0, float(self.passes) / warmup) if warmup > 0 else 1.0
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights that training changes: the student's and the adapters' (never the teacher's)."""

@@ -108,7 +108,7 @@ def train_scratch(recipe: Recipe, splits: DataSplits, run_dir: Path, augment: st
 def build_distiller(recipe: Recipe, student: nn.Module, teacher: nn.Module, splits: DataSplits) -> Distiller:
     """A Distiller wired as the recipe's ``distill.pairs`` say."""
     pairs = {
-        (p.student, p.teacher): Match(p.loss, p.weight, options=p.options,
+        (p.student, p.teacher): Match(p.loss, p.weight, p.warmup, options=p.options,
                                       student_layout=p.student_layout, teacher_layout=p.teacher_layout)
         for p in recipe.distill.pairs
     }

@@ -45,6 +45,7 @@ class PairSpec(_Strict):
     teacher: str = "output"
     loss: str
     weight: float = 1.0
+    warmup: int = Field(0, ge=0, description="training passes over which the weight ramps up from 0")
     options: dict[str, Any] = Field(default_factory=dict)
     student_layout: Literal["auto", "channels_first", "tokens"] = "auto"
     teacher_layout: Literal["auto", "channels_first", "tokens"] = "auto"
