@@ -65,3 +65,11 @@ def test_same_spatial_needs_maps():
 def test_batch_mismatch():
     with pytest.raises(DistillError, match="batch sizes differ"):
         build_adapters((3, 16), (4, 16), "same_batch", "pair")
+
+
+def test_orthogonal_projector_stays_orthogonal():
+    s, _ = build_adapters((4, 16), (4, 8), "same_shape", "pair", projector="orthogonal")
+    weight = s[0].linear.weight
+    assert torch.allclose(weight @ weight.T, torch.eye(8), atol=1e-5)
+    maps, _ = build_adapters((4, 8, 5, 5), (4, 16, 5, 5), "same_shape", "pair", projector="orthogonal")
+    assert maps(torch.randn(4, 8, 5, 5)).shape == (4, 16, 5, 5)

@@ -249,3 +249,14 @@ def test_low_precision_inputs_computed_in_float32(name, dtype):
     low = loss(s.to(dtype), te.to(dtype), y)
     assert low.dtype == torch.float32
     assert low.item() == pytest.approx(loss(s.to(dtype).float(), te.to(dtype).float(), y).item(), rel=1e-6)
+
+
+def test_vkd_standardises_the_teacher_by_hand():
+    from distill.losses.vkd import VkDLoss
+
+    teacher = torch.tensor([[1.0, 10.0], [3.0, 30.0]])
+    student = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    # per feature over the batch: mean (2, 20), std (1, 10) -> standardised [[-1, -1], [1, 1]]
+    # smooth-L1 of |0 - (±1)| = 1 -> 1 - 0.5 = 0.5 for every element
+    assert VkDLoss()(student, teacher).item() == pytest.approx(0.5, abs=1e-4)
+    assert VkDLoss.projector == "orthogonal" and "vkd" in LOSSES

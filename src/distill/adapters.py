@@ -88,7 +88,24 @@ class GlobalPool(nn.Module):
         return maps.flatten(2).mean(dim=2)
 
 
-def _channel_projector(rank: int, c_in: int, c_out: int) -> nn.Module:
+class OrthogonalProjector(nn.Module):
+    """A (semi-)orthogonal linear map on dim 1 (channels), kept orthogonal by parametrisation.
+
+    As in VkD (Miles, Elezi & Deng, CVPR 2024, "VkD: Improving Knowledge Distillation
+    using Orthogonal Projections"): the projection cannot distort the student's features.
+    """
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.linear = nn.utils.parametrizations.orthogonal(nn.Linear(c_in, c_out, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def _channel_projector(rank: int, c_in: int, c_out: int, kind: str = "linear") -> nn.Module:
+    if kind == "orthogonal":
+        return OrthogonalProjector(c_in, c_out)
     if rank == 2:
         return nn.Linear(c_in, c_out)
     conv = nn.Conv1d if rank == 3 else nn.Conv2d
@@ -122,12 +139,14 @@ def build_adapters(
     pair: str,
     student_layout: str = "channels_first",
     teacher_layout: str = "channels_first",
+    projector: str = "linear",
 ) -> tuple[nn.Module, nn.Module]:
     """``(student_adapter, teacher_adapter)`` making the two tensors meet ``requires``.
 
     ``identical``: shapes must already match (logits); ``same_batch``: only the batch;
     ``same_spatial``: both become channel-first maps of the teacher's spatial size;
-    ``same_shape``: the student is projected onto the teacher's exact shape (trainable).
+    ``same_shape``: the student is projected onto the teacher's exact shape (trainable;
+    ``projector="orthogonal"`` keeps the channel map orthogonal).
     The teacher adapter never has parameters.
     """
     student_shape, teacher_shape = tuple(student_shape), tuple(teacher_shape)
@@ -157,11 +176,12 @@ def build_adapters(
         student_mods.append(GlobalPool())
         student_cf = student_cf[:2]
     if len(student_cf) == 2 and len(teacher_cf) > 2:  # a vector regresses the whole flattened map
-        student_mods += [nn.Linear(student_cf[1], math.prod(teacher_cf[1:])), nn.Unflatten(1, teacher_cf[1:])]
+        flat = _channel_projector(2, student_cf[1], math.prod(teacher_cf[1:]), projector)
+        student_mods += [flat, nn.Unflatten(1, teacher_cf[1:])]
     elif len(student_cf) != len(teacher_cf):
         raise _fail(pair, student_shape, teacher_shape, "these feature ranks cannot be projected onto each other.")
     else:
-        student_mods.append(_channel_projector(len(teacher_cf), student_cf[1], teacher_cf[1]))
+        student_mods.append(_channel_projector(len(teacher_cf), student_cf[1], teacher_cf[1], projector))
         if len(teacher_cf) > 2:
             student_mods.append(Resize(teacher_cf[2:]))
     if teacher_layout == "tokens" and len(teacher_shape) == 3:

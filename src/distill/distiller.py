@@ -81,7 +81,7 @@ class _Pair(nn.Module):
     def build_adapters(self, student: torch.Tensor, teacher: torch.Tensor, layouts: tuple[str, str]) -> None:
         label = f"pair ({self.student_tap} → {self.teacher_tap}, loss {self.name!r})"
         s_adapter, t_adapter = build_adapters(
-            student.shape, teacher.shape, self.loss.requires, label, *layouts
+            student.shape, teacher.shape, self.loss.requires, label, *layouts, projector=self.loss.projector
         )
         self.student_adapter = s_adapter.to(student.device)
         self.teacher_adapter = t_adapter.to(teacher.device)

@@ -2,21 +2,27 @@
 
 from distill.losses.attention import AttentionTransferLoss
 from distill.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
+from distill.losses.dist import DISTLoss
 from distill.losses.dkd import DKDLoss
 from distill.losses.fitnet import FitNetLoss
 from distill.losses.functional import masked_cross_entropy, soft_kl
 from distill.losses.kd import KDLoss
+from distill.losses.logit_standardization import LogitStandardizedKDLoss
 from distill.losses.similarity import SimilarityPreservingLoss
+from distill.losses.vkd import VkDLoss
 
 __all__ = [
     "IGNORE_INDEX",
     "LOSSES",
     "AttentionTransferLoss",
+    "DISTLoss",
     "DKDLoss",
     "DistillLoss",
     "FitNetLoss",
     "KDLoss",
+    "LogitStandardizedKDLoss",
     "SimilarityPreservingLoss",
+    "VkDLoss",
     "masked_cross_entropy",
     "soft_kl",
 ]

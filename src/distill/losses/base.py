@@ -30,6 +30,8 @@ class DistillLoss(nn.Module):
     """
 
     requires: ClassVar[Requirement] = "same_shape"
+    #: Which trainable projector maps student channels onto the teacher's (``same_shape`` only).
+    projector: ClassVar[Literal["linear", "orthogonal"]] = "linear"
     needs_target: ClassVar[bool] = False
 
     def forward(
