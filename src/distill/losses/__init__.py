@@ -8,19 +8,28 @@ from distill.losses.fitnet import FitNetLoss
 from distill.losses.functional import masked_cross_entropy, soft_kl
 from distill.losses.kd import KDLoss
 from distill.losses.logit_standardization import LogitStandardizedKDLoss
+from distill.losses.nst import NSTLoss
+from distill.losses.pkt import PKTLoss
+from distill.losses.rkd import RKDLoss
 from distill.losses.similarity import SimilarityPreservingLoss
+from distill.losses.spatial import ChannelWiseLoss, PairwiseAffinityLoss
 from distill.losses.vkd import VkDLoss
 
 __all__ = [
     "IGNORE_INDEX",
     "LOSSES",
     "AttentionTransferLoss",
+    "ChannelWiseLoss",
     "DISTLoss",
     "DKDLoss",
     "DistillLoss",
     "FitNetLoss",
     "KDLoss",
     "LogitStandardizedKDLoss",
+    "NSTLoss",
+    "PKTLoss",
+    "PairwiseAffinityLoss",
+    "RKDLoss",
     "SimilarityPreservingLoss",
     "VkDLoss",
     "masked_cross_entropy",
