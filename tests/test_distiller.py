@@ -141,3 +141,26 @@ def test_warmup_ramps_a_loss_weight_over_training_passes():
     distiller.eval()
     distiller(x)
     assert int(distiller.passes) == 6  # evaluation passes do not advance the warm-up
+
+
+def test_self_distillation_turns_a_stage_into_an_exit():
+    torch.manual_seed(0)
+    student = build_model("mlp", (1, 40), 10)
+    x = torch.randn(8, 1, 40)
+    distiller = Distiller(student, "self", {("fc1", "output"): Match("kd", project=True)}, example_input=x)
+    assert distiller.pairs[0].student_adapter(torch.randn(8, 100)).shape == (8, 10)
+    distiller(x)
+    distiller.compute_losses()["total"].backward()
+    assert student.fc1.weight.grad.abs().sum() > 0
+    assert student.head.weight.grad is None  # the deepest output teaches; it is not pulled back
+    assert distiller.export() is student
+
+
+def test_ofa_projects_cnn_stages_to_logits():
+    student, teacher = _pair()  # MLP student, CNN teacher: no feature shapes in common
+    x, y = torch.randn(8, 1, 40), torch.randint(0, 10, (8,))
+    pairs = {("fc1", "output"): Match("ofa", project=True), ("output", "output"): Match("ofa", name="ofa/out")}
+    distiller = Distiller(student, teacher, pairs, example_input=x)
+    distiller(x)
+    losses = distiller.compute_losses(y)
+    assert set(losses) == {"ofa", "ofa/out", "total"} and torch.isfinite(losses["total"])

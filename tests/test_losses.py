@@ -260,3 +260,20 @@ def test_vkd_standardises_the_teacher_by_hand():
     # smooth-L1 of |0 - (±1)| = 1 -> 1 - 0.5 = 0.5 for every element
     assert VkDLoss()(student, teacher).item() == pytest.approx(0.5, abs=1e-4)
     assert VkDLoss.projector == "orthogonal" and "vkd" in LOSSES
+
+
+def test_ofa_by_hand():
+    from distill.losses.ofa import OFALoss
+
+    s = torch.tensor([[1.0, 0.0, -1.0]])
+    t = torch.tensor([[0.0, 1.0, 0.0]])
+    y = torch.tensor([1])
+    log_ps = np.log(np.exp([1.0, 0.0, -1.0]) / np.exp([1.0, 0.0, -1.0]).sum())
+    pt = np.exp([0.0, 1.0, 0.0]) / np.exp([0.0, 1.0, 0.0]).sum()
+    w = pt**2  # eps = 2: non-target weights p_t^2, the target class (p_t + 1)^2 - 1
+    w[1] = (pt[1] + 1) ** 2 - 1
+    assert OFALoss(eps=2.0)(s, t, y).item() == pytest.approx(-(w * log_ps).sum(), rel=1e-5)
+    soft_ce = -(pt * log_ps).sum()
+    assert OFALoss(eps=1.0)(s, t, y).item() == pytest.approx(soft_ce, rel=1e-5)
+    with pytest.raises(DistillError, match="needs labels"):
+        OFALoss()(s, t)

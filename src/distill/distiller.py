@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -26,12 +26,15 @@ class Match:
     """How one (student tap, teacher tap) pair is scored: a loss, its weight, a display name.
 
     ``warmup``: the weight ramps linearly from 0 to ``weight`` over this many training
-    forward passes (e.g. DKD's warm-up, Zhao et al. 2022).
+    forward passes (e.g. DKD's warm-up, Zhao et al. 2022). ``project``: always put a
+    trainable projector onto the teacher's shape in front of the loss, even a logit loss
+    — this is how a student stage becomes an exit classifier (BYOT, OFA).
     """
 
     loss: DistillLoss | str
     weight: float = 1.0
     warmup: int = 0
+    project: bool = False
     name: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     student_layout: Layout = "auto"
@@ -80,8 +83,9 @@ class _Pair(nn.Module):
 
     def build_adapters(self, student: torch.Tensor, teacher: torch.Tensor, layouts: tuple[str, str]) -> None:
         label = f"pair ({self.student_tap} → {self.teacher_tap}, loss {self.name!r})"
+        requires = "same_shape" if self.match.project else self.loss.requires
         s_adapter, t_adapter = build_adapters(
-            student.shape, teacher.shape, self.loss.requires, label, *layouts, projector=self.loss.projector
+            student.shape, teacher.shape, requires, label, *layouts, projector=self.loss.projector
         )
         self.student_adapter = s_adapter.to(student.device)
         self.teacher_adapter = t_adapter.to(teacher.device)
@@ -95,12 +99,16 @@ class Distiller(nn.Module):
     :mod:`distill.taps`). ``task_loss(student_output, target)`` with ``task_weight``
     adds the ordinary supervised loss. Pass ``example_input`` when a pair needs a
     trainable projector, so it exists before the optimizer is created.
+
+    ``teacher="self"`` is self-distillation (Zhang et al., ICCV 2019, "Be Your Own
+    Teacher"): teacher taps are read from the student's own forward pass and detached,
+    so deep layers teach shallow ones.
     """
 
     def __init__(
         self,
         student: nn.Module,
-        teacher: nn.Module | None,
+        teacher: nn.Module | Literal["self"] | None,
         pairs: PairsArg,
         *,
         task_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -110,8 +118,11 @@ class Distiller(nn.Module):
         super().__init__()
         if not isinstance(student, nn.Module):
             raise DistillError(f"student must be a torch.nn.Module, got {type(student).__name__}.")
-        if teacher is not None and not isinstance(teacher, nn.Module):
-            raise DistillError(f"teacher must be a torch.nn.Module or None, got {type(teacher).__name__}.")
+        self.self_distill = isinstance(teacher, str) and teacher == "self"
+        if self.self_distill:
+            teacher = None
+        elif teacher is not None and not isinstance(teacher, nn.Module):
+            raise DistillError(f"teacher must be a torch.nn.Module, 'self' or None, got {teacher!r}.")
         if not isinstance(pairs, Mapping) or (not pairs and task_loss is None):
             raise DistillError(
                 "pairs must be a non-empty mapping {(student_tap, teacher_tap): loss}, "
@@ -131,7 +142,8 @@ class Distiller(nn.Module):
             for p in self.pairs
         ]
         self.student_taps = TapRecorder(student, [p.student_tap for p in self.pairs], "student")
-        self.teacher_taps = TapRecorder(self.teacher, [p.teacher_tap for p in self.pairs], "teacher")
+        self.teacher_taps = TapRecorder(self._teacher_or_fail() if len(self.pairs) else student,
+                                        [p.teacher_tap for p in self.pairs], "teacher")
         self._exported = False
         self._adapters_ready = False
         #: training forward passes so far (drives warm-ups; saved in checkpoints so resume is exact)
@@ -140,6 +152,8 @@ class Distiller(nn.Module):
             self._build_adapters_from(example_input)
 
     def _teacher_or_fail(self) -> nn.Module:
+        if self.self_distill:
+            return self.student
         if self.teacher is None:
             raise DistillError("tap pairs need a teacher; pass teacher=... (or use no pairs, only task_loss).")
         return self.teacher

@@ -9,6 +9,7 @@ from distill.losses.functional import masked_cross_entropy, soft_kl
 from distill.losses.kd import KDLoss
 from distill.losses.logit_standardization import LogitStandardizedKDLoss
 from distill.losses.nst import NSTLoss
+from distill.losses.ofa import OFALoss
 from distill.losses.pkt import PKTLoss
 from distill.losses.rkd import RKDLoss
 from distill.losses.similarity import SimilarityPreservingLoss
@@ -27,6 +28,7 @@ __all__ = [
     "KDLoss",
     "LogitStandardizedKDLoss",
     "NSTLoss",
+    "OFALoss",
     "PKTLoss",
     "PairwiseAffinityLoss",
     "RKDLoss",
