@@ -263,3 +263,38 @@ def test_low_precision_inputs_computed_in_float32(name, dtype):
     low = loss(s.to(dtype), te.to(dtype))
     assert low.dtype == torch.float32
     assert low.item() == pytest.approx(loss(s.to(dtype).float(), te.to(dtype).float()).item(), rel=1e-6)
+
+
+def test_crd_contrastive_by_hand_and_bank():
+    import torch.nn.functional as F
+
+    from distill.losses.crd import CRDLoss
+
+    torch.manual_seed(0)
+    loss = CRDLoss(dim=4, temperature=0.5, bank_size=3)
+    s, t = torch.randn(2, 5), torch.randn(2, 6)
+    value = loss(s, t)  # materialises the lazy heads; training mode pushes to the banks
+    z_s = F.normalize(loss.embed_student(s), dim=1)
+    z_t = F.normalize(loss.embed_teacher(t), dim=1)
+    bank_t, bank_s = loss.teacher_bank.bank.clone(), loss.student_bank.bank.clone()
+    assert torch.allclose(bank_t[:2], z_t) and int(loss.teacher_bank.head) == 2
+    loss.eval()  # no push: the banks now hold the embeddings seen above
+    again = loss(s, t)
+    by_hand = 0.0
+    for anchor, positive, bank in ((z_s, z_t, bank_t), (z_t, z_s, bank_s)):
+        for i in range(2):
+            logits = torch.cat([anchor[i] @ positive.T, anchor[i] @ bank.T]) / 0.5
+            by_hand += -(logits[i] - torch.logsumexp(logits, 0)) / 2
+    assert torch.allclose(again, by_hand, atol=1e-5)
+    assert torch.isfinite(value)
+
+
+def test_crd_heads_exist_before_the_optimizer():
+    from distill import Distiller
+
+    student = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    teacher = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    distiller = Distiller(student, teacher, {("1", "1"): "crd"}, example_input=torch.randn(5, 4))
+    heads = distiller.pairs[0].loss
+    assert heads.embed_student.weight.shape == (128, 8) and heads.embed_teacher.weight.shape == (128, 16)
+    assert int(heads.teacher_bank.head) == 0  # the dummy pass did not fill the bank

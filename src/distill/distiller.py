@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from distill.adapters import Layout, build_adapters, infer_layout
 from distill.errors import DistillError
@@ -195,15 +196,19 @@ class Distiller(nn.Module):
 
     @torch.no_grad()
     def _build_adapters_from(self, example_input: Any) -> None:
+        """One dummy pass in eval mode: adapters from the seen shapes, lazy loss heads materialised."""
         was_training = self.training
         self.eval()
         try:
             self.forward(example_input)
+            self._make_adapters()
+            for pair in self.pairs:  # e.g. CRD's embedding heads take their input sizes now
+                if any(is_lazy(p) for p in pair.loss.parameters()):
+                    pair.loss(*self._adapted(pair), None)
         finally:
             self.train(was_training)
-        self._make_adapters()
-        self.student_taps.clear()
-        self.teacher_taps.clear()
+            self.student_taps.clear()
+            self.teacher_taps.clear()
 
     def _make_adapters(self) -> None:
         for pair, layouts in zip(self.pairs, self._layouts):
@@ -217,7 +222,8 @@ class Distiller(nn.Module):
         """
         if not self._adapters_ready and len(self.pairs):
             self._make_adapters()
-            trainable = [p.name for p in self.pairs if any(True for _ in p.student_adapter.parameters())]
+            trainable = [p.name for p in self.pairs if any(True for _ in p.student_adapter.parameters())
+                         or any(is_lazy(w) for w in p.loss.parameters())]
             if trainable:
                 raise DistillError(
                     f"pairs {trainable} need a trainable projector, which must exist before the optimizer is "
@@ -226,9 +232,7 @@ class Distiller(nn.Module):
         losses: dict[str, torch.Tensor] = {}
         total = None
         for pair in self.pairs:
-            student = pair.student_adapter(self.student_taps.get(pair.student_tap))
-            teacher = pair.teacher_adapter(self.teacher_taps.get(pair.teacher_tap).detach())
-            value = pair.loss(student, teacher, target)
+            value = pair.loss(*self._adapted(pair), target)
             losses[pair.name] = value
             weight = pair.match.weight * self._ramp(pair.match.warmup)
             total = value * weight if total is None else total + value * weight
@@ -239,6 +243,11 @@ class Distiller(nn.Module):
             total = losses["task"] * self.task_weight if total is None else total + losses["task"] * self.task_weight
         losses["total"] = total
         return losses
+
+    def _adapted(self, pair: _Pair) -> tuple[torch.Tensor, torch.Tensor]:
+        student = pair.student_adapter(self.student_taps.get(pair.student_tap))
+        teacher = pair.teacher_adapter(self.teacher_taps.get(pair.teacher_tap).detach())
+        return student, teacher
 
     def _ramp(self, warmup: int) -> float:
         return min(1.0, float(self.passes) / warmup) if warmup > 0 else 1.0

@@ -2,6 +2,7 @@
 
 from distill.losses.attention import AttentionTransferLoss
 from distill.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
+from distill.losses.crd import CRDLoss
 from distill.losses.dist import DISTLoss
 from distill.losses.dkd import DKDLoss
 from distill.losses.fitnet import FitNetLoss
@@ -20,6 +21,7 @@ __all__ = [
     "IGNORE_INDEX",
     "LOSSES",
     "AttentionTransferLoss",
+    "CRDLoss",
     "ChannelWiseLoss",
     "DISTLoss",
     "DKDLoss",
