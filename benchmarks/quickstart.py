@@ -91,7 +91,7 @@ def main() -> None:
 
     base = recipe_for("scratch", args.seeds[0], args)
     splits = load_recipe_data(base)
-    teacher, teacher_row = obtain_teacher(base, splits, args.work)
+    teacher, (teacher_row,) = obtain_teacher(base, splits, args.work)
     print(f"teacher {base.teacher.model}: {100 * teacher_row.acc:.2f} % on {splits.name}; "
           f"train {len(splits.train)}, eval {len(splits.test)}, transfer {len(splits.transfer or [])}")
 

@@ -21,13 +21,13 @@ def bundled_recipe(name: str) -> Path:
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from distill.experiment import run_recipe
-    from distill.recipe import load_recipe
+    from distill.recipe import load_recipe, train_configs
     from distill.report import print_table, write_report
 
     source = Path(args.recipe) if args.recipe else bundled_recipe(QUICKSTART)
-    if args.no_progress:
-        args.set = [*args.set, "train.progress=false", "teacher.train.progress=false"]
     recipe = load_recipe(source, args.set)
+    for config in train_configs(recipe) if args.no_progress else []:
+        config.progress = False
     run_dir = Path(args.out) if args.out else Path("runs") / recipe.name
     console.print(f"[bold]distill run[/bold] {source} → {run_dir}")
     outcome = run_recipe(recipe, run_dir, resume=args.resume)

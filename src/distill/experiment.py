@@ -22,7 +22,8 @@ from distill.engine.objectives import DistillObjective, SupervisedObjective
 from distill.engine.trainer import train
 from distill.losses import masked_cross_entropy
 from distill.models import build_model
-from distill.recipe import Recipe, dump_recipe
+from distill.multi_teacher import MultiTeacher
+from distill.recipe import Recipe, TeacherSpec, dump_recipe
 from distill.tasks.classification import count_parameters, cpu_latency_per_sample, evaluate_classifier
 from distill.teachers import load_cached_teacher, store_teacher
 
@@ -76,9 +77,8 @@ def build_student(recipe: Recipe, splits: DataSplits) -> nn.Module:
     return build_model(recipe.student.model, splits.input_shape, splits.num_classes, **recipe.student.options)
 
 
-def obtain_teacher(recipe: Recipe, splits: DataSplits, run_dir: Path, resume: bool = False) -> tuple[nn.Module, RowResult]:
-    """Load the teacher from ``teacher.weights`` or the cache, or train it and cache it."""
-    spec = recipe.teacher
+def _one_teacher(recipe: Recipe, spec: TeacherSpec, splits: DataSplits, folder: Path, resume: bool):
+    """One teacher from ``spec.weights``, the content-hash cache, or trained and then cached."""
     torch.manual_seed(spec.train.seed)
     teacher = build_model(spec.model, splits.input_shape, splits.num_classes, **spec.options)
     result = None
@@ -88,11 +88,24 @@ def obtain_teacher(recipe: Recipe, splits: DataSplits, run_dir: Path, resume: bo
         cache_spec = {"data": recipe.data.model_dump(), "model": spec.model, "options": spec.options,
                       "train": spec.train.model_dump(exclude={"progress", "tensorboard", "log_every"})}
         if load_cached_teacher(teacher, cache_spec) is None:
-            objective = SupervisedObjective(teacher)
-            result = _phase(objective, splits.train, spec.train, run_dir / "teacher", splits.test, resume, "teacher")
+            result = _phase(SupervisedObjective(teacher), splits.train, spec.train, folder, splits.test, resume, folder.name)
             store_teacher(teacher, cache_spec, {"acc": result.final.get("acc")})
     teacher.eval()
     return teacher, _row(f"teacher ({spec.model})", teacher, splits, result)
+
+
+def obtain_teacher(recipe: Recipe, splits: DataSplits, run_dir: Path, resume: bool = False):
+    """The recipe's teacher and its result rows: one model, a MultiTeacher, or ``"self"`` (no rows)."""
+    spec = recipe.teacher
+    if spec == "self":
+        return "self", []
+    if isinstance(spec, TeacherSpec):
+        teacher, row = _one_teacher(recipe, spec, splits, run_dir / "teacher", resume)
+        return teacher, [row]
+    built = [_one_teacher(recipe, one, splits, run_dir / f"teacher{i}", resume) for i, one in enumerate(spec.teachers)]
+    teacher = MultiTeacher([t for t, _ in built], spec.weights, spec.combine).eval()
+    combined = _row(f"teachers combined ({spec.combine})", teacher, splits, None)
+    return teacher, [row for _, row in built] + [combined]
 
 
 def train_scratch(recipe: Recipe, splits: DataSplits, run_dir: Path, augment: str, resume: bool = False):
@@ -108,7 +121,7 @@ def train_scratch(recipe: Recipe, splits: DataSplits, run_dir: Path, augment: st
 def build_distiller(recipe: Recipe, student: nn.Module, teacher: nn.Module, splits: DataSplits) -> Distiller:
     """A Distiller wired as the recipe's ``distill.pairs`` say."""
     pairs = {
-        (p.student, p.teacher): Match(p.loss, p.weight, p.warmup, options=p.options,
+        (p.student, p.teacher): Match(p.loss, p.weight, p.warmup, p.project, options=p.options,
                                       student_layout=p.student_layout, teacher_layout=p.teacher_layout)
         for p in recipe.distill.pairs
     }
@@ -137,8 +150,7 @@ def run_recipe(recipe: Recipe, run_dir: Path, resume: bool = False) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
     splits = load_recipe_data(recipe)
-    teacher, teacher_row = obtain_teacher(recipe, splits, run_dir, resume)
-    rows = [teacher_row]
+    teacher, rows = obtain_teacher(recipe, splits, run_dir, resume)
     for augment in recipe.baselines.augments:
         rows.append(train_scratch(recipe, splits, run_dir, augment, resume)[1])
     student, distilled_row = train_distilled(recipe, splits, teacher, run_dir, resume)

@@ -38,6 +38,14 @@ class TeacherSpec(ModelSpec):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=4000))
 
 
+class MultiTeacherSpec(_Strict):
+    """Several teachers combined into one (``distill.multi_teacher.MultiTeacher``)."""
+
+    teachers: list[TeacherSpec] = Field(min_length=2)
+    weights: list[float] | None = None
+    combine: Literal["logits", "probs"] = "logits"
+
+
 class PairSpec(_Strict):
     """One matched pair: student tap, teacher tap, loss name, weight and loss options."""
 
@@ -46,6 +54,7 @@ class PairSpec(_Strict):
     loss: str
     weight: float = 1.0
     warmup: int = Field(0, ge=0, description="training passes over which the weight ramps up from 0")
+    project: bool = Field(False, description="always project the student tensor onto the teacher's shape (exits, OFA)")
     options: dict[str, Any] = Field(default_factory=dict)
     student_layout: Literal["auto", "channels_first", "tokens"] = "auto"
     teacher_layout: Literal["auto", "channels_first", "tokens"] = "auto"
@@ -74,7 +83,7 @@ class Recipe(_Strict):
     name: str = "experiment"
     seed: int = 0
     data: DataSpec = Field(default_factory=DataSpec)
-    teacher: TeacherSpec
+    teacher: TeacherSpec | MultiTeacherSpec | Literal["self"]
     student: ModelSpec
     distill: DistillSpec
     train: TrainConfig
@@ -151,3 +160,10 @@ def load_recipe(source: Path | str | dict, overrides: list[str] | None = None) -
 def dump_recipe(recipe: Recipe) -> str:
     """The recipe as YAML, as it was actually run."""
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+def train_configs(recipe: Recipe) -> list[TrainConfig]:
+    """Every training budget in the recipe: the student's and each trained teacher's."""
+    teacher = recipe.teacher
+    teachers = [] if teacher == "self" else teacher.teachers if isinstance(teacher, MultiTeacherSpec) else [teacher]
+    return [recipe.train, *(t.train for t in teachers)]

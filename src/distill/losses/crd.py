@@ -56,7 +56,9 @@ class CRDLoss(DistillLoss):
         check_pair("crd", student, teacher, self.requires, min_dim=2)
         z_s = F.normalize(self.embed_student(sample_vectors(student)), dim=1)
         z_t = F.normalize(self.embed_teacher(sample_vectors(teacher)), dim=1)
-        loss = self._contrast(z_s, z_t, self.teacher_bank.bank) + self._contrast(z_t, z_s, self.student_bank.bank)
+        # copies: the banks are updated below, before autograd reads them in the backward pass
+        teacher_bank, student_bank = self.teacher_bank.bank.clone(), self.student_bank.bank.clone()
+        loss = self._contrast(z_s, z_t, teacher_bank) + self._contrast(z_t, z_s, student_bank)
         if self.training:
             self.teacher_bank.push(z_t)
             self.student_bank.push(z_s)
