@@ -1,0 +1,84 @@
+"""Every method recipe in recipes/methods/ against the same student trained from scratch.
+
+Same teacher, student, optimizer, step budget and data for every row; the
+scratch baseline is trained in the same run. One teacher (its recipe seed)
+serves all rows; students vary by seed.
+
+    python benchmarks/methods.py --seeds 0 1 2 --steps 6000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from common import mean_std, print_table, write_json
+
+from distill.experiment import load_recipe_data, obtain_teacher, train_distilled, train_scratch
+from distill.recipe import load_recipe
+
+RECIPES = Path(__file__).parents[1] / "recipes" / "methods"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--methods", nargs="+", default=sorted(p.stem for p in RECIPES.glob("*.yaml")))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=Path("runs/bench-methods"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/methods_mnist1d.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    def recipe(method: str, seed: int):
+        overrides = [f"train.seed={seed}", f"train.steps={args.steps}", f"train.eval_every={args.steps}", "train.progress=false"]
+        loaded = load_recipe(RECIPES / f"{method}.yaml", overrides)
+        for config in ([] if loaded.teacher == "self" else getattr(loaded.teacher, "teachers", [loaded.teacher])):
+            config.train.progress = False
+        return loaded
+
+    base = recipe("kd", args.seeds[0])
+    splits = load_recipe_data(base)
+    teachers = {}
+    results: dict[str, list[float]] = {"scratch": []}
+    seconds: dict[str, list[float]] = {"scratch": []}
+    for seed in args.seeds:
+        started = time.perf_counter()
+        _, row = train_scratch(recipe("kd", seed), splits, args.work / "scratch" / f"seed{seed}", "none")
+        results["scratch"].append(100 * row.acc)
+        seconds["scratch"].append(row.seconds / row.steps)
+        print(f"seed {seed} scratch {100 * row.acc:.2f} % ({time.perf_counter() - started:.0f} s)", flush=True)
+        for method in args.methods:
+            spec = recipe(method, seed)
+            key = repr(spec.teacher)
+            if key not in teachers:
+                teachers[key] = obtain_teacher(spec, splits, args.work / "teachers" / method)
+            teacher, teacher_rows = teachers[key]
+            started = time.perf_counter()
+            _, row = train_distilled(spec, splits, teacher, args.work / method / f"seed{seed}")
+            results.setdefault(method, []).append(100 * row.acc)
+            seconds.setdefault(method, []).append(row.seconds / row.steps)
+            print(f"seed {seed} {method} {100 * row.acc:.2f} % ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    scratch_mean, scratch_std = mean_std(results["scratch"])
+    table, rows = [], []
+    for method, accs in results.items():
+        mean, std = mean_std(accs)
+        gain = mean - scratch_mean
+        noise = 2 * max(std, scratch_std)
+        verdict = ("baseline" if method == "scratch" else "one seed: no verdict" if len(accs) < 2
+                   else "helps" if gain > noise else "hurts" if gain < -noise else "tie")
+        ms = 1000 * mean_std(seconds[method])[0]
+        table.append({"method": method, "acc_mean": mean, "acc_std": std, "accs": accs, "gain": gain, "verdict": verdict, "ms_per_step": ms})
+        rows.append([method, f"{mean:.2f} ± {std:.2f}", f"{gain:+.2f}", verdict, f"{ms:.2f}"])
+    teacher_accs = {k: [round(100 * r.acc, 2) for r in v[1]] for k, v in teachers.items()}
+    print_table(["method", "test acc (%)", "vs scratch", "verdict (2σ)", "ms/step"], rows)
+    write_json(args.out, {"command": f"python benchmarks/methods.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps}",
+                          "dataset": splits.name, "teachers": teacher_accs, "rows": table})
+
+
+if __name__ == "__main__":
+    main()
