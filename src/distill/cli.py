@@ -39,14 +39,14 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def _load_run_student(run_dir: Path, weights: Path | None):
     from distill.engine.checkpoint import load_weights_file
-    from distill.experiment import build_student, load_recipe_data
+    from distill.experiment import build_student, load_student_data
     from distill.recipe import load_recipe
 
     recipe_file = run_dir / "recipe.yaml"
     if not recipe_file.exists():
         raise DistillError(f"{run_dir} is not a distill run folder (no recipe.yaml); pass the folder `distill run` wrote.")
     recipe = load_recipe(recipe_file)
-    splits = load_recipe_data(recipe)
+    splits = load_student_data(recipe)
     student = build_student(recipe, splits)
     try:
         student.load_state_dict(load_weights_file(weights or run_dir / "student.safetensors"))

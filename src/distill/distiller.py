@@ -99,7 +99,8 @@ class Distiller(nn.Module):
     ``(loss, weight)`` or a :class:`Match`. Taps are module paths (see
     :mod:`distill.taps`). ``task_loss(student_output, target)`` with ``task_weight``
     adds the ordinary supervised loss. Pass ``example_input`` when a pair needs a
-    trainable projector, so it exists before the optimizer is created.
+    trainable projector, so it exists before the optimizer is created (and
+    ``example_teacher_input`` when the teacher sees a different view).
 
     ``teacher="self"`` is self-distillation (Zhang et al., ICCV 2019, "Be Your Own
     Teacher"): teacher taps are read from the student's own forward pass and detached,
@@ -115,6 +116,7 @@ class Distiller(nn.Module):
         task_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         task_weight: float = 1.0,
         example_input: torch.Tensor | None = None,
+        example_teacher_input: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(student, nn.Module):
@@ -150,7 +152,7 @@ class Distiller(nn.Module):
         #: training forward passes so far (drives warm-ups; saved in checkpoints so resume is exact)
         self.register_buffer("passes", torch.zeros((), dtype=torch.long))
         if example_input is not None:
-            self._build_adapters_from(example_input)
+            self._build_adapters_from(example_input, example_teacher_input)
 
     def _teacher_or_fail(self) -> nn.Module:
         if self.self_distill:
@@ -195,12 +197,12 @@ class Distiller(nn.Module):
         return self.student(x)
 
     @torch.no_grad()
-    def _build_adapters_from(self, example_input: Any) -> None:
+    def _build_adapters_from(self, example_input: Any, example_teacher_input: Any = None) -> None:
         """One dummy pass in eval mode: adapters from the seen shapes, lazy loss heads materialised."""
         was_training = self.training
         self.eval()
         try:
-            self.forward(example_input)
+            self.forward(example_input, teacher_input=example_teacher_input)
             self._make_adapters()
             for pair in self.pairs:  # e.g. CRD's embedding heads take their input sizes now
                 if any(is_lazy(p) for p in pair.loss.parameters()):

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from distill.augment import build_augment
-from distill.data import DataSplits, concat_datasets, load_dataset, with_validation
+from distill.data import DataSplits, PairedViews, concat_datasets, load_dataset, student_views, with_validation
 from distill.distiller import Distiller, Match
 from distill.engine.checkpoint import latest_checkpoint, load_weights_file
 from distill.engine.objectives import DistillObjective, SupervisedObjective
@@ -71,6 +71,14 @@ def load_recipe_data(recipe: Recipe) -> DataSplits:
     return with_validation(splits, recipe.data.validation) if recipe.data.validation else splits
 
 
+def load_student_data(recipe: Recipe) -> DataSplits:
+    """The data the recipe's student sees: its channel subset in cross-sensor recipes."""
+    splits = load_recipe_data(recipe)
+    if recipe.data.student_channels:
+        return student_views(splits, recipe.data.student_channels, recipe.data.student_align).student
+    return splits
+
+
 def build_student(recipe: Recipe, splits: DataSplits) -> nn.Module:
     """The student, initialised from ``train.seed`` so every row starts from the same weights."""
     torch.manual_seed(recipe.train.seed)
@@ -118,7 +126,8 @@ def train_scratch(recipe: Recipe, splits: DataSplits, run_dir: Path, augment: st
     return student, _row(name, student, splits, result)
 
 
-def build_distiller(recipe: Recipe, student: nn.Module, teacher: nn.Module, splits: DataSplits) -> Distiller:
+def build_distiller(recipe: Recipe, student: nn.Module, teacher: nn.Module, splits: DataSplits,
+                    views: PairedViews | None = None) -> Distiller:
     """A Distiller wired as the recipe's ``distill.pairs`` say."""
     pairs = {
         (p.student, p.teacher): Match(p.loss, p.weight, p.warmup, p.project, options=p.options,
@@ -126,18 +135,22 @@ def build_distiller(recipe: Recipe, student: nn.Module, teacher: nn.Module, spli
         for p in recipe.distill.pairs
     }
     example = torch.stack([splits.train[i][0] for i in range(2)])
+    example_teacher = views.paired_train.x[:2, views.student_width:] if views else None
     task = masked_cross_entropy if recipe.distill.task_weight else None
-    return Distiller(student, teacher, pairs, task_loss=task, task_weight=recipe.distill.task_weight, example_input=example)
+    return Distiller(student, teacher, pairs, task_loss=task, task_weight=recipe.distill.task_weight,
+                     example_input=example, example_teacher_input=example_teacher)
 
 
-def train_distilled(recipe: Recipe, splits: DataSplits, teacher: nn.Module, run_dir: Path, resume: bool = False):
-    """The student distilled from ``teacher`` as the recipe describes."""
+def train_distilled(recipe: Recipe, splits: DataSplits, teacher: nn.Module, run_dir: Path, resume: bool = False,
+                    views: PairedViews | None = None):
+    """The student distilled from ``teacher`` as the recipe describes (``views``: cross-sensor pairs)."""
     student = build_student(recipe, splits)
-    distiller = build_distiller(recipe, student, teacher, splits)
+    distiller = build_distiller(recipe, student, teacher, splits, views)
     spec = recipe.distill
-    objective = DistillObjective(distiller, build_augment(spec.augment, spec.mixup_alpha))
-    data = splits.train
-    if spec.use_transfer and splits.transfer is not None:
+    objective = DistillObjective(distiller, build_augment(spec.augment, spec.mixup_alpha),
+                                 views.student_width if views else None)
+    data = views.paired_train if views else splits.train
+    if spec.use_transfer and splits.transfer is not None and views is None:
         data = concat_datasets(splits.train, splits.transfer)
     result = _phase(objective, data, recipe.train, run_dir / "distill", splits.test, resume, "distill")
     methods = "+".join(p.loss for p in spec.pairs) + ("" if spec.augment == "none" else f", {spec.augment}")
@@ -151,9 +164,13 @@ def run_recipe(recipe: Recipe, run_dir: Path, resume: bool = False) -> dict:
     (run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
     splits = load_recipe_data(recipe)
     teacher, rows = obtain_teacher(recipe, splits, run_dir, resume)
+    views = None
+    if recipe.data.student_channels:
+        views = student_views(splits, recipe.data.student_channels, recipe.data.student_align)
+        splits = views.student
     for augment in recipe.baselines.augments:
         rows.append(train_scratch(recipe, splits, run_dir, augment, resume)[1])
-    student, distilled_row = train_distilled(recipe, splits, teacher, run_dir, resume)
+    student, distilled_row = train_distilled(recipe, splits, teacher, run_dir, resume, views)
     rows.append(distilled_row)
     save_file({k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}, str(run_dir / "student.safetensors"))
     results = {

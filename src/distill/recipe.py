@@ -22,6 +22,8 @@ class DataSpec(_Strict):
     name: str = "mnist1d"
     options: dict[str, Any] = Field(default_factory=dict)
     validation: int = Field(0, ge=0, description="if > 0, evaluate on this many held-out training samples (tuning)")
+    student_channels: list[int] | None = Field(None, description="cross-sensor: the student sees only these channels")
+    student_align: bool = Field(False, description="Euclidean-align the student's channel subset on its own")
 
 
 class ModelSpec(_Strict):

@@ -1,10 +1,12 @@
 """Offline datasets by name, and the same splits from the user's own arrays or datasets."""
 
-from distill.data import digits, mnist, mnist1d  # noqa: F401  (each registers a loader)
+from distill.data import basicmotions, digits, mnist, mnist1d  # noqa: F401  (each registers a loader)
+from distill.data.alignment import euclidean_alignment
 from distill.data.base import DATASETS, DataSplits
 from distill.data.custom import from_arrays, from_datasets
 from distill.data.tensors import InMemoryDataset, collate_batches, concat_datasets, make_loader
 from distill.data.validation import with_validation
+from distill.data.views import PairedViews, student_views
 
 
 def load_dataset(name: str, **kwargs) -> DataSplits:
@@ -16,11 +18,14 @@ __all__ = [
     "DATASETS",
     "DataSplits",
     "InMemoryDataset",
+    "PairedViews",
     "collate_batches",
     "concat_datasets",
+    "euclidean_alignment",
     "from_arrays",
     "from_datasets",
     "load_dataset",
     "make_loader",
+    "student_views",
     "with_validation",
 ]

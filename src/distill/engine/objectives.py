@@ -51,13 +51,16 @@ class SupervisedObjective(nn.Module):
 class DistillObjective(nn.Module):
     """Train the student of a :class:`Distiller`; with ``augment``, teacher and student see the same view.
 
+    ``student_width``: batches hold paired views (see ``distill.data.views``); the
+    student gets the first ``student_width`` channels, the teacher the rest.
+
     Mixed inputs have no single label, so under mixup every target-free loss is used
     and labels are not passed on (function matching, Beyer et al., CVPR 2022).
     """
 
-    def __init__(self, distiller: Distiller, augment: Mixup | None = None) -> None:
+    def __init__(self, distiller: Distiller, augment: Mixup | None = None, student_width: int | None = None) -> None:
         super().__init__()
-        self.distiller, self.augment = distiller, augment
+        self.distiller, self.augment, self.student_width = distiller, augment, student_width
         if augment is not None:
             needing = [p.name for p in distiller.pairs if p.loss.needs_target]
             if needing or distiller.task_loss is not None:
@@ -74,7 +77,10 @@ class DistillObjective(nn.Module):
         target = y
         if self.augment is not None and self.training:
             x, target = self.augment(x).x, None
-        output = self.distiller(x)
+        teacher_x = None
+        if self.student_width is not None:  # paired views: the student's channels come first
+            x, teacher_x = x[:, : self.student_width], x[:, self.student_width :]
+        output = self.distiller(x, teacher_input=teacher_x)
         losses = self.distiller.compute_losses(target, output=output)
         result = {"loss": losses.pop("total"), **losses}
         if target is not None:

@@ -9,6 +9,7 @@ from distill.losses.fitnet import FitNetLoss
 from distill.losses.functional import masked_cross_entropy, soft_kl
 from distill.losses.kd import KDLoss
 from distill.losses.logit_standardization import LogitStandardizedKDLoss
+from distill.losses.mmd import MMDLoss
 from distill.losses.nst import NSTLoss
 from distill.losses.ofa import OFALoss
 from distill.losses.pkt import PKTLoss
@@ -29,6 +30,7 @@ __all__ = [
     "FitNetLoss",
     "KDLoss",
     "LogitStandardizedKDLoss",
+    "MMDLoss",
     "NSTLoss",
     "OFALoss",
     "PKTLoss",
