@@ -210,3 +210,42 @@ def test_mmd_rejects_mismatched_or_flat_inputs(student, teacher):
 def test_mmd_rejects_bad_bandwidths(bandwidths):
     with pytest.raises(ConfigError, match="bandwidths"):
         MMDLoss(bandwidths=bandwidths)
+
+
+def test_paired_views_feed_each_model_its_channels():
+    from torch import nn
+
+    from distill import Distiller
+    from distill.data import load_dataset, student_views
+    from distill.engine.objectives import DistillObjective
+
+    splits = load_dataset("basicmotions")
+    views = student_views(splits, [0, 1, 2], align=True)
+    assert views.student.input_shape == (3, 100) and views.paired_train.x.shape == (40, 9, 100)
+    aligned = views.student.train.x
+    covariance = torch.einsum("nct,ndt->cd", aligned, aligned) / (aligned.shape[0] * aligned.shape[2])
+    assert torch.allclose(covariance, torch.eye(3), atol=1e-3)  # the student's view is aligned on its own
+
+    seen = {}
+
+    class Probe(nn.Module):
+        def __init__(self, name, channels):
+            super().__init__()
+            self.name, self.net = name, nn.Sequential(nn.Flatten(), nn.Linear(channels * 100, 4))
+
+        def forward(self, x):
+            seen[self.name] = x.shape[1]
+            return self.net(x)
+
+    distiller = Distiller(Probe("student", 3), Probe("teacher", 6), {("output", "output"): "kd"})
+    objective = DistillObjective(distiller, student_width=3)
+    x, y = views.paired_train.x[:8], views.paired_train.y[:8]
+    assert torch.isfinite(objective(x, y)["loss"]) and seen == {"student": 3, "teacher": 6}
+    assert torch.equal(x[:, 3:], splits.train.x[:8])
+
+
+def test_bad_student_channels():
+    from distill.data import load_dataset, student_views
+
+    with pytest.raises(DistillError, match="0..5"):
+        student_views(load_dataset("basicmotions"), [0, 7])
