@@ -14,13 +14,14 @@ RECIPES = sorted(Path(__file__).parents[1].glob("recipes/**/*.yaml"))
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
 def test_recipe_runs(recipe, tmp_path):
     tree = yaml.safe_load(recipe.read_text())
-    overrides = ["train.steps=12", "train.eval_every=6"]
+    overrides = ["train.epochs=null", "train.steps=12", "train.eval_every=6"]
     if "transfer_size" in tree["data"].get("options", {}):
         overrides.append("data.options.transfer_size=200")
     if isinstance(tree["teacher"], dict) and "teachers" in tree["teacher"]:
-        overrides += [f"teacher.teachers.{i}.train.steps=12" for i in range(len(tree["teacher"]["teachers"]))]
+        for i in range(len(tree["teacher"]["teachers"])):
+            overrides += [f"teacher.teachers.{i}.train.epochs=null", f"teacher.teachers.{i}.train.steps=12"]
     elif isinstance(tree["teacher"], dict):
-        overrides.append("teacher.train.steps=12")
+        overrides += ["teacher.train.epochs=null", "teacher.train.steps=12", "teacher.train.checkpoint_every=0"]
     args = ["run", str(recipe), "--no-progress", "--out", str(tmp_path)]
     for item in overrides:
         args += ["--set", item]

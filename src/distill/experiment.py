@@ -94,9 +94,11 @@ def _one_teacher(recipe: Recipe, spec: TeacherSpec, splits: DataSplits, folder: 
         teacher.load_state_dict(load_weights_file(spec.weights))
     else:
         cache_spec = {"data": recipe.data.model_dump(), "model": spec.model, "options": spec.options,
-                      "train": spec.train.model_dump(exclude={"progress", "tensorboard", "log_every"})}
+                      "train": spec.train.model_dump(exclude={"progress", "tensorboard", "log_every"}),
+                      **({"augment": spec.augment} if spec.augment != "none" else {})}
         if load_cached_teacher(teacher, cache_spec) is None:
-            result = _phase(SupervisedObjective(teacher), splits.train, spec.train, folder, splits.test, resume, folder.name)
+            objective = SupervisedObjective(teacher, build_augment(spec.augment))
+            result = _phase(objective, splits.train, spec.train, folder, splits.test, resume, folder.name)
             store_teacher(teacher, cache_spec, {"acc": result.final.get("acc")})
     teacher.eval()
     return teacher, _row(f"teacher ({spec.model})", teacher, splits, result)

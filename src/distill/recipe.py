@@ -38,6 +38,7 @@ class TeacherSpec(ModelSpec):
 
     weights: Path | None = None
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=4000))
+    augment: Literal["none", "mixup", "jitter"] = "none"
 
 
 class MultiTeacherSpec(_Strict):
@@ -67,7 +68,7 @@ class DistillSpec(_Strict):
 
     pairs: list[PairSpec] = Field(min_length=1)
     task_weight: float = Field(0.0, ge=0, description="weight of the plain cross-entropy on labels")
-    augment: Literal["none", "mixup"] = "none"
+    augment: Literal["none", "mixup", "jitter"] = "none"
     mixup_alpha: float = Field(1.0, gt=0)
     use_transfer: bool = Field(True, description="also train on the dataset's unlabeled transfer set")
 
@@ -75,7 +76,7 @@ class DistillSpec(_Strict):
 class BaselineSpec(_Strict):
     """From-scratch students trained in the same run with the same budget, one per augmentation."""
 
-    augments: list[Literal["none", "mixup"]] = Field(default_factory=lambda: ["none", "mixup"])
+    augments: list[Literal["none", "mixup", "jitter"]] = Field(default_factory=lambda: ["none", "mixup"])
     mixup_alpha: float = Field(1.0, gt=0)
 
 

@@ -61,7 +61,7 @@ class DistillObjective(nn.Module):
     def __init__(self, distiller: Distiller, augment: Mixup | None = None, student_width: int | None = None) -> None:
         super().__init__()
         self.distiller, self.augment, self.student_width = distiller, augment, student_width
-        if augment is not None:
+        if augment is not None and not augment.keeps_labels:
             needing = [p.name for p in distiller.pairs if p.loss.needs_target]
             if needing or distiller.task_loss is not None:
                 raise ConfigError(
@@ -76,7 +76,7 @@ class DistillObjective(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         target = y
         if self.augment is not None and self.training:
-            x, target = self.augment(x).x, None
+            x, target = self.augment(x).x, (y if self.augment.keeps_labels else None)
         teacher_x = None
         if self.student_width is not None:  # paired views: the student's channels come first
             x, teacher_x = x[:, : self.student_width], x[:, self.student_width :]
