@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 
 import numpy as np
 import pytest
 import torch
 
 from distill.errors import ConfigError, DistillError
-from distill.losses.base import LOSSES, DistillLoss
+from distill.losses.base import LOSSES
 from distill.losses.nst import NSTLoss
 from distill.losses.pkt import PKTLoss
 from distill.losses.rkd import RKDLoss
@@ -35,14 +34,6 @@ def softmax(v: np.ndarray) -> np.ndarray:
 
 
 # --- registry ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_registered_with_paper_docstring(name):
-    cls = LOSSES.get(name)
-    assert issubclass(cls, DistillLoss)
-    assert cls.requires in {"identical", "same_shape", "same_spatial", "same_batch"}
-    assert re.search(r"\b(19|20)\d\d\b", LOSSES.describe(name)), "first doc line must cite a paper and year"
 
 
 def test_registered_classes_and_requirements():

@@ -12,26 +12,13 @@ from distill.errors import ConfigError, DistillError
 from distill.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
 from distill.losses.dist import DISTLoss, pearson_correlation
 from distill.losses.logit_standardization import LogitStandardizedKDLoss, standardize_logits
+from reference import kl, softmax, t
 
 LOGIT_LOSSES = {"dist": DISTLoss, "lskd": LogitStandardizedKDLoss}
 
 # 3 samples x 4 classes.
 S = np.array([[1.0, 2.0, 0.5, -1.0], [0.0, -1.0, 3.0, 1.0], [2.0, 2.5, -0.5, 0.0]])
 T_ = np.array([[2.0, 1.0, 0.0, -0.5], [1.0, 0.5, 2.5, 0.0], [0.5, 3.0, 1.0, -1.0]])
-
-
-def softmax(v: np.ndarray) -> np.ndarray:
-    e = np.exp(v - v.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """KL(p ‖ q) over the last axis."""
-    return (p * np.log(p / q)).sum(axis=-1)
-
-
-def t(a) -> torch.Tensor:
-    return torch.tensor(a, dtype=torch.float32)
 
 
 # --- registry and shared contract -------------------------------------------------------

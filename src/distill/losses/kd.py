@@ -23,11 +23,15 @@ class KDLoss(DistillLoss):
         self.temperature = check_positive("temperature", temperature)
         self.alpha = float(alpha)
 
+    def soft_inputs(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits the soft term compares; variants of KD transform them first."""
+        return student, teacher
+
     def forward(
         self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None = None
     ) -> torch.Tensor:
-        check_pair("kd", student, teacher, self.requires, min_dim=2)
-        loss = self.alpha * soft_kl(student, teacher, self.temperature).mean()
+        check_pair(type(self).__name__, student, teacher, self.requires, min_dim=2)
+        loss = self.alpha * soft_kl(*self.soft_inputs(student, teacher), self.temperature).mean()
         if target is not None and self.alpha != 1.0:
             loss = loss + (1.0 - self.alpha) * masked_cross_entropy(student, target)
         return loss

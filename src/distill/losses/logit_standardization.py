@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from distill.errors import DistillError
-from distill.losses.base import LOSSES, DistillLoss
-from distill.losses.functional import check_pair, check_positive, masked_cross_entropy, soft_kl
+from distill.losses.base import LOSSES
+from distill.losses.kd import KDLoss
 
 #: Added to each row's standard deviation, so a constant row standardises to zeros.
 EPS = 1e-7
@@ -24,7 +24,7 @@ def standardize_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 @LOSSES.register("lskd")
-class LogitStandardizedKDLoss(DistillLoss):
+class LogitStandardizedKDLoss(KDLoss):
     """KD on standardised logits (Sun et al., CVPR 2024, "Logit Standardization in Knowledge Distillation").
 
     ``alpha · T²·KL(softmax(ẑ_t/T) ‖ softmax(ẑ_s/T)) + (1 − alpha) · CE(student, target)``,
@@ -33,21 +33,10 @@ class LogitStandardizedKDLoss(DistillLoss):
     ignores any per-sample ``a·z + b`` (a > 0) rescaling of the student's logits.
     """
 
-    requires = "identical"
-
     def __init__(self, temperature: float = 2.0, alpha: float = 1.0) -> None:
-        super().__init__()
-        self.temperature = check_positive("temperature", temperature)
-        self.alpha = float(alpha)
+        super().__init__(temperature, alpha)
 
-    def forward(
-        self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        check_pair("lskd", student, teacher, self.requires, min_dim=2)
+    def soft_inputs(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if student.shape[-1] < 2:
             raise DistillError(f"lskd needs at least 2 classes to standardise, got logits {tuple(student.shape)}.")
-        soft = soft_kl(standardize_logits(student), standardize_logits(teacher), self.temperature)
-        loss = self.alpha * soft.mean()
-        if target is not None and self.alpha != 1.0:
-            loss = loss + (1.0 - self.alpha) * masked_cross_entropy(student, target)
-        return loss
+        return standardize_logits(student), standardize_logits(teacher)
