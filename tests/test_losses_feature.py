@@ -289,3 +289,53 @@ def test_crd_heads_exist_before_the_optimizer():
     heads = distiller.pairs[0].loss
     assert heads.embed_student.weight.shape == (128, 8) and heads.embed_teacher.weight.shape == (128, 16)
     assert int(heads.teacher_bank.head) == 0  # the dummy pass did not fill the bank
+
+
+def test_hierarchical_context_loss_by_hand():
+    from distill.losses.review import hierarchical_context_loss
+
+    s = torch.zeros(1, 1, 4, 4)
+    t = torch.zeros(1, 1, 4, 4)
+    t[0, 0, :2, :2] = 4.0  # one quadrant lit
+    full = (16 * 4) / 16  # MSE at 4x4: four cells of 16 out of 16 cells
+    two = 4.0  # 2x2 pooled: one cell of value 4 (mean 4) -> 16 / 4 cells
+    one = 1.0  # 1x1 pooled: mean 1 -> 1
+    # level 4 is skipped (not coarser than the 4x4 map); weights 1, 1/2, 1/4, normalised by 1.75
+    assert hierarchical_context_loss(s, t).item() == pytest.approx((full + two / 2 + one / 4) / 1.75)
+
+
+def test_reviewkd_fuses_levels_through_the_distiller():
+    from distill import Distiller
+    from distill.models import build_model
+
+    torch.manual_seed(0)
+    student = build_model("convnet", (1, 40), 10, channels=[4, 4, 4])
+    teacher = build_model("convnet", (1, 40), 10, channels=[16, 16, 16])
+    taps = ("conv1", "conv2", "conv3")
+    x = torch.randn(8, 1, 40)
+    distiller = Distiller(student, teacher, {(taps, taps): "reviewkd"}, example_input=x)
+    fusions = distiller.pairs[0].loss.fusions
+    assert len(fusions) == 3 and fusions[0].attention is not None and fusions[2].attention is None
+    opt = torch.optim.Adam(distiller.parameters(), lr=1e-2)
+    first = None
+    for _ in range(40):
+        distiller(x)
+        loss = distiller.compute_losses()["total"]
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+
+
+def test_multi_level_taps_only_for_multi_level_losses():
+    from distill import Distiller
+    from distill.errors import DistillError
+    from distill.models import build_model
+
+    student = build_model("convnet", (1, 40), 10, channels=[4, 4, 4])
+    teacher = build_model("convnet", (1, 40), 10)
+    with pytest.raises(DistillError, match="multi-level"):
+        Distiller(student, teacher, {(("conv1", "conv2"), ("conv1", "conv2")): "fitnet"})
+    with pytest.raises(DistillError, match="multi-level"):
+        Distiller(student, teacher, {("conv1", "conv1"): "reviewkd"})

@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.nn.parameter import is_lazy
 
 from distill.adapters import Layout, build_adapters, infer_layout
 from distill.errors import DistillError
@@ -71,18 +70,45 @@ def _loss_name(match: Match, loss: DistillLoss) -> str:
     return type(loss).__name__.removesuffix("Loss").lower()
 
 
+Taps = TapSpec | tuple[TapSpec, ...]
+
+
+def _parse_taps(tap: str | tuple | list) -> Taps:
+    """One tap, or a tuple of taps for a multi-level loss (e.g. ReviewKD)."""
+    if isinstance(tap, (tuple, list)):
+        return tuple(parse_tap(t) for t in tap)
+    return parse_tap(tap)
+
+
+def _each(taps: Taps) -> tuple[TapSpec, ...]:
+    return taps if isinstance(taps, tuple) else (taps,)
+
+
+def _label(taps: Taps) -> str:
+    return "+".join(str(t) for t in _each(taps))
+
+
 class _Pair(nn.Module):
     """One scored pair: the taps, the loss, its weight and (once shapes are known) adapters."""
 
-    def __init__(self, student_tap: TapSpec, teacher_tap: TapSpec, match: Match) -> None:
+    def __init__(self, student_tap: Taps, teacher_tap: Taps, match: Match) -> None:
         super().__init__()
         self.student_tap, self.teacher_tap, self.match = student_tap, teacher_tap, match
         self.loss = match.build_loss()
         self.name = _loss_name(match, self.loss)
+        self.multi_level = self.loss.requires == "multi_level"
+        if self.multi_level != (isinstance(student_tap, tuple) and isinstance(teacher_tap, tuple)):
+            raise DistillError(
+                f"loss {self.name!r} on ({_label(student_tap)} → {_label(teacher_tap)}): multi-level losses take a "
+                "list of taps on both sides, every other loss one tap per side."
+            )
         self.student_adapter: nn.Module | None = None
         self.teacher_adapter: nn.Module | None = None
 
     def build_adapters(self, student: torch.Tensor, teacher: torch.Tensor, layouts: tuple[str, str]) -> None:
+        if self.multi_level:  # the loss fuses and projects the levels itself
+            self.student_adapter, self.teacher_adapter = nn.Identity(), nn.Identity()
+            return
         label = f"pair ({self.student_tap} → {self.teacher_tap}, loss {self.name!r})"
         requires = "same_shape" if self.match.project else self.loss.requires
         s_adapter, t_adapter = build_adapters(
@@ -138,15 +164,15 @@ class Distiller(nn.Module):
         self.task_loss, self.task_weight = task_loss, float(task_weight)
         self.pairs = nn.ModuleList(self._build_pairs(pairs))
         self._layouts = [
-            (
+            ("channels_first", "channels_first") if p.multi_level else (
                 infer_layout(resolve_module(student, p.student_tap.path, "student"), p.match.student_layout),
                 infer_layout(resolve_module(self._teacher_or_fail(), p.teacher_tap.path, "teacher"), p.match.teacher_layout),
             )
             for p in self.pairs
         ]
-        self.student_taps = TapRecorder(student, [p.student_tap for p in self.pairs], "student")
+        self.student_taps = TapRecorder(student, [t for p in self.pairs for t in _each(p.student_tap)], "student")
         self.teacher_taps = TapRecorder(self._teacher_or_fail() if len(self.pairs) else student,
-                                        [p.teacher_tap for p in self.pairs], "teacher")
+                                        [t for p in self.pairs for t in _each(p.teacher_tap)], "teacher")
         self._exported = False
         self._adapters_ready = False
         #: training forward passes so far (drives warm-ups; saved in checkpoints so resume is exact)
@@ -166,10 +192,10 @@ class Distiller(nn.Module):
         for key, value in pairs.items():
             if not (isinstance(key, tuple) and len(key) == 2):
                 raise DistillError(f"each key of pairs must be (student_tap, teacher_tap), got {key!r}.")
-            pair = _Pair(parse_tap(key[0]), parse_tap(key[1]), _as_match(value))
+            pair = _Pair(_parse_taps(key[0]), _parse_taps(key[1]), _as_match(value))
             seen[pair.name] = seen.get(pair.name, 0) + 1
             if seen[pair.name] > 1:
-                pair.name = f"{pair.name}/{key[0]}"
+                pair.name = f"{pair.name}/{_label(pair.student_tap)}"
             built.append(pair)
         return built
 
@@ -205,7 +231,7 @@ class Distiller(nn.Module):
             self.forward(example_input, teacher_input=example_teacher_input)
             self._make_adapters()
             for pair in self.pairs:  # e.g. CRD's embedding heads take their input sizes now
-                if any(is_lazy(p) for p in pair.loss.parameters()):
+                if pair.loss.pending_setup():
                     pair.loss(*self._adapted(pair), None)
         finally:
             self.train(was_training)
@@ -214,8 +240,15 @@ class Distiller(nn.Module):
 
     def _make_adapters(self) -> None:
         for pair, layouts in zip(self.pairs, self._layouts):
-            pair.build_adapters(self.student_taps.get(pair.student_tap), self.teacher_taps.get(pair.teacher_tap), layouts)
+            pair.build_adapters(self._tensors(self.student_taps, pair.student_tap),
+                                self._tensors(self.teacher_taps, pair.teacher_tap), layouts)
         self._adapters_ready = True
+
+    @staticmethod
+    def _tensors(recorder: TapRecorder, taps: Taps) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(taps, tuple):
+            return [recorder.get(t) for t in taps]
+        return recorder.get(taps)
 
     def compute_losses(self, target: torch.Tensor | None = None, output: Any = None) -> dict[str, torch.Tensor]:
         """Named (unweighted) losses of the latest forward pass and their weighted sum ``"total"``.
@@ -225,7 +258,7 @@ class Distiller(nn.Module):
         if not self._adapters_ready and len(self.pairs):
             self._make_adapters()
             trainable = [p.name for p in self.pairs if any(True for _ in p.student_adapter.parameters())
-                         or any(is_lazy(w) for w in p.loss.parameters())]
+                         or p.loss.pending_setup()]
             if trainable:
                 raise DistillError(
                     f"pairs {trainable} need a trainable projector, which must exist before the optimizer is "
@@ -246,7 +279,10 @@ class Distiller(nn.Module):
         losses["total"] = total
         return losses
 
-    def _adapted(self, pair: _Pair) -> tuple[torch.Tensor, torch.Tensor]:
+    def _adapted(self, pair: _Pair) -> tuple:
+        if pair.multi_level:
+            teacher = [t.detach() for t in self._tensors(self.teacher_taps, pair.teacher_tap)]
+            return self._tensors(self.student_taps, pair.student_tap), teacher
         student = pair.student_adapter(self.student_taps.get(pair.student_tap))
         teacher = pair.teacher_adapter(self.teacher_taps.get(pair.teacher_tap).detach())
         return student, teacher

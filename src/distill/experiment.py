@@ -128,11 +128,15 @@ def train_scratch(recipe: Recipe, splits: DataSplits, run_dir: Path, augment: st
     return student, _row(name, student, splits, result)
 
 
+def _taps(value: str | list[str]) -> str | tuple[str, ...]:
+    return tuple(value) if isinstance(value, list) else value
+
+
 def build_distiller(recipe: Recipe, student: nn.Module, teacher: nn.Module, splits: DataSplits,
                     views: PairedViews | None = None) -> Distiller:
     """A Distiller wired as the recipe's ``distill.pairs`` say."""
     pairs = {
-        (p.student, p.teacher): Match(p.loss, p.weight, p.warmup, p.project, options=p.options,
+        (_taps(p.student), _taps(p.teacher)): Match(p.loss, p.weight, p.warmup, p.project, options=p.options,
                                       student_layout=p.student_layout, teacher_layout=p.teacher_layout)
         for p in recipe.distill.pairs
     }

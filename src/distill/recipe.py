@@ -52,8 +52,8 @@ class MultiTeacherSpec(_Strict):
 class PairSpec(_Strict):
     """One matched pair: student tap, teacher tap, loss name, weight and loss options."""
 
-    student: str = "output"
-    teacher: str = "output"
+    student: str | list[str] = Field("output", description="a tap, or a list of taps for multi-level losses")
+    teacher: str | list[str] = "output"
     loss: str
     weight: float = 1.0
     warmup: int = Field(0, ge=0, description="training passes over which the weight ramps up from 0")

@@ -13,6 +13,7 @@ from distill.losses.mmd import MMDLoss
 from distill.losses.nst import NSTLoss
 from distill.losses.ofa import OFALoss
 from distill.losses.pkt import PKTLoss
+from distill.losses.review import ReviewKDLoss
 from distill.losses.rkd import RKDLoss
 from distill.losses.similarity import SimilarityPreservingLoss
 from distill.losses.spatial import ChannelWiseLoss, PairwiseAffinityLoss
@@ -36,6 +37,7 @@ __all__ = [
     "PKTLoss",
     "PairwiseAffinityLoss",
     "RKDLoss",
+    "ReviewKDLoss",
     "SimilarityPreservingLoss",
     "VkDLoss",
     "masked_cross_entropy",

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from distill.registry import Registry
 
@@ -14,7 +15,8 @@ from distill.registry import Registry
 #: ``same_shape``: identical shapes (a projector maps the student onto the teacher's shape).
 #: ``same_spatial``: same batch and spatial size; channels may differ (resized without parameters).
 #: ``same_batch``: only the batch size must agree (relations between samples).
-Requirement = Literal["identical", "same_shape", "same_spatial", "same_batch"]
+#: ``multi_level``: lists of tensors from several taps per side; the loss fuses them itself.
+Requirement = Literal["identical", "same_shape", "same_spatial", "same_batch", "multi_level"]
 
 LOSSES: Registry = Registry("loss")
 
@@ -38,3 +40,7 @@ class DistillLoss(nn.Module):
         self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None = None
     ) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def pending_setup(self) -> bool:
+        """True while the loss still has to see one batch to create its parameters."""
+        return any(is_lazy(p) for p in self.parameters())
