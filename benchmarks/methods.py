@@ -1,7 +1,8 @@
 """Every method recipe in recipes/methods/ against the same student trained from scratch.
 
 Same teacher, student, optimizer, step budget and data for every row; the
-scratch baseline is trained in the same run. One teacher (its recipe seed)
+scratch baselines (plain, and with mixup — the augmentation function matching
+uses) are trained in the same run; "vs scratch" is against the plain one. One teacher (its recipe seed)
 serves all rows; students vary by seed.
 
     python benchmarks/methods.py --seeds 0 1 2 --steps 6000
@@ -43,14 +44,15 @@ def main() -> None:
     base = recipe("kd", args.seeds[0])
     splits = load_recipe_data(base)
     teachers = {}
-    results: dict[str, list[float]] = {"scratch": []}
-    seconds: dict[str, list[float]] = {"scratch": []}
+    results: dict[str, list[float]] = {"scratch": [], "scratch_mixup": []}
+    seconds: dict[str, list[float]] = {"scratch": [], "scratch_mixup": []}
     for seed in args.seeds:
-        started = time.perf_counter()
-        _, row = train_scratch(recipe("kd", seed), splits, args.work / "scratch" / f"seed{seed}", "none")
-        results["scratch"].append(100 * row.acc)
-        seconds["scratch"].append(row.seconds / row.steps)
-        print(f"seed {seed} scratch {100 * row.acc:.2f} % ({time.perf_counter() - started:.0f} s)", flush=True)
+        for name, augment in (("scratch", "none"), ("scratch_mixup", "mixup")):
+            started = time.perf_counter()
+            _, row = train_scratch(recipe("kd", seed), splits, args.work / name / f"seed{seed}", augment)
+            results[name].append(100 * row.acc)
+            seconds[name].append(row.seconds / row.steps)
+            print(f"seed {seed} {name} {100 * row.acc:.2f} % ({time.perf_counter() - started:.0f} s)", flush=True)
         for method in args.methods:
             spec = recipe(method, seed)
             key = repr(spec.teacher)
@@ -69,7 +71,7 @@ def main() -> None:
         mean, std = mean_std(accs)
         gain = mean - scratch_mean
         noise = 2 * max(std, scratch_std)
-        verdict = ("baseline" if method == "scratch" else "one seed: no verdict" if len(accs) < 2
+        verdict = ("baseline" if method.startswith("scratch") else "one seed: no verdict" if len(accs) < 2
                    else "helps" if gain > noise else "hurts" if gain < -noise else "tie")
         ms = 1000 * mean_std(seconds[method])[0]
         table.append({"method": method, "acc_mean": mean, "acc_std": std, "accs": accs, "gain": gain, "verdict": verdict, "ms_per_step": ms})
