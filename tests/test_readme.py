@@ -1,4 +1,4 @@
-"""The README's library example runs as written."""
+"""The README's Python examples run as written."""
 
 import re
 from pathlib import Path
@@ -8,19 +8,31 @@ import torch
 from distill.data import load_dataset, make_loader
 from distill.models import build_model
 
+BLOCKS = re.findall(r"```python\n(.*?)```", (Path(__file__).parents[1] / "README.md").read_text(), re.S)
+
+
+def _mnist1d_namespace():
+    splits = load_dataset("mnist1d")
+    train_set = torch.utils.data.Subset(splits.train, range(200))
+    loader = make_loader(train_set, batch_size=50, shuffle=True)
+    return {"torch": torch, "loader": loader, "x_batch": next(iter(loader))[0], "train_set": splits.train}
+
 
 def test_readme_library_example_runs():
-    text = (Path(__file__).parents[1] / "README.md").read_text()
-    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
-    splits = load_dataset("mnist1d", transfer_size=0)
-    loader = make_loader(torch.utils.data.Subset(splits.train, range(200)), batch_size=50, shuffle=True)
-    namespace = {
-        "torch": torch,
-        "student": build_model("mlp", (1, 40), 10),
-        "teacher": build_model("convnet", (1, 40), 10),
-        "x_batch": next(iter(loader))[0],
-        "loader": loader,
-    }
-    exec(compile(code, "README.md", "exec"), namespace)
+    namespace = {**_mnist1d_namespace(), "student": build_model("mlp", (1, 40), 10),
+                 "teacher": build_model("convnet", (1, 40), 10)}
+    exec(compile(BLOCKS[0], "README.md", "exec"), namespace)
     assert isinstance(namespace["deployable"], torch.nn.Module)
     assert torch.isfinite(namespace["losses"]["total"])
+
+
+def test_readme_more_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    convnet = lambda width: build_model("convnet", (1, 40), 10, channels=[width] * 3)  # noqa: E731
+    namespace = {**_mnist1d_namespace(), "student": convnet(8), "teacher": convnet(16),
+                 "teacher_a": convnet(16), "teacher_b": convnet(12)}
+    exec(compile(BLOCKS[1], "README.md", "exec"), namespace)
+    distiller = namespace["distiller"]
+    distiller(namespace["x_batch"])
+    assert torch.isfinite(distiller.compute_losses()["total"])
+    assert (tmp_path / "teacher-cache" / "meta.json").exists()
