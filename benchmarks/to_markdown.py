@@ -1,0 +1,71 @@
+"""Render the JSON written by the benchmark scripts as the Markdown tables of BENCHMARKS.md.
+
+    python benchmarks/to_markdown.py > /tmp/tables.md
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def quickstart(data: dict) -> str:
+    names = {"scratch": "scratch", "scratch_mixup": "scratch + mixup", "kd": "KD (T=4, α=0.9)", "dkd": "DKD + CE",
+             "fitnet": "FitNet (fc2→conv3) + CE", "sp": "SP (fc2→conv3) + CE", "fm": "function matching (mixup, T=1)",
+             "fm_transfer": "function matching + 50k unlabeled transfer set"}
+    rows = [[names.get(r["row"], r["row"]), f"{r['acc_mean']:.2f} ± {r['acc_std']:.2f}", f"{r['ms_per_step']:.2f}",
+             f"{r['step_ratio']:.2f}"] for r in data["rows"]]
+    rows += [[name, "n/a", "", why] for name, why in data.get("not_applicable", {}).items()]
+    return _table(["row", "test accuracy (%)", "ms / step", "× scratch step"], rows)
+
+
+def methods(data: dict) -> str:
+    rows = [[r["method"], f"{r['acc_mean']:.2f} ± {r['acc_std']:.2f}", f"{r['gain']:+.2f}", r["verdict"], f"{r['ms_per_step']:.2f}"]
+            for r in data["rows"]]
+    return _table(["method", "test accuracy (%)", "vs scratch", "verdict (±2σ)", "ms / step"], rows)
+
+
+def step_cost(data: dict) -> str:
+    return _table(["method", "ms / step", "× plain student step"], [[r["method"], f"{r['ms']:.3f}", f"{r['ratio']:.2f}"] for r in data["rows"]])
+
+
+def hinton(data: dict) -> str:
+    rows = []
+    for name, values in data["errors"].items():
+        mean = sum(values) / len(values)
+        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+        rows.append([name, f"{mean:.1f} ± {std:.1f}", ", ".join(map(str, values)), str(data["paper"][name])])
+    return _table(["model", f"test errors / 10,000 ({data['epochs']} epochs)", "per seed", "paper"], rows)
+
+
+def cross_sensor(data: dict) -> str:
+    rows = [[r["subset"], r["variant"], f"{r['acc_mean']:.1f} ± {r['acc_std']:.1f}"] for r in data["rows"]]
+    return _table(["student channels", "variant", "test accuracy (%) of 40"], rows)
+
+
+def heterogeneous(data: dict) -> str:
+    rows = [[r["pair"], f"{r['teacher_acc']:.2f}", r["method"], f"{r['acc_mean']:.2f} ± {r['acc_std']:.2f}"] for r in data["rows"]]
+    return _table(["pair", "teacher (%)", "student", "test accuracy (%)"], rows)
+
+
+RENDERERS = {"quickstart.json": quickstart, "methods_mnist1d.json": methods, "step_cost.json": step_cost,
+             "hinton_mnist.json": hinton, "cross_sensor.json": cross_sensor, "heterogeneous.json": heterogeneous}
+
+
+def main() -> None:
+    for name, render in RENDERERS.items():
+        path = RESULTS / name
+        if path.exists():
+            data = json.loads(path.read_text())
+            print(f"### {name}\n\n`{data.get('command', '')}` — {data.get('machine', '')}\n\n{render(data)}\n")
+
+
+if __name__ == "__main__":
+    main()
