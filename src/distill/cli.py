@@ -98,6 +98,7 @@ def _cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``distill`` command and its sub-commands."""
     parser = argparse.ArgumentParser(prog="distill", description="Knowledge distillation in all its forms.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a recipe (default: the built-in MNIST-1D quick-start)")

@@ -41,6 +41,7 @@ class Match:
     teacher_layout: Layout = "auto"
 
     def build_loss(self) -> DistillLoss:
+        """The loss instance: built from the registry when given by name."""
         if isinstance(self.loss, str):
             return LOSSES.build(self.loss, **self.options)
         if isinstance(self.loss, DistillLoss):
@@ -106,6 +107,7 @@ class _Pair(nn.Module):
         self.teacher_adapter: nn.Module | None = None
 
     def build_adapters(self, student: torch.Tensor, teacher: torch.Tensor, layouts: tuple[str, str]) -> None:
+        """Projectors for the shapes seen in one forward pass (none for multi-level losses)."""
         if self.multi_level:  # the loss fuses and projects the levels itself
             self.student_adapter, self.teacher_adapter = nn.Identity(), nn.Identity()
             return

@@ -52,6 +52,7 @@ class Registry(Generic[T]):
         return doc.splitlines()[0] if doc else ""
 
     def names(self) -> list[str]:
+        """Registered names, sorted."""
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:

@@ -104,6 +104,7 @@ class TapRecorder:
                 self._handles.append(module.register_forward_pre_hook(hook))
 
     def clear(self) -> None:
+        """Forget the tensors of the previous forward pass."""
         self.store.clear()
 
     def get(self, spec: TapSpec) -> torch.Tensor:

@@ -26,6 +26,7 @@ def content_hash(spec: dict) -> str:
 
 
 def cached_teacher_path(spec: dict) -> Path:
+    """Cache folder of the teacher described by ``spec``."""
     return cache_root() / "teachers" / content_hash(spec)
 
 

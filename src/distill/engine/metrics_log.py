@@ -26,6 +26,7 @@ class MetricsLog:
         self._write_csv()
 
     def log(self, row: dict) -> None:
+        """Append one row to both files."""
         self.rows.append(row)
         with self.jsonl.open("a") as handle:
             handle.write(json.dumps(row) + "\n")

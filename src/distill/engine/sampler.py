@@ -19,6 +19,7 @@ class EpochShuffleSampler(Sampler[int]):
         self.n, self.seed, self.epoch = n, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Choose the permutation of ``epoch``."""
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:

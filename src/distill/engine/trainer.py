@@ -64,6 +64,7 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
 
 
 def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD with momentum, as ``config`` says."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
