@@ -116,7 +116,8 @@ def main() -> None:
         print(f"{row:14s} not applicable: {why}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "command": "python benchmarks/quickstart.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k in ("steps", "transfer", "validation")),
+        "command": f"python benchmarks/quickstart.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps} "
+                   f"--transfer {args.transfer} --validation {args.validation}",
         "seeds": args.seeds, "teacher_acc": teacher_row.acc, "eval_set": splits.name, "eval_size": len(splits.test),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
         "rows": table, "not_applicable": NOT_APPLICABLE,
