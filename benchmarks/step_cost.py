@@ -22,6 +22,7 @@ from common import print_table, write_json
 
 from distill import Distiller, Match
 from distill.data import load_dataset
+from distill.experiment import recipe_pairs
 from distill.losses import masked_cross_entropy
 from distill.models import build_model
 from distill.recipe import load_recipe
@@ -88,7 +89,7 @@ def main() -> None:
     methods = sorted(p.stem for p in RECIPES.glob("*.yaml") if p.stem not in ("self_distill", "multi_teacher"))
     for method in [*methods, "self_distill"]:
         recipe = load_recipe(RECIPES / f"{method}.yaml")
-        pairs = {(p.student, p.teacher): Match(p.loss, p.weight, p.warmup, p.project, options=p.options) for p in recipe.distill.pairs}
+        pairs = recipe_pairs(recipe)
         ms = time_steps(distill_step(pairs, recipe.distill.task_weight, "self" if recipe.teacher == "self" else teacher),
                         batches, args.repeats)
         rows.append([method, f"{ms:.3f}", f"{ms / base:.2f}"])

@@ -132,14 +132,19 @@ def _taps(value: str | list[str]) -> str | tuple[str, ...]:
     return tuple(value) if isinstance(value, list) else value
 
 
+def recipe_pairs(recipe: Recipe) -> dict:
+    """The recipe's ``distill.pairs`` as the ``{(student_tap, teacher_tap): Match}`` map a Distiller takes."""
+    return {
+        (_taps(p.student), _taps(p.teacher)): Match(p.loss, p.weight, p.warmup, p.project, options=p.options,
+                                                    student_layout=p.student_layout, teacher_layout=p.teacher_layout)
+        for p in recipe.distill.pairs
+    }
+
+
 def build_distiller(recipe: Recipe, student: nn.Module, teacher: nn.Module, splits: DataSplits,
                     views: PairedViews | None = None) -> Distiller:
     """A Distiller wired as the recipe's ``distill.pairs`` say."""
-    pairs = {
-        (_taps(p.student), _taps(p.teacher)): Match(p.loss, p.weight, p.warmup, p.project, options=p.options,
-                                      student_layout=p.student_layout, teacher_layout=p.teacher_layout)
-        for p in recipe.distill.pairs
-    }
+    pairs = recipe_pairs(recipe)
     example = torch.stack([splits.train[i][0] for i in range(2)])
     example_teacher = views.paired_train.x[:2, views.student_width:] if views else None
     task = masked_cross_entropy if recipe.distill.task_weight else None
