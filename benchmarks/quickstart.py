@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from common import machine, mean_std
 
 from distill.experiment import load_recipe_data, obtain_teacher, train_distilled, train_scratch
 from distill.recipe import load_recipe
@@ -71,10 +71,6 @@ def run_row(row: str, seed: int, splits, teacher, args) -> dict:
             "params": result.params}
 
 
-def summarise(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -106,7 +102,7 @@ def main() -> None:
     table = []
     print(f"\n{'row':14s} {'accuracy (%)':>16s} {'ms/step':>8s} {'× scratch step':>15s}")
     for row, runs in results.items():
-        mean, std = summarise([100 * r["acc"] for r in runs])
+        mean, std = mean_std([100 * r["acc"] for r in runs])
         ms = statistics.mean(r["ms_per_step"] for r in runs)
         ratio = ms / scratch_ms if scratch_ms else None
         table.append({"row": row, "acc_mean": mean, "acc_std": std, "ms_per_step": ms, "step_ratio": ratio,
@@ -119,7 +115,7 @@ def main() -> None:
         "command": f"python benchmarks/quickstart.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps} "
                    f"--transfer {args.transfer} --validation {args.validation}",
         "seeds": args.seeds, "teacher_acc": teacher_row.acc, "eval_set": splits.name, "eval_size": len(splits.test),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
+        "machine": machine(),
         "rows": table, "not_applicable": NOT_APPLICABLE,
     }, indent=1))
     print(f"wrote {args.out}")

@@ -292,10 +292,6 @@ class Distiller(nn.Module):
     def _ramp(self, warmup: int) -> float:
         return min(1.0, float(self.passes) / warmup) if warmup > 0 else 1.0
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights that training changes: the student's and the adapters' (never the teacher's)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
-
     def export(self) -> nn.Module:
         """Remove every hook and return the bare student for deployment."""
         self.student_taps.remove()
