@@ -19,12 +19,31 @@ def bundled_recipe(name: str) -> Path:
     return Path(str(resources.files("distill") / "recipes" / f"{name}.yaml"))
 
 
+def _run_steps(source: Path, args: argparse.Namespace, console: Console) -> int:
+    from distill.steps.experiment import run_steps_recipe
+    from distill.steps.recipe import load_steps_recipe
+    from distill.steps.report import print_steps_table
+
+    recipe = load_steps_recipe(source, args.set)
+    if args.no_progress:
+        recipe.teacher.train.progress = recipe.train.progress = recipe.evaluate.classifier.train.progress = False
+    run_dir = Path(args.out) if args.out else Path("runs") / recipe.name
+    console.print(f"[bold]distill run[/bold] {source} → {run_dir}")
+    outcome = run_steps_recipe(recipe, run_dir, resume=args.resume)
+    print_steps_table(outcome["rows"], outcome["results"]["floor"], recipe.name, console)
+    console.print(f"report: {run_dir / 'report.md'}   numbers: {run_dir / 'results.json'}")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from distill.experiment import run_recipe
     from distill.recipe import load_recipe, train_configs
     from distill.report import print_table, write_report
+    from distill.steps.recipe import is_steps_recipe
 
     source = Path(args.recipe) if args.recipe else bundled_recipe(QUICKSTART)
+    if is_steps_recipe(source, args.set):
+        return _run_steps(source, args, console)
     recipe = load_recipe(source, args.set)
     for config in train_configs(recipe) if args.no_progress else []:
         config.progress = False
@@ -83,8 +102,12 @@ def _cmd_list(args: argparse.Namespace, console: Console) -> int:
     from distill.data import DATASETS
     from distill.losses import LOSSES
     from distill.models import MODELS
+    from distill.steps.methods import STEP_METHODS
+    from distill.steps.nets import DENOISERS
+    from distill.steps.toys import TOYS
 
-    registries = {"methods": LOSSES, "datasets": DATASETS, "models": MODELS}
+    registries = {"methods": LOSSES, "step-methods": STEP_METHODS, "datasets": DATASETS, "toys": TOYS,
+                  "models": MODELS, "denoisers": DENOISERS}
     wanted = [args.what] if args.what else list(registries)
     for what in wanted:
         table = Table(title=what)
@@ -115,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
             cmd.add_argument("--out", help="output file")
     listing = sub.add_parser("list", help="list registered methods, datasets and models")
-    listing.add_argument("what", nargs="?", choices=["methods", "datasets", "models"])
+    listing.add_argument("what", nargs="?", choices=["methods", "step-methods", "datasets", "toys", "models", "denoisers"])
     return parser
 
 

@@ -137,8 +137,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     return parsed
 
 
-def load_recipe(source: Path | str | dict, overrides: list[str] | None = None) -> Recipe:
-    """Read and validate a recipe file (or dict), applying ``--set key=value`` overrides."""
+def read_recipe_tree(source: Path | str | dict, overrides: list[str] | None = None) -> tuple[dict, str]:
+    """The recipe's YAML mapping with ``--set key=value`` overrides applied, and a label for errors."""
     if isinstance(source, dict):
         tree, label = dict(source), "(dict)"
     else:
@@ -154,10 +154,20 @@ def load_recipe(source: Path | str | dict, overrides: list[str] | None = None) -
         raise ConfigError(f"recipe {label} must be a YAML mapping of sections (data, teacher, student, ...).")
     for key, value in parse_overrides(overrides or []):
         _set_path(tree, key, value)
+    return tree, label
+
+
+def validate_recipe(kind: type[BaseModel], tree: dict, label: str):
+    """``tree`` validated as ``kind``; every problem listed in one ConfigError."""
     try:
-        return Recipe.model_validate(tree)
+        return kind.model_validate(tree)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, label)) from None
+
+
+def load_recipe(source: Path | str | dict, overrides: list[str] | None = None) -> Recipe:
+    """Read and validate a model-compression recipe file (or dict), applying ``--set`` overrides."""
+    return validate_recipe(Recipe, *read_recipe_tree(source, overrides))
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -47,9 +47,9 @@ class Registry(Generic[T]):
             raise DistillError(f"cannot build {self.kind} {name!r} with {kwargs}: {err}") from None
 
     def describe(self, name: str) -> str:
-        """First line of the factory's docstring."""
+        """First paragraph of the factory's docstring, on one line."""
         doc = (self.get(name).__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        return " ".join(line.strip() for line in doc.split("\n\n")[0].splitlines())
 
     def names(self) -> list[str]:
         """Registered names, sorted."""

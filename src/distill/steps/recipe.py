@@ -1,0 +1,97 @@
+"""Step-distillation recipes (``task: steps``): data, a many-step teacher, a method, an evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+
+from distill.engine.config import TrainConfig
+from distill.recipe import read_recipe_tree, validate_recipe
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenDataSpec(_Strict):
+    """A 2-D toy (``8gaussians``, ``checkerboard``, ``moons``, ``swissroll``) or an image set
+    (``digits``, ``mnist``) rescaled to [−1, 1]."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class GenTeacherSpec(_Strict):
+    """The many-step teacher: network, process, parameterisation, sampler and its training."""
+
+    model: Literal["mlp", "unet"] = "mlp"
+    options: dict[str, Any] = Field(default_factory=dict)
+    process: Literal["flow", "diffusion"] = "flow"
+    prediction: Literal["eps", "v", "x0", "velocity"] = "velocity"
+    conditional: bool = False
+    cond_drop: float = Field(0.1, ge=0, lt=1)
+    guidance: float = 1.0
+    clip: float | None = Field(None, gt=0)
+    solver: Literal["ddim", "euler", "heun"] = "heun"
+    steps: PositiveInt = 32
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=4000, batch_size=256))
+
+
+class MethodSpec(_Strict):
+    """A registered step-distillation method and its options."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClassifierSpec(_Strict):
+    """The classifier whose features the image metrics use; trained by distill on the same data."""
+
+    model: str = "convnet"
+    options: dict[str, Any] = Field(default_factory=lambda: {"channels": [16, 32, 32]})
+    layer: str = "head.1"
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2, batch_size=100, lr=3e-3))
+
+
+class EvalSpec(_Strict):
+    """How samples are scored: against ``samples`` held-out real points, for each step count."""
+
+    samples: PositiveInt = 2000
+    teacher_steps: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 4, 8])
+    seed: int = 1234
+    classifier: ClassifierSpec = Field(default_factory=ClassifierSpec)
+
+    @field_validator("teacher_steps")
+    @classmethod
+    def _sorted(cls, value: list[int]) -> list[int]:
+        return sorted(set(value))
+
+
+class StepsRecipe(_Strict):
+    """One step-distillation experiment: ``distill run recipes/steps/<method>.yaml``."""
+
+    name: str
+    task: Literal["steps"]
+    data: GenDataSpec
+    teacher: GenTeacherSpec = Field(default_factory=GenTeacherSpec)
+    method: MethodSpec
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=2000, batch_size=256))
+    evaluate: EvalSpec = Field(default_factory=EvalSpec)
+
+
+def load_steps_recipe(source: Path | str | dict, overrides: list[str] | None = None) -> StepsRecipe:
+    """Read and validate a ``task: steps`` recipe, applying ``--set`` overrides."""
+    return validate_recipe(StepsRecipe, *read_recipe_tree(source, overrides))
+
+
+def is_steps_recipe(source: Path | str | dict, overrides: list[str] | None = None) -> bool:
+    """Whether the recipe declares ``task: steps``."""
+    return read_recipe_tree(source, overrides)[0].get("task") == "steps"
+
+
+def dump_steps_recipe(recipe: StepsRecipe) -> str:
+    """The recipe as YAML, as it was actually run."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,146 @@
+"""Every step-distillation recipe in recipes/steps/ runs end to end (tiny budgets), through the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distill.cli import main
+from distill.errors import ConfigError
+from distill.steps.experiment import run_steps_recipe
+from distill.steps.methods import STEP_METHODS
+from distill.steps.recipe import load_steps_recipe
+from distill.steps.toys import TOYS
+
+RECIPES = sorted(Path(__file__).parents[1].glob("recipes/steps/*.yaml"))
+TEACHER_STEPS = 4
+
+#: per-method overrides that shrink the run; a new method runs with the common ones alone
+METHOD_OVERRIDES = {
+    "progressive": [f"method.options.start_steps={TEACHER_STEPS}"],
+    "reflow": ["method.options.pairs=300"],
+    "dmd": ["method.options.pairs=300"],
+    "shortcut": ["method.options.min_step=4"],
+    "consistency": ["method.options.intervals=8"],
+}
+#: the step counts each method's students are scored at (under the overrides above)
+STUDENT_STEPS = {"progressive": [1, 2], "reflow": [1, 2, 4], "dmd": [1], "shortcut": [1, 2, 4],
+                 "consistency": [1, 2, 4]}
+
+
+def _tree(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def tiny_overrides(path: Path) -> list[str]:
+    """--set overrides that make ``path`` run in about a second."""
+    tree = _tree(path)
+    overrides = ["teacher.train.steps=20", "teacher.train.epochs=null", "teacher.train.batch_size=64",
+                 f"teacher.steps={TEACHER_STEPS}", "train.steps=6", "train.epochs=null", "train.batch_size=64",
+                 "evaluate.samples=200", "evaluate.teacher_steps=[1,2]", "teacher.train.progress=false",
+                 "train.progress=false"]
+    if tree["data"]["name"] in TOYS:
+        overrides += ["data.options.n_train=1000", "data.options.n_test=300", "teacher.options.hidden=16",
+                      "teacher.options.depth=1"]
+    else:  # images: a small net and a short classifier for the metrics
+        # a whole section: a partial override would replace the defaulted TrainConfig without a budget
+        overrides += ["evaluate.classifier.train={steps: 10, batch_size: 64, progress: false}"]
+        if tree.get("teacher", {}).get("model") == "unet":
+            overrides += ["teacher.options.channels=[8,16]", "teacher.options.groups=4"]
+        else:
+            overrides += ["teacher.options.hidden=16", "teacher.options.depth=1"]
+    return overrides + METHOD_OVERRIDES.get(tree["method"]["name"], [])
+
+
+def test_recipes_cover_every_method():
+    assert RECIPES, "no recipes found under recipes/steps/"
+    assert {_tree(p)["method"]["name"] for p in RECIPES} == set(STEP_METHODS.names())
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_recipe_runs_end_to_end(path, tmp_path):
+    recipe = load_steps_recipe(path, tiny_overrides(path))
+    method = recipe.method.name
+    outcome = run_steps_recipe(recipe, tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["name"] == recipe.name and results["method"] == method
+    assert results == json.loads(json.dumps(outcome["results"]))
+    teacher_name = f"teacher ({recipe.teacher.solver})"
+    guided = recipe.teacher.conditional and recipe.teacher.guidance != 1.0
+    per_call = (2 if recipe.teacher.solver == "heun" else 1) * (2 if guided else 1)
+    teacher_rows = [r for r in results["rows"] if r["model"] == teacher_name]
+    student_rows = [r for r in results["rows"] if r["model"] == f"student ({method})"]
+    assert len(teacher_rows) + len(student_rows) == len(results["rows"])
+    assert [r["steps"] for r in teacher_rows] == [1, 2, TEACHER_STEPS]
+    assert [r["nfe"] for r in teacher_rows] == [per_call * r["steps"] for r in teacher_rows]
+    assert student_rows
+    if method in STUDENT_STEPS:
+        assert [r["steps"] for r in student_rows] == STUDENT_STEPS[method]
+    metrics = set(results["floor"])
+    assert metrics and all(math.isfinite(v) for v in results["floor"].values())
+    for row in results["rows"]:
+        assert metrics <= set(row), row
+        assert all(math.isfinite(row[m]) for m in metrics), row
+        assert row["nfe"] >= row["steps"] >= 1 and row["ms_per_sample"] > 0
+    assert results["teacher"]["steps"] == TEACHER_STEPS and results["student_train_seconds"] > 0
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith(f"# {recipe.name}")
+    assert report.count(f"| student ({method}) |") == len(student_rows)
+    assert report.count(f"| {teacher_name} |") == len(teacher_rows)
+    for plot in ("samples.png", "metric_vs_nfe.png"):
+        assert (tmp_path / plot).stat().st_size > 1000
+        assert f"]({plot})" in report
+    assert load_steps_recipe(tmp_path / "recipe.yaml") == recipe  # the recipe as run, reloadable
+
+
+def _cli_args(path: Path, out: Path, extra: list[str] = ()) -> list[str]:
+    args = ["run", str(path), "--no-progress", "--out", str(out)]
+    for item in [*tiny_overrides(path), *extra]:
+        args += ["--set", item]
+    return args
+
+
+def _recipe(method: str) -> Path:
+    return next(p for p in RECIPES if _tree(p)["method"]["name"] == method)
+
+
+def test_cli_runs_a_steps_recipe(tmp_path, capsys):
+    path = _recipe("reflow")
+    assert main(_cli_args(path, tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "student (reflow)" in out and "report.md" in out
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert {r["model"] for r in rows} == {"teacher (heun)", "student (reflow)"}
+    assert (tmp_path / "reflow" / "metrics.csv").exists() and (tmp_path / "reflow_distill_1").is_dir()
+
+
+def test_cli_unknown_method_lists_the_valid_ones(tmp_path, capsys):
+    assert main(_cli_args(_recipe("reflow"), tmp_path, ["method.name=reflw"])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "'reflw'" in err and "Did you mean 'reflow'" in err
+    assert all(name in err for name in STEP_METHODS.names())
+
+
+def test_bad_fields_are_listed_in_one_config_error():
+    with pytest.raises(ConfigError) as info:
+        load_steps_recipe(_recipe("reflow"), ["teacher.solver=rk4", "evaluate.sample=10"])
+    message = str(info.value)
+    assert "teacher.solver" in message and "rk4" in message
+    assert "evaluate.sample" in message
+
+
+def test_bad_method_option_is_a_config_error(tmp_path):
+    recipe = load_steps_recipe(_recipe("shortcut"), ["method.options.min_step=6"])
+    with pytest.raises(ConfigError, match="power of two"):
+        run_steps_recipe(recipe, tmp_path)
+
+
+def test_reflow_refuses_a_diffusion_teacher(tmp_path):
+    path = _recipe("reflow")
+    recipe = load_steps_recipe(path, [*tiny_overrides(path), "teacher.process=diffusion", "teacher.prediction=eps"])
+    with pytest.raises(ConfigError, match="flow"):
+        run_steps_recipe(recipe, tmp_path)
