@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--methods", nargs="+", default=sorted(p.stem for p in RECIPES.glob("*.yaml")))
+    parser.add_argument("--set", action="append", default=[], help="override for every recipe, e.g. data.name=mnist")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/bench-methods"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/methods_mnist1d.json"))
@@ -35,7 +36,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     def recipe(method: str, seed: int):
-        overrides = [f"train.seed={seed}", f"train.steps={args.steps}", f"train.eval_every={args.steps}", "train.progress=false"]
+        overrides = [f"train.seed={seed}", f"train.steps={args.steps}", f"train.eval_every={args.steps}", "train.progress=false",
+                     *args.set]
         loaded = load_recipe(RECIPES / f"{method}.yaml", overrides)
         for config in ([] if loaded.teacher == "self" else getattr(loaded.teacher, "teachers", [loaded.teacher])):
             config.train.progress = False
@@ -78,7 +80,8 @@ def main() -> None:
         rows.append([method, f"{mean:.2f} ± {std:.2f}", f"{gain:+.2f}", verdict, f"{ms:.2f}"])
     teacher_accs = {k: [round(100 * r.acc, 2) for r in v[1]] for k, v in teachers.items()}
     print_table(["method", "test acc (%)", "vs scratch", "verdict (2σ)", "ms/step"], rows)
-    write_json(args.out, {"command": f"python benchmarks/methods.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps}",
+    sets = "".join(f" --set {item}" for item in args.set)
+    write_json(args.out, {"command": f"python benchmarks/methods.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps}{sets}",
                           "dataset": splits.name, "teachers": teacher_accs, "rows": table})
 
 

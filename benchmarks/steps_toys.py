@@ -40,27 +40,31 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    records = []  # one per (toy, seed, method, model row)
+    records = []  # one per (toy, seed, model row)
     for toy in args.toys:
         for seed in args.seeds:
+            teacher_rows = None  # scored with the first method, then reused (same teacher, same draw)
             for method in args.methods:
                 overrides = [f"data.name={toy}", f"teacher.train.seed={seed}", f"train.seed={seed}",
                              f"evaluate.seed={1000 + seed}", f"evaluate.samples={args.samples}",
-                             "train.progress=false", "teacher.train.progress=false", *args.set]
+                             "train.progress=false", "teacher.train.progress=false", *args.set,
+                             *([] if teacher_rows is None else ["evaluate.teacher_steps=[]"])]
                 recipe = load_steps_recipe(RECIPES / f"{method}.yaml", overrides)
                 started = time.perf_counter()
                 outcome = run_steps_recipe(recipe, args.work / toy / method / f"seed{seed}")["results"]
-                full = next(r for r in outcome["rows"] if r["model"].startswith("teacher") and r["steps"] == recipe.teacher.steps)
-                for row in outcome["rows"]:
+                new_rows = [r for r in outcome["rows"] if not r["model"].startswith("teacher") and r["steps"] in (1, 2, 4)]
+                if teacher_rows is None:
+                    teacher_rows = [r for r in outcome["rows"] if r["model"].startswith("teacher")]
+                    new_rows = teacher_rows + new_rows
+                full = next(r for r in teacher_rows if r["steps"] == recipe.teacher.steps)
+                for row in new_rows:
                     student = not row["model"].startswith("teacher")
-                    if student and row["steps"] not in (1, 2, 4):
-                        continue
                     records.append({"toy": toy, "seed": seed, "method": method if student else "teacher",
                                     "steps": row["steps"], "nfe": row["nfe"], "swd": row["swd"], "mmd": row["mmd"],
                                     "ratio": row["swd"] / full["swd"], "ms_per_sample": row["ms_per_sample"],
                                     "floor_swd": outcome["floor"]["swd"], "floor_mmd": outcome["floor"]["mmd"],
-                                    "train_seconds": outcome["student_train_seconds"]})
-                short = {r["steps"]: round(r["swd"], 4) for r in outcome["rows"] if not r["model"].startswith("teacher")}
+                                    "train_seconds": outcome["student_train_seconds"] if student else None})
+                short = {r["steps"]: round(r["swd"], 4) for r in new_rows if not r["model"].startswith("teacher")}
                 print(f"{toy} seed {seed} {method}: teacher full {full['swd']:.4f}, student {short} "
                       f"({time.perf_counter() - started:.0f} s)", flush=True)
 
@@ -71,8 +75,6 @@ def main() -> None:
         keys = dict.fromkeys((r["method"], r["steps"]) for r in records if r["toy"] == toy)
         for method, steps in keys:
             group = [r for r in records if r["toy"] == toy and r["method"] == method and r["steps"] == steps]
-            if method == "teacher" and len({r["seed"] for r in group}) < len(group):  # teacher rows repeat per method
-                group = list({r["seed"]: r for r in group}.values())
             swd, mmd, ratio = (mean_std([r[k] for r in group]) for k in ("swd", "mmd", "ratio"))
             ms = statistics.mean(r["ms_per_sample"] for r in group)
             goal = {1: 1.5, 4: 1.1}.get(steps) if method != "teacher" else None

@@ -36,3 +36,10 @@ def test_readme_more_examples_run(tmp_path, monkeypatch):
     distiller(namespace["x_batch"])
     assert torch.isfinite(distiller.compute_losses()["total"])
     assert (tmp_path / "teacher-cache" / "meta.json").exists()
+
+
+def test_readme_step_distillation_example_runs():
+    namespace = {}
+    exec(compile(BLOCKS[2].replace("steps = 2000", "steps = 20"), "README.md", "exec"), namespace)
+    assert namespace["samples"].shape == (1000, 2) and torch.isfinite(namespace["samples"]).all()
+    assert namespace["slow"].shape == (1000, 2)

@@ -101,8 +101,8 @@ def run_steps_recipe(recipe: StepsRecipe, run_dir: Path, resume: bool = False) -
     scorer = Scorer(splits, recipe.evaluate.samples, recipe.evaluate.seed, spec.conditional, classifier,
                     recipe.evaluate.classifier.layer)
     sampler = OdeGenerator(teacher, spec.solver)
-    rows: list[SampleRow] = [scorer.run(f"teacher ({spec.solver})", sampler, steps)
-                             for steps in sorted({*recipe.evaluate.teacher_steps, spec.steps})]
+    teacher_steps = sorted({*recipe.evaluate.teacher_steps, spec.steps}) if recipe.evaluate.teacher_steps else []
+    rows: list[SampleRow] = [scorer.run(f"teacher ({spec.solver})", sampler, steps) for steps in teacher_steps]
     rows += [scorer.run(f"student ({recipe.method.name})", generator, steps)
              for steps, generator in sorted(students.items())]
     results = {"name": recipe.name, "method": recipe.method.name, "floor": scorer.floor,

@@ -57,7 +57,10 @@ class ClassifierSpec(_Strict):
 
 
 class EvalSpec(_Strict):
-    """How samples are scored: against ``samples`` held-out real points, for each step count."""
+    """How samples are scored: against ``samples`` held-out real points, for each step count.
+
+    The teacher is scored at ``teacher_steps`` and at its own full step count; an empty
+    list skips the teacher rows (a benchmark that already scored this teacher)."""
 
     samples: PositiveInt = 2000
     teacher_steps: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 4, 8])
