@@ -49,6 +49,8 @@ def tiny_overrides(path: Path) -> list[str]:
     else:  # images: a small net and a short classifier for the metrics
         # a whole section: a partial override would replace the defaulted TrainConfig without a budget
         overrides += ["evaluate.classifier.train={steps: 10, batch_size: 64, progress: false}"]
+        if tree["data"]["name"] == "mnist":
+            overrides += ["data.options.limit_train=500"]
         if tree.get("teacher", {}).get("model") == "unet":
             overrides += ["teacher.options.channels=[8,16]", "teacher.options.groups=4"]
         else:
