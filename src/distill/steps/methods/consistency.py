@@ -19,7 +19,9 @@ SIGMA_DATA = 0.5
 
 def boundary_coefficients(t: Tensor, scale: float) -> tuple[Tensor, Tensor]:
     """(c_skip, c_out) with c_skip(0) = 1 and c_out(0) = 0, so f(x, 0) = x exactly
-    (Song et al., ICML 2023, eq. 5; time scaled as in LCM, Luo et al., 2023)."""
+    (Song et al., ICML 2023, eq. 5). Time is scaled as in LCM (Luo et al., 2023): 1,000
+    discrete steps × ``timestep_scaling`` 10 = ``scale`` 10,000 for t ∈ [0, 1], so away
+    from t ≈ 0 the function is the network's x0 prediction."""
     scaled = (scale * t) ** 2
     return SIGMA_DATA**2 / (scaled + SIGMA_DATA**2), (scale * t) / torch.sqrt(scaled + SIGMA_DATA**2)
 
@@ -77,7 +79,7 @@ class Consistency:
     the student, initialised from the teacher, is sampled in 1–4 steps with re-noising."""
 
     def __init__(self, intervals: int = 32, skip: int = 1, distance: str = "huber", ema_decay: float = 0.95,
-                 time_scale: float = 10.0, solver: str | None = None) -> None:
+                 time_scale: float = 10_000.0, solver: str | None = None) -> None:
         if distance not in ("huber", "l2"):
             raise ConfigError(f"consistency: distance must be 'huber' or 'l2', got {distance!r}.")
         if not 1 <= skip <= intervals:
