@@ -70,7 +70,9 @@ class Scorer:
         with torch.random.fork_rng():  # samplers that re-noise draw the same noise for every row
             torch.manual_seed(self.seed)
             started = time.perf_counter()
-            samples = torch.cat([generator.sample(noise, None if y is None else y[i:i + CHUNK], steps)
+            device = generator.device
+            samples = torch.cat([generator.sample(noise.to(device), None if y is None else y[i:i + CHUNK].to(device),
+                                                  steps).cpu()
                                  for i, noise in zip(range(0, len(self.noise), CHUNK), self.noise.split(CHUNK))])
             ms = 1000 * (time.perf_counter() - started) / len(samples)
         return SampleRow(label, steps, generator.evaluations(steps, y), self.score(samples, y), ms, samples)

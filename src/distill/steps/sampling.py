@@ -8,13 +8,19 @@ student method are measured by the same code.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from distill.errors import ConfigError
 from distill.steps.denoiser import Denoiser
 from distill.steps.process import broadcast
 
 SOLVERS = ("ddim", "euler", "heun")
+
+
+def device_of(module: nn.Module | None) -> torch.device:
+    """Where ``module``'s weights live (CPU for None or a module without weights)."""
+    weights = next(module.parameters(), None) if module is not None else None
+    return weights.device if weights is not None else torch.device("cpu")
 
 
 def time_grid(steps: int, device: torch.device | None = None) -> Tensor:
@@ -57,6 +63,10 @@ class OdeGenerator:
             raise ConfigError(f"unknown solver {solver!r}; choose one of {list(SOLVERS)}.")
         self.denoiser, self.solver = denoiser, solver
 
+    @property
+    def device(self) -> torch.device:
+        return device_of(self.denoiser)
+
     @torch.no_grad()
     def sample(self, noise: Tensor, y: Tensor | None, steps: int) -> Tensor:
         grid = time_grid(steps).tolist()
@@ -74,8 +84,9 @@ class RenoisingGenerator:
     time with fresh noise from the global RNG, predict again (multistep consistency sampling,
     Song et al., ICML 2023)."""
 
-    def __init__(self, predict_x0, process, evaluations_per_call: int = 1) -> None:
+    def __init__(self, predict_x0, process, evaluations_per_call: int = 1, module: nn.Module | None = None) -> None:
         self.predict_x0, self.process, self.per_call = predict_x0, process, evaluations_per_call
+        self.device = device_of(module)  # where predict_x0's weights live
 
     @torch.no_grad()
     def sample(self, noise: Tensor, y: Tensor | None, steps: int) -> Tensor:

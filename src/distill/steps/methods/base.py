@@ -64,7 +64,8 @@ class StepsContext:
         noise = torch.randn((count, *x.shape[1:]), generator=generator)
         labels = y[torch.randint(len(y), (count,), generator=generator)]
         sampler = OdeGenerator(self.teacher, self.solver)
-        samples = torch.cat([sampler.sample(n, lab, self.teacher_steps)
+        device = sampler.device
+        samples = torch.cat([sampler.sample(n.to(device), lab.to(device), self.teacher_steps).cpu()
                              for n, lab in zip(noise.split(1000), labels.split(1000))])
         return InMemoryDataset(torch.stack([samples, noise], dim=1), labels)
 

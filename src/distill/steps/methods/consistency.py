@@ -96,5 +96,6 @@ class Consistency:
         context.stage(objective, context.splits.train, "consistency")
         frozen(student)
         scale = self.scale
-        generator = RenoisingGenerator(lambda x, t, y: consistency_function(student, x, t, y, scale), student.process)
+        generator = RenoisingGenerator(lambda x, t, y: consistency_function(student, x, t, y, scale), student.process,
+                                       module=student)
         return dict.fromkeys((1, 2, 4), generator)

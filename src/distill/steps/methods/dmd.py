@@ -95,5 +95,6 @@ class DMD:
         context.stage(DMDObjective(generator, fake, context.teacher, self.steps, self.regression, self.t_range),
                       pairs, "dmd")
         frozen(generator)
-        sampler = RenoisingGenerator(lambda x, t, y: generate(generator, x, t, y), generator.process)
+        sampler = RenoisingGenerator(lambda x, t, y: generate(generator, x, t, y), generator.process,
+                                     module=generator)
         return dict.fromkeys(sorted({1, self.steps}), sampler)

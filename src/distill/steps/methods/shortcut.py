@@ -11,7 +11,7 @@ from distill.errors import ConfigError
 from distill.steps.denoiser import Denoiser
 from distill.steps.methods.base import STEP_METHODS, StepsContext, check_flow_velocity, flat_mean, frozen
 from distill.steps.process import broadcast
-from distill.steps.sampling import time_grid
+from distill.steps.sampling import device_of, time_grid
 
 
 def self_consistency_target(model: Denoiser, x_t: Tensor, t: Tensor, d: Tensor, y: Tensor | None) -> Tensor:
@@ -59,6 +59,10 @@ class ShortcutGenerator:
 
     def __init__(self, model: Denoiser) -> None:
         self.model = model
+
+    @property
+    def device(self) -> torch.device:
+        return device_of(self.model)
 
     @torch.no_grad()
     def sample(self, noise: Tensor, y: Tensor | None, steps: int) -> Tensor:
