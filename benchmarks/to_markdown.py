@@ -54,7 +54,29 @@ def heterogeneous(data: dict) -> str:
     return _table(["pair", "teacher (%)", "student", "test accuracy (%)"], rows)
 
 
-RENDERERS = {"quickstart.json": quickstart, "methods_mnist1d.json": methods, "step_cost.json": step_cost,
+def steps(data: dict) -> str:
+    names = [k for k in ("swd", "mmd", "fd", "precision", "recall", "agreement") if k in data["rows"][0]]
+    labels = {"swd": "sliced W2", "mmd": "MMD²", "fd": "Fréchet distance", "precision": "precision",
+              "recall": "recall", "agreement": "label agreement"}
+    rows = []
+    for data_name in dict.fromkeys(r["data"] for r in data["rows"]):
+        floor = [r for r in data["records"] if r["toy"] == data_name and r["method"] == "teacher"]
+        cells = []
+        for k in names:
+            values = [r[f"floor_{k}"] for r in floor]
+            mean = sum(values) / len(values)
+            cells.append(f"{mean:.4g}")
+        rows.append([data_name, "real vs real (noise floor)", "–", "–", *cells, "–", "–", ""])
+        for r in (r for r in data["rows"] if r["data"] == data_name):
+            rows.append([data_name, r["method"], str(r["steps"]), str(r["nfe"]),
+                         *(f"{r[k][0]:.4g} ± {r[k][1]:.2g}" for k in names),
+                         f"{r['ratio'][0]:.2f} ± {r['ratio'][1]:.2f}", f"{r['ms_per_sample']:.3f}", r["goal"]])
+    return _table(["data", "model", "steps", "NFE", *(labels[k] for k in names), "× full-step teacher",
+                   "ms / sample", "goal"], rows)
+
+
+RENDERERS = {"quickstart.json": quickstart, "methods_mnist1d.json": methods, "methods_mnist.json": methods,
+             "steps_toys.json": steps, "steps_mnist.json": steps, "step_cost.json": step_cost,
              "hinton_mnist.json": hinton, "cross_sensor.json": cross_sensor, "heterogeneous.json": heterogeneous}
 
 
