@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--methods", nargs="+", default=sorted(p.stem for p in RECIPES.glob("*.yaml")))
     parser.add_argument("--set", action="append", default=[], help="override for every recipe, e.g. data.name=mnist")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse finished runs under --work (their ms/step is then not measured)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/bench-methods"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/methods_mnist1d.json"))
@@ -51,7 +53,7 @@ def main() -> None:
     for seed in args.seeds:
         for name, augment in (("scratch", "none"), ("scratch_mixup", "mixup")):
             started = time.perf_counter()
-            _, row = train_scratch(recipe("kd", seed), splits, args.work / name / f"seed{seed}", augment)
+            _, row = train_scratch(recipe("kd", seed), splits, args.work / name / f"seed{seed}", augment, args.resume)
             results[name].append(100 * row.acc)
             seconds[name].append(row.seconds / row.steps)
             print(f"seed {seed} {name} {100 * row.acc:.2f} % ({time.perf_counter() - started:.0f} s)", flush=True)
@@ -59,10 +61,10 @@ def main() -> None:
             spec = recipe(method, seed)
             key = repr(spec.teacher)
             if key not in teachers:
-                teachers[key] = obtain_teacher(spec, splits, args.work / "teachers" / method)
+                teachers[key] = obtain_teacher(spec, splits, args.work / "teachers" / method, args.resume)
             teacher, teacher_rows = teachers[key]
             started = time.perf_counter()
-            _, row = train_distilled(spec, splits, teacher, args.work / method / f"seed{seed}")
+            _, row = train_distilled(spec, splits, teacher, args.work / method / f"seed{seed}", args.resume)
             results.setdefault(method, []).append(100 * row.acc)
             seconds.setdefault(method, []).append(row.seconds / row.steps)
             print(f"seed {seed} {method} {100 * row.acc:.2f} % ({time.perf_counter() - started:.0f} s)", flush=True)
@@ -75,12 +77,13 @@ def main() -> None:
         noise = 2 * max(std, scratch_std)
         verdict = ("baseline" if method.startswith("scratch") else "one seed: no verdict" if len(accs) < 2
                    else "helps" if gain > noise else "hurts" if gain < -noise else "tie")
-        ms = 1000 * mean_std(seconds[method])[0]
+        measured = [v for v in seconds[method] if v > 1e-4]  # a reused (--resume) run took no time
+        ms = 1000 * mean_std(measured)[0] if measured else float("nan")
         table.append({"method": method, "acc_mean": mean, "acc_std": std, "accs": accs, "gain": gain, "verdict": verdict, "ms_per_step": ms})
         rows.append([method, f"{mean:.2f} ± {std:.2f}", f"{gain:+.2f}", verdict, f"{ms:.2f}"])
     teacher_accs = {k: [round(100 * r.acc, 2) for r in v[1]] for k, v in teachers.items()}
     print_table(["method", "test acc (%)", "vs scratch", "verdict (2σ)", "ms/step"], rows)
-    sets = "".join(f" --set {item}" for item in args.set)
+    sets = "".join(f" --set {item}" for item in args.set) + f" --methods {' '.join(args.methods)}"
     write_json(args.out, {"command": f"python benchmarks/methods.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps}{sets}",
                           "dataset": splits.name, "teachers": teacher_accs, "rows": table})
 
