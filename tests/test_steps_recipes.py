@@ -107,7 +107,8 @@ def _cli_args(path: Path, out: Path, extra: list[str] = ()) -> list[str]:
 
 
 def _recipe(method: str) -> Path:
-    return next(p for p in RECIPES if _tree(p)["method"]["name"] == method)
+    """The toy recipe of ``method`` (``recipes/steps/<method>.yaml``)."""
+    return next(p for p in RECIPES if p.stem == method)
 
 
 def test_cli_runs_a_steps_recipe(tmp_path, capsys):
