@@ -83,7 +83,8 @@ def main() -> None:
         rows.append([method, f"{mean:.2f} ± {std:.2f}", f"{gain:+.2f}", verdict, f"{ms:.2f}"])
     teacher_accs = {k: [round(100 * r.acc, 2) for r in v[1]] for k, v in teachers.items()}
     print_table(["method", "test acc (%)", "vs scratch", "verdict (2σ)", "ms/step"], rows)
-    sets = "".join(f" --set {item}" for item in args.set) + f" --methods {' '.join(args.methods)}"
+    sets = ("".join(f" --set {item}" for item in args.set) + f" --methods {' '.join(args.methods)}"
+            + (" --resume" if args.resume else ""))
     write_json(args.out, {"command": f"python benchmarks/methods.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps}{sets}",
                           "dataset": splits.name, "teachers": teacher_accs, "rows": table})
 
