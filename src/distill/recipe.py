@@ -12,11 +12,13 @@ from distill.engine.config import TrainConfig
 from distill.errors import ConfigError
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A recipe section: unknown keys are errors, not silently ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class DataSpec(_Strict):
+class DataSpec(StrictModel):
     """Which dataset and its loader options (e.g. ``transfer_size`` for MNIST-1D)."""
 
     name: str = "mnist1d"
@@ -26,7 +28,7 @@ class DataSpec(_Strict):
     student_align: bool = Field(False, description="Euclidean-align the student's channel subset on its own")
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     """A zoo model by name with its options."""
 
     model: str
@@ -41,7 +43,7 @@ class TeacherSpec(ModelSpec):
     augment: Literal["none", "mixup", "jitter"] = "none"
 
 
-class MultiTeacherSpec(_Strict):
+class MultiTeacherSpec(StrictModel):
     """Several teachers combined into one (``distill.multi_teacher.MultiTeacher``)."""
 
     teachers: list[TeacherSpec] = Field(min_length=2)
@@ -49,7 +51,7 @@ class MultiTeacherSpec(_Strict):
     combine: Literal["logits", "probs"] = "logits"
 
 
-class PairSpec(_Strict):
+class PairSpec(StrictModel):
     """One matched pair: student tap, teacher tap, loss name, weight and loss options."""
 
     student: str | list[str] = Field("output", description="a tap, or a list of taps for multi-level losses")
@@ -63,7 +65,7 @@ class PairSpec(_Strict):
     teacher_layout: Literal["auto", "channels_first", "tokens"] = "auto"
 
 
-class DistillSpec(_Strict):
+class DistillSpec(StrictModel):
     """How the student learns from the teacher."""
 
     pairs: list[PairSpec] = Field(min_length=1)
@@ -73,14 +75,14 @@ class DistillSpec(_Strict):
     use_transfer: bool = Field(True, description="also train on the dataset's unlabeled transfer set")
 
 
-class BaselineSpec(_Strict):
+class BaselineSpec(StrictModel):
     """From-scratch students trained in the same run with the same budget, one per augmentation."""
 
     augments: list[Literal["none", "mixup", "jitter"]] = Field(default_factory=lambda: ["none", "mixup"])
     mixup_alpha: float = Field(1.0, gt=0)
 
 
-class Recipe(_Strict):
+class Recipe(StrictModel):
     """A whole experiment: data, teacher, student, how to distil, budget, baselines."""
 
     name: str = "experiment"
@@ -170,7 +172,7 @@ def load_recipe(source: Path | str | dict, overrides: list[str] | None = None) -
     return validate_recipe(Recipe, *read_recipe_tree(source, overrides))
 
 
-def dump_recipe(recipe: Recipe) -> str:
+def dump_recipe(recipe: BaseModel) -> str:
     """The recipe as YAML, as it was actually run."""
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
 

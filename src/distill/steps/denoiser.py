@@ -36,10 +36,10 @@ class Denoiser(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, d: Tensor | None = None) -> Tensor:
         y = self.labels(y)
         if y is None or self.guidance == 1.0:
-            return self.net(x, t, y, d) if d is not None else self.net(x, t, y)
+            return self.net(x, t, y, d)
         null = torch.full_like(y, self.num_classes)
         both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]),
-                        *([] if d is None else [torch.cat([d, d])]))
+                        None if d is None else torch.cat([d, d]))
         cond, uncond = both.chunk(2)
         return uncond + self.guidance * (cond - uncond)
 

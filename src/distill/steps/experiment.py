@@ -19,7 +19,8 @@ from distill.steps.methods import STEP_METHODS, StepsContext
 from distill.steps.methods.base import frozen
 from distill.steps.nets import build_denoiser
 from distill.steps.process import build_process
-from distill.steps.recipe import StepsRecipe, dump_steps_recipe
+from distill.recipe import dump_recipe
+from distill.steps.recipe import StepsRecipe
 from distill.steps.report import write_steps_report
 from distill.steps.sampling import OdeGenerator
 from distill.steps.teacher import DenoisingObjective
@@ -87,7 +88,7 @@ def run_steps_recipe(recipe: StepsRecipe, run_dir: Path, resume: bool = False) -
     students at each step count, and write results.json, report.md and the plots."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(dump_steps_recipe(recipe))
+    (run_dir / "recipe.yaml").write_text(dump_recipe(recipe))
     method = STEP_METHODS.build(recipe.method.name, **recipe.method.options)
     splits = load_generative_data(recipe.data.name, recipe.data.options)
     teacher, teacher_info = obtain_generative_teacher(recipe, splits, run_dir / "teacher", resume)

@@ -5,18 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator
 
 from distill.engine.config import TrainConfig
-from distill.recipe import read_recipe_tree, validate_recipe
+from distill.recipe import StrictModel, read_recipe_tree, validate_recipe
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class GenDataSpec(_Strict):
+class GenDataSpec(StrictModel):
     """A 2-D toy (``8gaussians``, ``checkerboard``, ``moons``, ``swissroll``) or an image set
     (``digits``, ``mnist``) rescaled to [−1, 1]."""
 
@@ -24,7 +19,7 @@ class GenDataSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class GenTeacherSpec(_Strict):
+class GenTeacherSpec(StrictModel):
     """The many-step teacher: network, process, parameterisation, sampler and its training."""
 
     model: Literal["mlp", "unet"] = "mlp"
@@ -40,14 +35,14 @@ class GenTeacherSpec(_Strict):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=4000, batch_size=256))
 
 
-class MethodSpec(_Strict):
+class MethodSpec(StrictModel):
     """A registered step-distillation method and its options."""
 
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class ClassifierSpec(_Strict):
+class ClassifierSpec(StrictModel):
     """The classifier whose features the image metrics use; trained by distill on the same data."""
 
     model: str = "convnet"
@@ -56,7 +51,7 @@ class ClassifierSpec(_Strict):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2, batch_size=100, lr=3e-3))
 
 
-class EvalSpec(_Strict):
+class EvalSpec(StrictModel):
     """How samples are scored: against ``samples`` held-out real points, for each step count.
 
     The teacher is scored at ``teacher_steps`` and at its own full step count; an empty
@@ -73,7 +68,7 @@ class EvalSpec(_Strict):
         return sorted(set(value))
 
 
-class StepsRecipe(_Strict):
+class StepsRecipe(StrictModel):
     """One step-distillation experiment: ``distill run recipes/steps/<method>.yaml``."""
 
     name: str
@@ -94,7 +89,3 @@ def is_steps_recipe(source: Path | str | dict, overrides: list[str] | None = Non
     """Whether the recipe declares ``task: steps``."""
     return read_recipe_tree(source, overrides)[0].get("task") == "steps"
 
-
-def dump_steps_recipe(recipe: StepsRecipe) -> str:
-    """The recipe as YAML, as it was actually run."""
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

@@ -18,6 +18,7 @@ from distill.engine.trainer import TrainResult, train
 from distill.errors import ConfigError
 from distill.registry import Registry
 from distill.steps.denoiser import Denoiser
+from distill.steps.process import FlowProcess
 from distill.steps.sampling import OdeGenerator
 
 #: name → method class; ``Method(**options).run(context)`` returns {steps: generator}.
@@ -78,7 +79,7 @@ def frozen(module: nn.Module) -> nn.Module:
 def check_flow_velocity(teacher: Denoiser, method: str) -> None:
     """Methods defined on velocities need a flow-matching teacher whose net outputs the velocity
     (they train and sample the raw net output as dx/dt)."""
-    if type(teacher.process).__name__ != "FlowProcess" or teacher.prediction != "velocity":
+    if not isinstance(teacher.process, FlowProcess) or teacher.prediction != "velocity":
         raise ConfigError(f"{method} needs a flow-matching teacher (teacher.process: flow, "
                           f"teacher.prediction: velocity), got process {type(teacher.process).__name__} "
                           f"predicting {teacher.prediction!r}; train one or pick progressive / consistency / "

@@ -64,7 +64,8 @@ class DMDObjective(nn.Module):
             fake_x0 = self.fake.split(noisy, t, y)[0]
         losses = {"dm": distribution_matching_loss(sample, real_x0, fake_x0)}
         if self.regression:
-            one_step = generate(self.model, noise, torch.ones_like(t), y)
+            # With one step the generator's sample already is its one-step output from this noise.
+            one_step = sample if self.steps == 1 else generate(self.model, noise, torch.ones_like(t), y)
             losses["regression"] = self.regression * flat_mean((one_step - pair_sample) ** 2).mean()
         fake_t = torch.rand(len(x), device=x.device)
         fake_eps = torch.randn_like(sample)
