@@ -17,8 +17,8 @@ import torch
 from common import mean_std, print_table, write_json
 
 from distill.data import student_views
-from distill.experiment import load_recipe_data, obtain_teacher, train_distilled, train_scratch
-from distill.recipe import load_recipe
+from distill.tasks.classification.run import load_recipe_data, obtain_teacher, train_distilled, train_scratch
+from distill.experiment.recipe import load_recipe
 
 RECIPE = Path(__file__).parents[1] / "recipes" / "sensors" / "basicmotions_accel.yaml"
 SUBSETS = {"accelerometer [0,1,2]": [0, 1, 2], "gyroscope [3,4,5]": [3, 4, 5], "acc_x only [0]": [0]}

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from common import mean_std, print_table, write_json
 
-from distill.experiment import load_recipe_data, obtain_teacher, train_distilled, train_scratch
-from distill.recipe import load_recipe
+from distill.tasks.classification.run import load_recipe_data, obtain_teacher, train_distilled, train_scratch
+from distill.experiment.recipe import load_recipe
 
 ROOT = Path(__file__).parents[1] / "recipes"
 PAIRS = {"CNN → ViT": ROOT / "hetero_cnn_to_vit.yaml", "ViT → CNN": ROOT / "hetero_vit_to_cnn.yaml"}

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from common import mean_std, print_table, write_json
 
-from distill.experiment import load_recipe_data, obtain_teacher, train_distilled, train_scratch
-from distill.recipe import load_recipe
+from distill.tasks.classification.run import load_recipe_data, obtain_teacher, train_distilled, train_scratch
+from distill.experiment.recipe import load_recipe
 
 RECIPES = Path(__file__).parents[1] / "recipes" / "methods"
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from common import machine, mean_std
 
-from distill.experiment import load_recipe_data, obtain_teacher, train_distilled, train_scratch
-from distill.recipe import load_recipe
+from distill.tasks.classification.run import load_recipe_data, obtain_teacher, train_distilled, train_scratch
+from distill.experiment.recipe import load_recipe
 
 KD = {"student": "output", "teacher": "output", "loss": "kd"}
 HINT = {"student": "fc2", "teacher": "conv3"}

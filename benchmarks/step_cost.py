@@ -22,10 +22,10 @@ from common import print_table, write_json
 
 from distill import Distiller, Match
 from distill.data import load_dataset
-from distill.experiment import recipe_pairs
+from distill.tasks.classification.run import recipe_pairs
 from distill.losses import masked_cross_entropy
 from distill.models import build_model
-from distill.recipe import load_recipe
+from distill.experiment.recipe import load_recipe
 from distill.signals import CachedTeacher, build_teacher_cache
 
 RECIPES = Path(__file__).parents[1] / "recipes" / "methods"

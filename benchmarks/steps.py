@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from common import mean_std, print_table, write_json
 
-from distill.steps.experiment import run_steps_recipe
-from distill.steps.recipe import load_steps_recipe
+from distill.tasks.steps.run import run_steps_recipe
+from distill.tasks.steps.recipe import load_steps_recipe
 
 RECIPES = Path(__file__).parents[1] / "recipes" / "steps"
 METHODS = ["progressive", "consistency", "reflow", "dmd", "shortcut"]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from distill.experiment import load_recipe_data, obtain_teacher, train_distilled, train_scratch
-from distill.recipe import load_recipe
+from distill.tasks.classification.run import load_recipe_data, obtain_teacher, train_distilled, train_scratch
+from distill.experiment.recipe import load_recipe
 
 RECIPE = Path(__file__).parents[1] / "src" / "distill" / "recipes" / "quickstart.yaml"
 BASE = ["data.validation=500", "train.progress=false", "teacher.train.progress=false"]

@@ -48,7 +48,7 @@ def ensure_venv(venv: Path) -> Path:
 
 def recipe_for(loss: str, seed: int, args):
     """The distill recipe of one row; torchdistill's config below is built from the same numbers."""
-    from distill.recipe import Recipe
+    from distill.experiment.recipe import Recipe
 
     pairs = {"kd": [{"student": "output", "teacher": "output", "loss": "kd",
                      "options": {"temperature": 4.0, "alpha": 0.9}}],
@@ -99,9 +99,9 @@ def torchdistill_config(loss: str, args) -> dict:
 def run_distill(recipe, splits, teacher, work: Path) -> dict:
     """Our side: Distiller + DistillObjective on the engine, as ``distill run`` does."""
     from distill.engine.trainer import train
-    from distill.engine.objectives import DistillObjective
-    from distill.experiment import build_distiller, build_student
-    from distill.tasks.classification import evaluate_classifier
+    from distill.tasks.classification.objectives import DistillObjective
+    from distill.tasks.classification.run import build_distiller, build_student
+    from distill.tasks.classification.metrics import evaluate_classifier
 
     student = build_student(recipe, splits)
     objective = DistillObjective(build_distiller(recipe, student, teacher, splits))
@@ -116,8 +116,8 @@ def run_torchdistill(loss: str, recipe, splits, teacher, args) -> dict:
     from torch.utils.data import TensorDataset
     from torchdistill.core.distillation import get_distillation_box
 
-    from distill.experiment import build_student
-    from distill.tasks.classification import evaluate_classifier
+    from distill.tasks.classification.run import build_student
+    from distill.tasks.classification.metrics import evaluate_classifier
 
     student = build_student(recipe, splits)
     torch.manual_seed(recipe.train.seed)
@@ -185,7 +185,7 @@ def compare(args) -> None:
     import torchdistill
     from common import mean_std, print_table, write_json
 
-    from distill.experiment import load_recipe_data, obtain_teacher
+    from distill.tasks.classification.run import load_recipe_data, obtain_teacher
 
     torch.set_num_threads(args.threads)
     base = recipe_for("kd", args.seeds[0], args)

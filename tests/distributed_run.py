@@ -12,10 +12,10 @@ from accelerate import PartialState
 
 from distill.data import load_dataset
 from distill.engine.config import TrainConfig
-from distill.engine.objectives import SupervisedObjective
+from distill.tasks.classification.objectives import SupervisedObjective
 from distill.engine.trainer import train
 from distill.models import build_model
-from distill.tasks.classification import evaluate_classifier
+from distill.tasks.classification.metrics import evaluate_classifier
 
 
 def main(out: Path) -> None:

@@ -73,3 +73,25 @@ def test_orthogonal_projector_stays_orthogonal():
     assert torch.allclose(weight @ weight.T, torch.eye(8), atol=1e-5)
     maps, _ = build_adapters((4, 8, 5, 5), (4, 16, 5, 5), "same_shape", "pair", projector="orthogonal")
     assert maps(torch.randn(4, 8, 5, 5)).shape == (4, 16, 5, 5)
+
+
+@pytest.mark.parametrize("requires", ["identical", "same_shape"])
+def test_layout_is_ignored_for_vectors(requires):
+    # A (B, 10) tensor from an nn.Linear is inferred "tokens"; layouts only mean something for rank 3.
+    s, t = build_adapters((4, 10), (4, 10), requires, "pair", "tokens", "channels_first")
+    assert isinstance(s, nn.Identity) and isinstance(t, nn.Identity)
+
+
+@pytest.mark.parametrize(
+    "shape, layout",
+    [
+        ((4, 10), "channels_first"),
+        ((4, 8, 5, 5), "channels_first"),
+        ((4, 6, 8), "tokens"),
+        ((4, 8, 20), "channels_first"),
+    ],
+)
+def test_project_builds_a_trainable_projector_on_equal_shapes(shape, layout):
+    s, t = build_adapters(shape, shape, "same_shape", "pair", layout, layout, project=True)
+    assert _has_params(s) and not _has_params(t)
+    assert s(torch.randn(shape)).shape == shape

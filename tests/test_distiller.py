@@ -3,9 +3,10 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from distill import Distiller, Match
-from distill.errors import DistillError
+from distill.errors import ConfigError, DistillError
 from distill.losses import KDLoss, masked_cross_entropy
 from distill.models import build_model
 
@@ -164,3 +165,101 @@ def test_ofa_projects_cnn_stages_to_logits():
     distiller(x)
     losses = distiller.compute_losses(y)
     assert set(losses) == {"ofa", "ofa/out", "total"} and torch.isfinite(losses["total"])
+
+
+class _HeadsTeacher(nn.Module):
+    """A teacher whose logits come from an nn.Linear deep inside: ``heads.cls``."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(40, 16), nn.ReLU())
+        self.heads = nn.ModuleDict({"cls": nn.Linear(16, 10)})
+
+    def forward(self, x):
+        return self.heads["cls"](self.body(x))
+
+
+def _params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_equal_vectors_from_a_linear_need_no_projector():
+    torch.manual_seed(0)
+    student, teacher = build_model("mlp", (1, 40), 10), _HeadsTeacher()
+    x = torch.randn(4, 1, 40)
+    distiller = Distiller(student, teacher, {("output", "heads.cls"): "kd", ("head", "output"): "fitnet"},
+                          example_input=x)
+    assert all(_params(p.student_adapter) == 0 for p in distiller.pairs)
+    distiller(x)
+    assert torch.isfinite(distiller.compute_losses()["total"])
+
+
+def test_project_on_equal_shapes_builds_a_trainable_projector():
+    student, teacher = _pair()
+    x = torch.randn(4, 1, 40)
+    distiller = Distiller(student, teacher, {("output", "output"): Match("kd", project=True)}, example_input=x)
+    assert _params(distiller.pairs[0].student_adapter) == 10 * 10 + 10
+    distiller(x)
+    distiller.compute_losses()["total"].backward()
+    assert distiller.pairs[0].student_adapter[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("field", ["student_layout", "teacher_layout"])
+def test_match_refuses_an_undeclared_layout(field):
+    with pytest.raises(ConfigError) as err:
+        Match("kd", **{field: "token"})
+    message = str(err.value)
+    assert field in message and "'token'" in message and "'tokens'" in message and "channels_first" in message
+
+
+def _hook_count(*models):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for model in models for m in model.modules())
+
+
+class _DictNet(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.fc = nn.Linear(40, classes)
+
+    def forward(self, x):
+        return {"logits": self.fc(x.flatten(1))}
+
+
+@pytest.mark.parametrize(
+    "make, pairs",
+    [
+        (_pair, {("fc1", "conv2"): "sp", (("fc1", "fc2"), ("conv2", "conv_3")): "reviewkd"}),  # second tap wrong
+        (_pair, {("fc1", "conv2"): "sp", (("fc1", "fc_2"), ("conv2", "conv3")): "reviewkd"}),  # second student tap
+        (_pair, {("fc1", "conv2"): "sp", ("output", "output"): Match("kd", options={"temprature": 2})}),  # loss
+        (_pair, {("fc1", "conv2"): "sp", (("fc1", "fc2"), ("conv3",)): "reviewkd"}),  # loss setup fails
+        (lambda: (build_model("mlp", (1, 40), 5), build_model("convnet", (1, 40), 10)),
+         {("fc1", "conv2"): "sp", ("output", "output"): "kd"}),  # the adapters' dummy pass fails
+        (lambda: (_DictNet(), _DictNet()), {("output[0]", "output[logits]"): "kd"}),  # a missing key
+    ],
+)
+def test_failed_construction_leaves_no_hooks(make, pairs):
+    torch.manual_seed(0)
+    student, teacher = make()
+    x = torch.randn(2, 1, 40)
+    with pytest.raises(DistillError):
+        Distiller(student, teacher, pairs, example_input=x)
+    assert _hook_count(student, teacher) == 0
+    student(x), teacher(x)
+
+
+def test_dict_outputs_distil_by_key():
+    torch.manual_seed(0)
+    student, teacher = _DictNet(), _DictNet()
+    distiller = Distiller(student, teacher, {("output[logits]", "output[logits]"): "kd"},
+                          example_input=torch.randn(2, 1, 40))
+    out = distiller(torch.randn(3, 1, 40))
+    assert set(out) == {"logits"}
+    assert torch.isfinite(distiller.compute_losses()["total"])
+
+
+@pytest.mark.parametrize("task_weight", [None, 0.0])
+def test_nothing_to_optimise_is_refused(task_weight):
+    student, teacher = _pair()
+    task = {} if task_weight is None else {"task_loss": masked_cross_entropy, "task_weight": task_weight}
+    with pytest.raises(DistillError, match="nothing to train"):
+        Distiller(student, teacher, {}, **task)

@@ -7,7 +7,7 @@ from torch import nn
 from distill.augment import Mixup
 from distill.engine.checkpoint import latest_checkpoint, load_checkpoint
 from distill.engine.config import TrainConfig
-from distill.engine.objectives import SupervisedObjective
+from distill.tasks.classification.objectives import SupervisedObjective
 from distill.engine.trainer import train
 from distill.errors import CheckpointError, NonFiniteLossError
 from distill.models import build_model
@@ -34,11 +34,11 @@ class FailAfter(nn.Module):
     def model(self):
         return self.inner.model
 
-    def forward(self, x, y):
+    def forward(self, batch):
         self.calls += 1
         if self.calls > self.n and self.fault == "crash":
             raise KeyboardInterrupt
-        out = self.inner(x, y)
+        out = self.inner(batch)
         if self.calls > self.n:
             out["loss"] = out["loss"] * float("nan")
         return out

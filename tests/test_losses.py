@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill.errors import DistillError
+from distill.errors import ConfigError, DistillError
 from distill.losses import (
     IGNORE_INDEX,
     LOSSES,
@@ -20,6 +20,7 @@ from distill.losses import (
     SimilarityPreservingLoss,
     masked_cross_entropy,
 )
+from distill.registry import Registry
 
 from reference import kl, softmax, t
 
@@ -265,3 +266,78 @@ def test_ofa_by_hand():
     assert OFALoss(eps=1.0)(s, t, y).item() == pytest.approx(soft_ce, rel=1e-5)
     with pytest.raises(DistillError, match="needs labels"):
         OFALoss()(s, t)
+
+
+# --- build-time option checks -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["kd", "lskd"])
+@pytest.mark.parametrize("alpha", [-0.1, 1.5])
+def test_alpha_outside_unit_interval_is_refused(name, alpha):
+    with pytest.raises(ConfigError, match=r"alpha.*\[0, 1\]"):
+        LOSSES.build(name, alpha=alpha)
+
+
+def test_misspelt_option_suggests_the_closest_and_lists_all():
+    with pytest.raises(ConfigError) as err:
+        LOSSES.build("kd", temprature=2)
+    message = str(err.value)
+    assert "'temprature'" in message and "Did you mean 'temperature'" in message
+    assert "temperature" in message and "alpha" in message
+
+
+def test_option_of_a_factory_without_options():
+    registry = Registry("widget")
+    registry.register("plain")(lambda: 1)
+    with pytest.raises(ConfigError, match="'plain': it takes no options, got 'size'"):
+        registry.build("plain", size=2)
+    with pytest.raises(DistillError, match="'weight'"):  # nn.Module's own __init__ takes **kwargs
+        LOSSES.build("fitnet", weight=2)
+
+
+def test_factory_with_var_kwargs_falls_back_to_its_type_error():
+    registry = Registry("widget")
+
+    @registry.register("w")
+    def make(size: int, **kwargs):
+        if kwargs:
+            raise TypeError(f"unexpected {sorted(kwargs)}")
+        return size
+
+    assert registry.build("w", size=3) == 3
+    with pytest.raises(DistillError, match=r"unexpected \['colour'\]"):
+        registry.build("w", size=3, colour="red")
+
+
+# --- masks ------------------------------------------------------------------------------
+
+
+def test_kd_mask_averages_over_unmasked_positions_only():
+    s, t_, y = torch.randn(2, 3, 5), torch.randn(2, 3, 5), torch.randint(0, 5, (2, 3))
+    mask = torch.tensor([[True, True, False], [True, True, False]])
+    kd = KDLoss(temperature=2.0, alpha=0.6)
+    assert torch.allclose(kd(s, t_, y, mask=mask), kd(s[:, :2], t_[:, :2], y[:, :2]), atol=1e-6)
+
+
+def test_kd_padded_position_with_garbage_does_not_count():
+    s, t_ = torch.randn(2, 4, 6), torch.randn(2, 4, 6)
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    kd = KDLoss(temperature=3.0)
+    garbage_s, garbage_t = s.clone(), t_.clone()
+    garbage_s[0, 3], garbage_t[0, 3] = 1e4, -1e4
+    assert torch.allclose(kd(s, t_, mask=mask), kd(garbage_s, garbage_t, mask=mask), atol=1e-6)
+    assert not torch.allclose(kd(s, t_), kd(garbage_s, garbage_t))
+    soft = torch.cat([s[0, :3], s[1]]), torch.cat([t_[0, :3], t_[1]])
+    assert torch.allclose(kd(s, t_, mask=mask), kd(*soft), atol=1e-6)
+
+
+def test_kd_mask_of_wrong_shape_or_dtype_is_refused():
+    s = torch.randn(2, 3, 5)
+    with pytest.raises(DistillError, match=r"mask.*\(2, 3\)"):
+        KDLoss()(s, s.clone(), mask=torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(DistillError, match="bool"):
+        KDLoss()(s, s.clone(), mask=torch.ones(2, 3))
+
+
+def test_which_losses_support_masks():
+    assert KDLoss.supports_mask and not FitNetLoss.supports_mask and not DistillLoss.supports_mask

@@ -174,3 +174,34 @@ def test_lskd_zero_for_identical_standardised_logits():
 def test_lskd_needs_two_classes():
     with pytest.raises(DistillError, match=r"at least 2 classes.*\(3, 1\)"):
         LogitStandardizedKDLoss()(torch.randn(3, 1), torch.randn(3, 1))
+
+
+# --- masks ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(LOGIT_LOSSES))
+def test_mask_equals_the_loss_on_unmasked_positions(name):
+    s, te = torch.randn(2, 4, 5), torch.randn(2, 4, 5)
+    mask = torch.tensor([[True, True, False, True], [True, False, True, True]])
+    loss = LOSSES.build(name)
+    assert LOSSES.get(name).supports_mask
+    assert torch.allclose(loss(s, te, mask=mask), loss(s[mask], te[mask]), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(LOGIT_LOSSES))
+def test_padded_garbage_does_not_count(name):
+    s, te = torch.randn(2, 4, 5), torch.randn(2, 4, 5)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    mask[1, 3] = False
+    garbage_s, garbage_te = s.clone(), te.clone()
+    garbage_s[1, 3], garbage_te[1, 3] = torch.tensor([9e3, -9e3, 0.0, 1.0, 5.0]), torch.full((5,), -7e3)
+    loss = LOSSES.build(name)
+    assert torch.allclose(loss(s, te, mask=mask), loss(garbage_s, garbage_te, mask=mask), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(LOGIT_LOSSES))
+def test_everything_masked_gives_zero(name):
+    s = torch.randn(2, 3, 5, requires_grad=True)
+    loss = LOSSES.build(name)(s, torch.randn(2, 3, 5), mask=torch.zeros(2, 3, dtype=torch.bool))
+    assert loss.item() == 0.0
+    loss.backward()

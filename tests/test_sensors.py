@@ -217,11 +217,13 @@ def test_paired_views_feed_each_model_its_channels():
 
     from distill import Distiller
     from distill.data import load_dataset, student_views
-    from distill.engine.objectives import DistillObjective
+    from distill.tasks.classification.objectives import DistillObjective
 
     splits = load_dataset("basicmotions")
     views = student_views(splits, [0, 1, 2], align=True)
-    assert views.student.input_shape == (3, 100) and views.paired_train.x.shape == (40, 9, 100)
+    paired = views.paired_train.tensors
+    assert views.student.input_shape == (3, 100) and paired["teacher_x"].shape == (40, 6, 100)
+    assert paired["x"].shape == (40, 3, 100)
     aligned = views.student.train.x
     covariance = torch.einsum("nct,ndt->cd", aligned, aligned) / (aligned.shape[0] * aligned.shape[2])
     assert torch.allclose(covariance, torch.eye(3), atol=1e-3)  # the student's view is aligned on its own
@@ -238,10 +240,10 @@ def test_paired_views_feed_each_model_its_channels():
             return self.net(x)
 
     distiller = Distiller(Probe("student", 3), Probe("teacher", 6), {("output", "output"): "kd"})
-    objective = DistillObjective(distiller, student_width=3)
-    x, y = views.paired_train.x[:8], views.paired_train.y[:8]
-    assert torch.isfinite(objective(x, y)["loss"]) and seen == {"student": 3, "teacher": 6}
-    assert torch.equal(x[:, 3:], splits.train.x[:8])
+    objective = DistillObjective(distiller)
+    batch = views.paired_train.__getitems__(list(range(8)))
+    assert torch.isfinite(objective(batch)["loss"]) and seen == {"student": 3, "teacher": 6}
+    assert torch.equal(batch["teacher_x"], splits.train.x[:8])
 
 
 def test_bad_student_channels():

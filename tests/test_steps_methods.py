@@ -10,27 +10,27 @@ import torch
 from torch import nn
 
 from distill.errors import ConfigError
-from distill.steps.denoiser import Denoiser
-from distill.steps.methods import StepsContext
-from distill.steps.methods.consistency import (
+from distill.diffusion.denoiser import Denoiser
+from distill.tasks.steps.methods import StepsContext
+from distill.tasks.steps.methods.consistency import (
     ConsistencyObjective,
     boundary_coefficients,
     consistency_distance,
     consistency_function,
 )
-from distill.steps.methods.dmd import DMDObjective, distribution_matching_loss
-from distill.steps.methods.progressive import ProgressiveObjective, two_step_target
-from distill.steps.methods.reflow import Reflow, ReflowObjective
-from distill.steps.methods.shortcut import (
+from distill.tasks.steps.methods.dmd import DMDObjective, distribution_matching_loss
+from distill.tasks.steps.methods.progressive import ProgressiveObjective, two_step_target
+from distill.tasks.steps.methods.reflow import Reflow, ReflowObjective
+from distill.tasks.steps.methods.shortcut import (
     Shortcut,
     ShortcutGenerator,
     ShortcutObjective,
     self_consistency_target,
 )
-from distill.steps.nets import build_denoiser
-from distill.steps.process import PREDICTIONS, build_process
-from distill.steps.sampling import OdeGenerator, RenoisingGenerator, ode_step, time_grid
-from distill.steps.teacher import DenoisingObjective, null_labels
+from distill.diffusion.nets import build_denoiser
+from distill.diffusion.process import PREDICTIONS, build_process
+from distill.diffusion.sampling import OdeGenerator, RenoisingGenerator, ode_step, time_grid
+from distill.diffusion.objective import DenoisingObjective, null_labels
 
 PROCESSES = ["flow", "diffusion"]
 #: a natural parameterisation per process for the random-model tests
@@ -79,7 +79,7 @@ class Recorder(nn.Module):
 
 def _context(teacher: Denoiser, step_conditioned_builder=None) -> StepsContext:
     """A context carrying only what the methods read before training."""
-    return StepsContext(teacher, None, None, Path("."), "heun", 4,
+    return StepsContext(teacher, None, None, None, "heun", 4,
                         step_conditioned_builder or (lambda conditioned: _net(step_conditioned=conditioned,
                                                                               perturb=False)))
 
@@ -258,7 +258,7 @@ def test_two_step_target_turns_one_ddim_step_into_two_teacher_steps(name):
 
 def test_progressive_objective_trains_only_the_student():
     teacher, student = _denoiser(seed=1), _denoiser(seed=2)
-    out = ProgressiveObjective(student, teacher, steps=2)(torch.randn(16, 2), None)
+    out = ProgressiveObjective(student, teacher, steps=2)({"x": torch.randn(16, 2), "y": None})
     assert torch.isfinite(out["loss"]) and out["loss"] > 0
     out["loss"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
@@ -297,18 +297,18 @@ def _consistency(student, teacher, **kwargs):
     return ConsistencyObjective(student, teacher, **{**options, **kwargs})
 
 
-def test_consistency_ema_moves_halfway_to_the_student_in_train_mode_only():
+def test_consistency_ema_moves_halfway_to_the_student_after_an_optimizer_step_only():
     student, teacher = _denoiser(seed=1), _denoiser(seed=2)
     objective = _consistency(student, teacher)
     with torch.no_grad():
         for p in student.parameters():
             p.add_(torch.randn_like(p))
     old = [p.detach().clone() for p in objective.ema.parameters()]
-    objective.eval()
-    objective(torch.randn(8, 2), None)
-    assert all(torch.equal(o, p) for o, p in zip(old, objective.ema.parameters()))
-    objective.train()
-    out = objective(torch.randn(8, 2), None)
+    for mode in (False, True):  # forward passes never touch the EMA; optimizer steps do
+        objective.train(mode)
+        out = objective({"x": torch.randn(8, 2), "y": None})
+        assert all(torch.equal(o, p) for o, p in zip(old, objective.ema.parameters()))
+    objective.after_optimizer_step(1)
     for before, ema, online in zip(old, objective.ema.parameters(), student.parameters()):
         assert not torch.allclose(before, online)
         assert torch.allclose(ema, (before + online) / 2, atol=1e-6)
@@ -321,7 +321,7 @@ def test_consistency_ema_moves_halfway_to_the_student_in_train_mode_only():
 def test_consistency_loss_is_finite_at_the_data_end_for_an_x0_model_on_the_flow_path():
     # skip = intervals puts every row at t = 1, s = 0, where x0 prediction leaves ε undefined.
     objective = _consistency(_denoiser("flow", "x0", seed=1), _denoiser("flow", "x0", seed=2), skip=4)
-    assert torch.isfinite(objective(torch.randn(8, 2), None)["loss"])
+    assert torch.isfinite(objective({"x": torch.randn(8, 2), "y": None})["loss"])
 
 
 # --- rectified flow -------------------------------------------------------------------------------------
@@ -330,21 +330,20 @@ def test_consistency_loss_is_finite_at_the_data_end_for_an_x0_model_on_the_flow_
 def test_reflow_loss_is_the_mse_to_the_pair_velocity():
     v = torch.tensor([0.3, -0.7])
     objective = ReflowObjective(Denoiser(Constant(v), build_process("flow"), "velocity"))
-    x = torch.randn(10, 2, 2)
-    sample, noise = x[:, 0], x[:, 1]
+    sample, noise = torch.randn(10, 2), torch.randn(10, 2)
     expected = ((v - (noise - sample)) ** 2).mean()
-    assert torch.allclose(objective(x, None)["loss"], expected, atol=1e-6)
+    assert torch.allclose(objective({"sample": sample, "noise": noise, "y": None})["loss"], expected, atol=1e-6)
 
 
 def test_reflow_distillation_draws_t_on_the_k_step_grid():
     recorder = Recorder(_net())
     objective = ReflowObjective(Denoiser(recorder, build_process("flow"), "velocity"), steps=4)
-    objective(torch.randn(200, 2, 2), None)
+    objective({"sample": torch.randn(200, 2), "noise": torch.randn(200, 2), "y": None})
     (t, _), = recorder.calls
     assert torch.allclose(t * 4, torch.round(t * 4))
     assert set(torch.round(t * 4).long().tolist()) == {1, 2, 3, 4}
     recorder.calls.clear()
-    ReflowObjective(Denoiser(recorder, build_process("flow"), "velocity"))(torch.randn(200, 2, 2), None)
+    ReflowObjective(Denoiser(recorder, build_process("flow"), "velocity"))({"sample": torch.randn(200, 2), "noise": torch.randn(200, 2), "y": None})
     (t, _), = recorder.calls
     assert ((t >= 0) & (t < 1)).all() and len(set(t.tolist())) == 200
 
@@ -354,7 +353,9 @@ def test_reflow_distillation_draws_t_on_the_k_step_grid():
 def test_velocity_methods_refuse_other_teachers(method, name, prediction):
     # both train and sample the raw net output as dx/dt, so the teacher must output the flow velocity
     with pytest.raises(ConfigError, match="flow"):
-        method.run(_context(_denoiser(name, prediction)))
+        method.check(_denoiser(name, prediction))  # before anything trains
+    with pytest.raises(ConfigError, match="flow"):
+        method.train(_context(_denoiser(name, prediction)))
 
 
 # --- distribution matching ------------------------------------------------------------------------------
@@ -377,7 +378,7 @@ def test_distribution_matching_gradient_is_the_normalised_score_difference():
 def test_dmd_objective_trains_generator_and_fake_score_but_not_the_teacher(steps):
     generator, fake, teacher = _denoiser(seed=1), _denoiser(seed=2), _denoiser(seed=3)
     objective = DMDObjective(generator, fake, teacher, steps=steps, regression=0.25, t_range=(0.02, 0.98))
-    out = objective(torch.randn(16, 2, 2), torch.zeros(16, dtype=torch.long))
+    out = objective({"sample": torch.randn(16, 2), "noise": torch.randn(16, 2), "y": torch.zeros(16, dtype=torch.long)})
     assert set(out) == {"loss", "dm", "regression", "fake"}
     assert all(torch.isfinite(v) for v in out.values())
     assert torch.allclose(out["loss"], out["dm"] + out["regression"] + out["fake"])
@@ -422,7 +423,7 @@ def test_shortcut_objective_draws_consistency_times_on_multiples_of_d():
     recorder = Recorder(_net(step_conditioned=True, seed=1))
     student = Denoiser(recorder, build_process("flow"), "velocity")
     objective = ShortcutObjective(student, _denoiser(seed=2), min_step=16, consistency=0.5)
-    out = objective(torch.randn(256, 2), None)
+    out = objective({"x": torch.randn(256, 2), "y": None})
     t, step = recorder.calls[-1]  # the student's prediction: consistency rows first, then flow rows
     rows = torch.arange(256) < 128
     assert torch.equal(step[~rows], torch.full((128,), 1 / 16))  # flow rows train the smallest step
@@ -481,12 +482,12 @@ def test_denoising_objective_decreases_under_adam(name):
     def fixed_draw_loss() -> float:
         torch.manual_seed(123)  # the same t and ε before and after training
         with torch.no_grad():
-            return objective(x, y)["loss"].item()
+            return objective({"x": x, "y": y})["loss"].item()
 
     before = fixed_draw_loss()
     optimizer = torch.optim.Adam(objective.parameters(), lr=1e-2)
     for _ in range(30):
-        loss = objective(x, y)["loss"]
+        loss = objective({"x": x, "y": y})["loss"]
         assert torch.isfinite(loss)
         optimizer.zero_grad()
         loss.backward()
@@ -498,11 +499,11 @@ def test_denoising_objective_decreases_under_adam(name):
 def test_conditional_objective_refuses_labels_out_of_range():
     objective = DenoisingObjective(_denoiser(num_classes=3), cond_drop=0.1)
     x = torch.randn(4, 2)
-    assert torch.isfinite(objective(x, torch.tensor([0, 1, 2, 2]))["loss"])
+    assert torch.isfinite(objective({"x": x, "y": torch.tensor([0, 1, 2, 2])})["loss"])
     for bad in ([0, 1, 2, 3], [-1, 0, 1, 2]):
         with pytest.raises(ConfigError, match="0..2"):
-            objective(x, torch.tensor(bad))
-    DenoisingObjective(_denoiser())(x, torch.tensor([7, 8, 9, 10]))  # unconditional: labels ignored
+            objective({"x": x, "y": torch.tensor(bad)})
+    DenoisingObjective(_denoiser())({"x": x, "y": torch.tensor([7, 8, 9, 10])})  # unconditional: labels ignored
     with pytest.raises(ConfigError, match="cond_drop"):
         DenoisingObjective(_denoiser(), cond_drop=1.0)
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from distill.errors import DistillError
 from distill.models import build_model
-from distill.steps.metrics import (
+from distill.metrics import (
     Scored,
     features,
     frechet_distance,

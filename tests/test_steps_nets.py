@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from distill.errors import DistillError
-from distill.steps.nets import (
+from distill.diffusion.nets import (
     DENOISERS,
     ConditionEmbedding,
     TimeMLP,

@@ -11,10 +11,9 @@ import yaml
 
 from distill.cli import main
 from distill.errors import ConfigError
-from distill.steps.experiment import run_steps_recipe
-from distill.steps.methods import STEP_METHODS
-from distill.steps.recipe import load_steps_recipe
-from distill.steps.toys import TOYS
+from distill.data.toys import TOYS
+from distill.experiment import Run, get_task, load_recipe
+from distill.tasks.steps.methods import STEP_METHODS
 
 RECIPES = sorted(Path(__file__).parents[1].glob("recipes/steps/*.yaml"))
 TEACHER_STEPS = 4
@@ -32,6 +31,16 @@ STUDENT_STEPS = {"progressive": [1, 2], "reflow": [1, 2, 4], "dmd": [1], "shortc
                  "consistency": [1, 2, 4]}
 
 
+def load_steps_recipe(path, overrides=None):
+    recipe = load_recipe(path, overrides)
+    assert recipe.task == "steps"
+    return recipe
+
+
+def run_steps_recipe(recipe, folder: Path):
+    return get_task("steps").run(recipe, Run(folder, recipe))
+
+
 def _tree(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
@@ -47,8 +56,9 @@ def tiny_overrides(path: Path) -> list[str]:
         overrides += ["data.options.n_train=1000", "data.options.n_test=300", "teacher.options.hidden=16",
                       "teacher.options.depth=1"]
     else:  # images: a small net and a short classifier for the metrics
-        # a whole section: a partial override would replace the defaulted TrainConfig without a budget
-        overrides += ["evaluate.classifier.train={steps: 10, batch_size: 64, progress: false}"]
+        # fields of a defaulted section: the section's other defaults stay
+        overrides += ["evaluate.classifier.train.steps=10", "evaluate.classifier.train.epochs=null",
+                      "evaluate.classifier.train.batch_size=64", "evaluate.classifier.train.progress=false"]
         if tree["data"]["name"] == "mnist":
             overrides += ["data.options.limit_train=500"]
         if tree.get("teacher", {}).get("model") == "unet":
@@ -67,10 +77,13 @@ def test_recipes_cover_every_method():
 def test_recipe_runs_end_to_end(path, tmp_path):
     recipe = load_steps_recipe(path, tiny_overrides(path))
     method = recipe.method.name
-    outcome = run_steps_recipe(recipe, tmp_path)
+    table = run_steps_recipe(recipe, tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["name"] == recipe.name and results["method"] == method
-    assert results == json.loads(json.dumps(outcome["results"]))
+    assert results["task"] == "steps" and results["name"] == recipe.name and results["details"]["method"] == method
+    assert results["rows"] == json.loads(json.dumps(table.rows))
+    floor_row, *rows = results["rows"]
+    assert floor_row["model"] == "real data (noise floor)"
+    results["rows"] = rows
     teacher_name = f"teacher ({recipe.teacher.solver})"
     guided = recipe.teacher.conditional and recipe.teacher.guidance != 1.0
     per_call = (2 if recipe.teacher.solver == "heun" else 1) * (2 if guided else 1)
@@ -82,13 +95,15 @@ def test_recipe_runs_end_to_end(path, tmp_path):
     assert student_rows
     if method in STUDENT_STEPS:
         assert [r["steps"] for r in student_rows] == STUDENT_STEPS[method]
-    metrics = set(results["floor"])
-    assert metrics and all(math.isfinite(v) for v in results["floor"].values())
+    floor = results["details"]["floor"]
+    metrics = set(floor)
+    assert metrics and all(math.isfinite(v) for v in floor.values())
+    assert all(floor_row[m] == floor[m] for m in metrics)
     for row in results["rows"]:
         assert metrics <= set(row), row
         assert all(math.isfinite(row[m]) for m in metrics), row
         assert row["nfe"] >= row["steps"] >= 1 and row["ms_per_sample"] > 0
-    assert results["teacher"]["steps"] == TEACHER_STEPS and results["student_train_seconds"] > 0
+    assert results["details"]["teacher"]["steps"] == TEACHER_STEPS and results["details"]["student_train_seconds"] > 0
     report = (tmp_path / "report.md").read_text()
     assert report.startswith(f"# {recipe.name}")
     assert report.count(f"| student ({method}) |") == len(student_rows)
@@ -117,7 +132,7 @@ def test_cli_runs_a_steps_recipe(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "student (reflow)" in out and "report.md" in out
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
-    assert {r["model"] for r in rows} == {"teacher (heun)", "student (reflow)"}
+    assert {r["model"] for r in rows} == {"real data (noise floor)", "teacher (heun)", "student (reflow)"}
     assert (tmp_path / "reflow" / "metrics.csv").exists() and (tmp_path / "reflow_distill_1").is_dir()
 
 
@@ -136,14 +151,14 @@ def test_bad_fields_are_listed_in_one_config_error():
     assert "evaluate.sample" in message
 
 
-def test_bad_method_option_is_a_config_error(tmp_path):
-    recipe = load_steps_recipe(_recipe("shortcut"), ["method.options.min_step=6"])
+def test_bad_method_option_is_refused_when_the_recipe_loads():
     with pytest.raises(ConfigError, match="power of two"):
-        run_steps_recipe(recipe, tmp_path)
+        load_steps_recipe(_recipe("shortcut"), ["method.options.min_step=6"])
 
 
-def test_reflow_refuses_a_diffusion_teacher(tmp_path):
+def test_reflow_refuses_a_diffusion_teacher_before_training_it(tmp_path):
     path = _recipe("reflow")
     recipe = load_steps_recipe(path, [*tiny_overrides(path), "teacher.process=diffusion", "teacher.prediction=eps"])
     with pytest.raises(ConfigError, match="flow"):
         run_steps_recipe(recipe, tmp_path)
+    assert not (tmp_path / "teacher").exists()  # refused before the teacher trained

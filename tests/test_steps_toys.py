@@ -10,7 +10,7 @@ import torch
 from distill.data.base import DataSplits
 from distill.data.tensors import InMemoryDataset
 from distill.errors import DistillError
-from distill.steps.toys import (
+from distill.data.toys import (
     EIGHT_GAUSSIAN_CENTRES,
     MOONS_CENTRE,
     MOONS_SCALE,

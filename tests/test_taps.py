@@ -75,3 +75,97 @@ def test_hooked_model_pickles():
     TapRecorder(net, [parse_tap("body.2")])
     clone = pickle.loads(pickle.dumps(net))
     assert "body.2" in module_paths(clone)
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 8)
+
+    def forward(self, x):
+        h = self.proj(x)
+        return {"last_hidden_state": h, "hidden": h.relu()}
+
+
+class ModelOutput(dict):
+    """Stands in for Hugging Face's ModelOutput (an OrderedDict subclass with attribute access)."""
+
+    __getattr__ = dict.__getitem__
+
+
+class DictNet(nn.Module):
+    def __init__(self, wrap=dict):
+        super().__init__()
+        self.encoder = Encoder()
+        self.head = nn.Linear(8, 3)
+        self.wrap = wrap
+
+    def forward(self, x):
+        h = self.encoder(x)["hidden"]
+        return self.wrap(logits=self.head(h), features=h)
+
+
+def test_parse_dict_keys():
+    assert parse_tap("output[logits]") == TapSpec("", "output", "logits")
+    assert parse_tap("encoder[last_hidden_state]") == TapSpec("encoder", "output", "last_hidden_state")
+    assert parse_tap("encoder:output[hidden]") == TapSpec("encoder", "output", "hidden")
+    for text in ("output[logits]", "encoder[hidden]", "encoder:input", "rnn[0]"):
+        assert str(parse_tap(text)) == text and parse_tap(str(parse_tap(text))) == parse_tap(text)
+
+
+@pytest.mark.parametrize("wrap", [dict, ModelOutput])
+def test_dict_outputs_are_tapped_by_key(wrap):
+    net = DictNet(wrap)
+    specs = [parse_tap(s) for s in ("output[logits]", "encoder[last_hidden_state]", "encoder:output[hidden]")]
+    recorder = TapRecorder(net, specs)
+    x = torch.randn(5, 4)
+    out = net(x)
+    assert torch.equal(recorder.get(specs[0]), out["logits"])
+    assert torch.equal(recorder.get(specs[1]), net.encoder.proj(x))
+    assert torch.equal(recorder.get(specs[2]), net.encoder.proj(x).relu())
+
+
+def _captured_error(net, tap):
+    spec = parse_tap(tap)
+    recorder = TapRecorder(net, [spec])
+    net(torch.randn(2, 4))
+    with pytest.raises(DistillError) as err:
+        recorder.get(spec)
+    return str(err.value)
+
+
+def test_dict_output_without_key_lists_the_keys():
+    message = _captured_error(DictNet(), "output")
+    assert "'logits'" in message and "'features'" in message and "output[logits]" in message
+    assert "[0]" not in message
+    message = _captured_error(DictNet(), "encoder")
+    assert "'last_hidden_state'" in message and "encoder[last_hidden_state]" in message
+
+
+@pytest.mark.parametrize("tap", ["output[0]", "output[logit]"])
+def test_missing_key_lists_the_keys(tap):
+    message = _captured_error(DictNet(), tap)
+    assert "'logits'" in message and "'features'" in message
+
+
+@pytest.mark.parametrize("tap", ["rnn[2]", "rnn[hidden]"])
+def test_bad_tuple_index_says_how_many_elements(tap):
+    message = _captured_error(Net(), tap)
+    assert "2 elements" in message and "rnn[0]" in message
+
+
+def test_a_tensor_cannot_be_indexed():
+    message = _captured_error(Net(), "head[0]")
+    assert "tensor" in message and "'head'" in message
+
+
+def _hook_count(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_recorder_removes_its_hooks_when_a_later_tap_is_wrong():
+    net = Net()
+    with pytest.raises(DistillError, match="'body.0'"):
+        TapRecorder(net, [parse_tap("head"), parse_tap("body.0:input"), parse_tap("bdy.0")])
+    assert _hook_count(net) == 0
+    net(torch.randn(2, 4))

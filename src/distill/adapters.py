@@ -140,19 +140,29 @@ def build_adapters(
     student_layout: str = "channels_first",
     teacher_layout: str = "channels_first",
     projector: str = "linear",
+    project: bool = False,
 ) -> tuple[nn.Module, nn.Module]:
     """``(student_adapter, teacher_adapter)`` making the two tensors meet ``requires``.
 
     ``identical``: shapes must already match (logits); ``same_batch``: only the batch;
     ``same_spatial``: both become channel-first maps of the teacher's spatial size;
     ``same_shape``: the student is projected onto the teacher's exact shape (trainable;
-    ``projector="orthogonal"`` keeps the channel map orthogonal).
-    The teacher adapter never has parameters.
+    ``projector="orthogonal"`` keeps the channel map orthogonal). ``project=True``
+    always builds that trainable projector, even when the shapes already agree.
+    Layouts only matter for 3-D tensors. The teacher adapter never has parameters.
     """
     student_shape, teacher_shape = tuple(student_shape), tuple(teacher_shape)
+    if len(student_shape) != 3:
+        student_layout = "channels_first"
+    if len(teacher_shape) != 3:
+        teacher_layout = "channels_first"
+    if project:
+        requires = "same_shape"
     if student_shape[0] != teacher_shape[0]:
         raise _fail(pair, student_shape, teacher_shape, "batch sizes differ; both models must see the same batch.")
-    if requires == "same_batch" or student_shape == teacher_shape and student_layout == teacher_layout:
+    if requires == "same_batch" or (
+        not project and student_shape == teacher_shape and student_layout == teacher_layout
+    ):
         return nn.Identity(), nn.Identity()
     if requires == "identical":
         raise _fail(pair, student_shape, teacher_shape, "this loss compares the tensors element by element "

@@ -4,19 +4,21 @@ In the spirit of NVIDIA ModelOpt's ``DistillationModel``: the user's loop stays
 theirs. ``distiller(x)`` runs the teacher (no autograd) and the student and returns
 the student's output; ``distiller.compute_losses(target)`` returns the named losses
 and their weighted ``"total"``; ``distiller.export()`` hands back the bare student.
+Like ModelOpt's wrapper, ``distiller(*args, **kwargs)`` passes whatever the models take
+(input ids, attention masks), and ``compute_losses(mask=...)`` leaves padded tokens out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
 from distill.adapters import Layout, build_adapters, infer_layout
-from distill.errors import DistillError
+from distill.errors import ConfigError, DistillError
 from distill.losses import LOSSES, DistillLoss
 from distill.taps import TapRecorder, TapSpec, parse_tap, resolve_module
 
@@ -39,6 +41,16 @@ class Match:
     options: dict[str, Any] = field(default_factory=dict)
     student_layout: Layout = "auto"
     teacher_layout: Layout = "auto"
+
+    def __post_init__(self) -> None:
+        layouts = get_args(Layout)
+        for side in ("student_layout", "teacher_layout"):
+            if getattr(self, side) not in layouts:
+                raise ConfigError(
+                    f"Match {side} must be one of {', '.join(map(repr, layouts))}, got {getattr(self, side)!r}; "
+                    "'tokens' means (B, N, D) sequences, 'channels_first' (B, C, L) maps, 'auto' guesses "
+                    "from the tapped module."
+                )
 
     def build_loss(self) -> DistillLoss:
         """The loss instance: built from the registry when given by name."""
@@ -112,12 +124,38 @@ class _Pair(nn.Module):
             self.student_adapter, self.teacher_adapter = nn.Identity(), nn.Identity()
             return
         label = f"pair ({self.student_tap} → {self.teacher_tap}, loss {self.name!r})"
-        requires = "same_shape" if self.match.project else self.loss.requires
         s_adapter, t_adapter = build_adapters(
-            student.shape, teacher.shape, requires, label, *layouts, projector=self.loss.projector
+            student.shape, teacher.shape, self.loss.requires, label, *layouts,
+            projector=self.loss.projector, project=self.match.project,
         )
         self.student_adapter = s_adapter.to(student.device)
         self.teacher_adapter = t_adapter.to(teacher.device)
+
+
+def _as_call(value: Any) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` of a model call from one value.
+
+    A tuple is the positional arguments, a dict the keyword arguments, anything else
+    (a tensor) the one positional argument.
+    """
+    if isinstance(value, tuple):
+        return value, {}
+    if isinstance(value, Mapping):
+        return (), dict(value)
+    return (value,), {}
+
+
+def _check_kwargs_map(mapping: Mapping[str, str | None] | None) -> dict[str, str | None]:
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, Mapping) or not all(
+        isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in mapping.items()
+    ):
+        raise DistillError(
+            "teacher_kwargs_map must map the student's keyword names to the teacher's (or to None to leave "
+            f"that keyword out for the teacher), e.g. {{'attention_mask': 'mask'}}; got {mapping!r}."
+        )
+    return dict(mapping)
 
 
 class Distiller(nn.Module):
@@ -128,7 +166,11 @@ class Distiller(nn.Module):
     :mod:`distill.taps`). ``task_loss(student_output, target)`` with ``task_weight``
     adds the ordinary supervised loss. Pass ``example_input`` when a pair needs a
     trainable projector, so it exists before the optimizer is created (and
-    ``example_teacher_input`` when the teacher sees a different view).
+    ``example_teacher_input`` when the teacher sees a different view); each is one
+    batch as :meth:`forward` takes it: a tensor, a tuple of positional arguments or a
+    dict of keyword arguments. ``teacher_kwargs_map`` renames the keyword arguments of
+    :meth:`forward` for the teacher (``{"attention_mask": "mask"}``; a name mapped to
+    None is not passed to the teacher).
 
     ``teacher="self"`` is self-distillation (Zhang et al., ICCV 2019, "Be Your Own
     Teacher"): teacher taps are read from the student's own forward pass and detached,
@@ -143,8 +185,9 @@ class Distiller(nn.Module):
         *,
         task_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         task_weight: float = 1.0,
-        example_input: torch.Tensor | None = None,
-        example_teacher_input: torch.Tensor | None = None,
+        example_input: Any = None,
+        example_teacher_input: Any = None,
+        teacher_kwargs_map: Mapping[str, str | None] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(student, nn.Module):
@@ -154,15 +197,19 @@ class Distiller(nn.Module):
             teacher = None
         elif teacher is not None and not isinstance(teacher, nn.Module):
             raise DistillError(f"teacher must be a torch.nn.Module, 'self' or None, got {teacher!r}.")
-        if not isinstance(pairs, Mapping) or (not pairs and task_loss is None):
+        if not isinstance(pairs, Mapping):
             raise DistillError(
-                "pairs must be a non-empty mapping {(student_tap, teacher_tap): loss}, "
-                "e.g. {('output', 'output'): 'kd'}."
+                f"pairs must be a mapping {{(student_tap, teacher_tap): loss}}, e.g. {{('output', 'output'): 'kd'}}, "
+                f"got {type(pairs).__name__}."
+            )
+        if not pairs and (task_loss is None or not task_weight):
+            raise DistillError(
+                "nothing to train: there are no pairs and no task loss (or task_weight=0), so there is no total "
+                "loss. Add pairs such as {('output', 'output'): 'kd'}, or a task_loss with task_weight > 0."
             )
         self.student = student
         self.teacher = teacher
-        if teacher is not None:
-            teacher.eval().requires_grad_(False)
+        self.teacher_kwargs_map = _check_kwargs_map(teacher_kwargs_map)
         self.task_loss, self.task_weight = task_loss, float(task_weight)
         self.pairs = nn.ModuleList(self._build_pairs(pairs))
         self._layouts = [
@@ -172,15 +219,24 @@ class Distiller(nn.Module):
             )
             for p in self.pairs
         ]
-        self.student_taps = TapRecorder(student, [t for p in self.pairs for t in _each(p.student_tap)], "student")
-        self.teacher_taps = TapRecorder(self._teacher_or_fail() if len(self.pairs) else student,
-                                        [t for p in self.pairs for t in _each(p.teacher_tap)], "teacher")
         self._exported = False
         self._adapters_ready = False
         #: training forward passes so far (drives warm-ups; saved in checkpoints so resume is exact)
         self.register_buffer("passes", torch.zeros((), dtype=torch.long))
-        if example_input is not None:
-            self._build_adapters_from(example_input, example_teacher_input)
+        recorders: list[TapRecorder] = []
+        try:  # a failure below must not leave hooks on the user's models
+            recorders.append(TapRecorder(student, [t for p in self.pairs for t in _each(p.student_tap)], "student"))
+            recorders.append(TapRecorder(self._teacher_or_fail() if len(self.pairs) else student,
+                                         [t for p in self.pairs for t in _each(p.teacher_tap)], "teacher"))
+            self.student_taps, self.teacher_taps = recorders
+            if example_input is not None:
+                self._build_adapters_from(example_input, example_teacher_input)
+        except Exception:
+            for recorder in recorders:
+                recorder.remove()
+            raise
+        if teacher is not None:
+            teacher.eval().requires_grad_(False)
 
     def _teacher_or_fail(self) -> nn.Module:
         if self.self_distill:
@@ -208,10 +264,13 @@ class Distiller(nn.Module):
             self.teacher.eval()
         return self
 
-    def forward(self, x: Any, teacher_input: Any = None) -> Any:
-        """Run the teacher (without autograd) and the student on ``x``; return the student's output.
+    def forward(self, *args: Any, teacher_input: Any = None, **kwargs: Any) -> Any:
+        """Run the teacher (without autograd) and ``student(*args, **kwargs)``; return the student's output.
 
-        ``teacher_input`` lets the teacher see a different view (e.g. more sensor channels).
+        The teacher gets the same arguments, keywords renamed by ``teacher_kwargs_map``,
+        unless ``teacher_input`` gives it its own (a different view, e.g. more sensor
+        channels): a tensor is its one positional argument, a tuple its positional
+        arguments, a dict its keyword arguments.
         """
         if self._exported:
             raise DistillError("this Distiller was exported; build a new one to keep distilling.")
@@ -220,9 +279,26 @@ class Distiller(nn.Module):
         if self.training:
             self.passes += 1
         if self.teacher is not None and len(self.pairs):
+            teacher_args, teacher_kwargs = self._teacher_arguments(args, kwargs, teacher_input)
             with torch.no_grad():
-                self.teacher(x if teacher_input is None else teacher_input)
-        return self.student(x)
+                self.teacher(*teacher_args, **teacher_kwargs)
+        return self.student(*args, **kwargs)
+
+    def _teacher_arguments(self, args: tuple, kwargs: dict, teacher_input: Any) -> tuple[tuple, dict]:
+        if teacher_input is not None:
+            return _as_call(teacher_input)
+        renamed: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            name = self.teacher_kwargs_map.get(key, key)
+            if name is None:
+                continue
+            if name in renamed:
+                raise DistillError(
+                    f"the teacher would get keyword argument {name!r} twice: teacher_kwargs_map renames another "
+                    "keyword onto it; map one of them to None, or pass the teacher's arguments as teacher_input."
+                )
+            renamed[name] = value
+        return args, renamed
 
     @torch.no_grad()
     def _build_adapters_from(self, example_input: Any, example_teacher_input: Any = None) -> None:
@@ -230,7 +306,8 @@ class Distiller(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            self.forward(example_input, teacher_input=example_teacher_input)
+            args, kwargs = _as_call(example_input)
+            self.forward(*args, teacher_input=example_teacher_input, **kwargs)
             self._make_adapters()
             for pair in self.pairs:  # e.g. CRD's embedding heads take their input sizes now
                 if pair.loss.pending_setup():
@@ -252,11 +329,19 @@ class Distiller(nn.Module):
             return [recorder.get(t) for t in taps]
         return recorder.get(taps)
 
-    def compute_losses(self, target: torch.Tensor | None = None, output: Any = None) -> dict[str, torch.Tensor]:
+    def compute_losses(
+        self, target: torch.Tensor | None = None, output: Any = None, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Named (unweighted) losses of the latest forward pass and their weighted sum ``"total"``.
 
-        ``output`` is the student's output, needed only for ``task_loss``.
+        ``output`` is the student's output, needed only for ``task_loss``. ``mask`` is a
+        bool tensor over the leading positions of the tapped tensors (e.g. ``(B, L)`` for
+        ``(B, L, V)`` token logits), false at padding; it is passed to every pair's loss,
+        which must support it (``DistillLoss.supports_mask``). ``task_loss`` does not see
+        it: give padded positions the label ``IGNORE_INDEX`` instead.
         """
+        if mask is not None:
+            self._check_masked_losses()
         if not self._adapters_ready and len(self.pairs):
             self._make_adapters()
             trainable = [p.name for p in self.pairs if any(True for _ in p.student_adapter.parameters())
@@ -268,8 +353,9 @@ class Distiller(nn.Module):
                 )
         losses: dict[str, torch.Tensor] = {}
         total = None
+        masking = {} if mask is None else {"mask": mask}
         for pair in self.pairs:
-            value = pair.loss(*self._adapted(pair), target)
+            value = pair.loss(*self._adapted(pair), target, **masking)
             losses[pair.name] = value
             weight = pair.match.weight * self._ramp(pair.match.warmup)
             total = value * weight if total is None else total + value * weight
@@ -280,6 +366,17 @@ class Distiller(nn.Module):
             total = losses["task"] * self.task_weight if total is None else total + losses["task"] * self.task_weight
         losses["total"] = total
         return losses
+
+    def _check_masked_losses(self) -> None:
+        unmaskable = [f"{p.name!r} (loss {p.match.loss if isinstance(p.match.loss, str) else type(p.loss).__name__})"
+                      for p in self.pairs if not p.loss.supports_mask]
+        if unmaskable:
+            maskable = [name for name in LOSSES.names() if LOSSES.get(name).supports_mask]
+            raise DistillError(
+                f"compute_losses(mask=...) was given, but the loss of {'pairs' if len(unmaskable) > 1 else 'pair'} "
+                f"{', '.join(unmaskable)} cannot leave positions out. Losses that take a mask: "
+                f"{', '.join(map(repr, maskable))}; switch to one of them, or drop the mask."
+            )
 
     def _adapted(self, pair: _Pair) -> tuple:
         if pair.multi_level:

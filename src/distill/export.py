@@ -1,4 +1,4 @@
-"""Export a trained student for deployment: TorchScript or ONNX."""
+"""Export a trained model for deployment: TorchScript or ONNX."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ from torch import nn
 from distill.errors import DistillError
 
 
-def export_model(model: nn.Module, example: torch.Tensor, path: Path, fmt: str = "torchscript") -> Path:
-    """Write ``model`` (traced on ``example``) as TorchScript (``.pt``) or ONNX (``.onnx``); batch size stays dynamic."""
+def export_model(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path,
+                 fmt: str = "torchscript", input_names: list[str] | None = None,
+                 output_names: list[str] | None = None) -> Path:
+    """Write ``model`` (traced on ``example``, one tensor or a tuple of inputs) as TorchScript (``.pt``)
+    or ONNX (``.onnx``); the batch size (dim 0 of every input) stays dynamic."""
     model = model.eval().cpu()
+    inputs = example if isinstance(example, tuple) else (example,)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "torchscript":
         with torch.no_grad():
-            traced = torch.jit.trace(model, example)
+            traced = torch.jit.trace(model, inputs)
         traced.save(str(path))
     elif fmt == "onnx":
         try:
@@ -25,9 +29,11 @@ def export_model(model: nn.Module, example: torch.Tensor, path: Path, fmt: str =
         except ImportError:
             raise DistillError("ONNX export needs the onnx package: pip install 'distill[onnx]'.") from None
         # A batch of 2: torch.export specialises sizes 0 and 1, which would fix the batch size.
-        pair = example[:1].expand(2, *example.shape[1:]).contiguous()
-        torch.onnx.export(model, (pair,), str(path), input_names=["input"], output_names=["logits"],
-                          dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
+        pairs = tuple(x[:1].expand(2, *x.shape[1:]).contiguous() for x in inputs)
+        batch = torch.export.Dim("batch")
+        torch.onnx.export(model, pairs, str(path), input_names=input_names or ["input"],
+                          output_names=output_names or ["logits"], dynamic_shapes=tuple({0: batch} for _ in pairs),
+                          dynamo=True, verbose=False)
     else:
         raise DistillError(f"unknown export format {fmt!r}; choose 'torchscript' or 'onnx'.")
     return path

@@ -6,10 +6,11 @@ function under a name; an unknown name fails with the list of valid ones.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from distill.errors import DistillError, unknown_name_message
+from distill.errors import ConfigError, DistillError, closest, unknown_name_message
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -41,10 +42,37 @@ class Registry(Generic[T]):
     def build(self, name: str, **kwargs: Any) -> Any:
         """Call the factory ``name`` with ``kwargs``; bad keyword names are reported clearly."""
         factory = self.get(name)
+        self._check_options(name, factory, kwargs)
         try:
             return factory(**kwargs)
         except TypeError as err:
             raise DistillError(f"cannot build {self.kind} {name!r} with {kwargs}: {err}") from None
+
+    def _check_options(self, name: str, factory: T, kwargs: dict[str, Any]) -> None:
+        """Refuse keyword names the factory's signature lacks (factories taking ``**kwargs`` are not checked)."""
+        try:
+            parameters = inspect.signature(factory).parameters.values()
+        except (TypeError, ValueError):  # no introspectable signature: the call itself will tell
+            return
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return
+        valid = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = [key for key in kwargs if key not in valid]
+        if not unknown:
+            return
+        if not valid:
+            raise ConfigError(
+                f"cannot build {self.kind} {name!r}: it takes no options, got {', '.join(map(repr, unknown))}; "
+                "remove them."
+            )
+        hints = {key: closest(key, valid, n=1) for key in unknown}
+        guesses = [f"{hint[0]!r}" + (f" for {key!r}" if len(unknown) > 1 else "")
+                   for key, hint in hints.items() if hint]
+        did_you_mean = f" Did you mean {', '.join(guesses)}?" if guesses else ""
+        raise ConfigError(
+            f"cannot build {self.kind} {name!r}: unexpected keyword argument {', '.join(map(repr, unknown))}."
+            f"{did_you_mean} Valid options: {', '.join(valid)}."
+        )
 
     def describe(self, name: str) -> str:
         """First paragraph of the factory's docstring, on one line."""

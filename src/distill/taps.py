@@ -1,8 +1,10 @@
 """Capture any intermediate tensor of any model by its module path, without editing it.
 
 A tap is written ``"layer3.1.conv2"`` (that module's output), ``"layer3.1.conv2:input"``
-(its first positional input) or ``"...:output[0]"`` (one element of a tuple output).
-``"output"`` and ``"input"`` alone mean the whole model's output and input. Hooks are
+(its first positional input), ``"rnn:output[0]"`` (one element of a tuple output) or
+``"encoder[last_hidden_state]"`` (one entry of a dict output, e.g. a Hugging Face
+``ModelOutput``). ``"output"`` and ``"input"`` alone mean the whole model's output and
+input, so ``"output[logits]"`` is the logits of a model returning a dict. Hooks are
 module-level functions bound with ``functools.partial`` so wrapped models pickle
 under DDP (as in NVIDIA ModelOpt and mmrazor's recorders).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,16 +22,21 @@ from torch import nn
 
 from distill.errors import DistillError, closest
 
-_TAP_PATTERN = re.compile(r"^(?P<path>[A-Za-z0-9_.]*?)(?::(?P<io>input|output))?(?:\[(?P<index>\d+)\])?$")
+_TAP_PATTERN = re.compile(
+    r"^(?P<path>[A-Za-z0-9_.]*?)(?::(?P<io>input|output))?(?:\[(?P<index>\d+|[A-Za-z_][\w.\-]*)\])?$"
+)
 
 
 @dataclass(frozen=True)
 class TapSpec:
-    """Where a tensor comes from: a module path, its input or output, an optional tuple index."""
+    """Where a tensor comes from: a module path, its input or output, an optional index or key.
+
+    ``index`` is an ``int`` for an element of a tuple/list, a ``str`` for an entry of a dict.
+    """
 
     path: str
     io: Literal["input", "output"] = "output"
-    index: int | None = None
+    index: int | str | None = None
 
     def __str__(self) -> str:
         text = self.path or self.io
@@ -38,19 +46,22 @@ class TapSpec:
 
 
 def parse_tap(spec: str) -> TapSpec:
-    """Parse ``"path[:input|:output][[i]]"``; ``"output"``/``"input"`` alone mean the root model."""
+    """Parse ``"path[:input|:output][[i]|[key]]"``; ``"output"``/``"input"`` alone mean the root model."""
     if not isinstance(spec, str):
         raise DistillError(f"a tap must be a string such as 'layer3.1.conv2' or 'output', got {spec!r}.")
     match = _TAP_PATTERN.match(spec.strip())
     if match is None:
         raise DistillError(
             f"cannot parse tap {spec!r}: write a module path, optionally followed by ':input' or "
-            "':output' and a tuple index like '[0]', e.g. 'layer3.1.conv2:output'."
+            "':output' and a tuple index like '[0]' or a dict key like '[logits]', "
+            "e.g. 'layer3.1.conv2:output' or 'output[logits]'."
         )
     path, io, index = match["path"], match["io"] or "output", match["index"]
     if path in ("input", "output") and match["io"] is None:
         path, io = "", path
-    return TapSpec(path=path, io=io, index=int(index) if index is not None else None)
+    if index is not None and index.isdigit():
+        index = int(index)
+    return TapSpec(path=path, io=io, index=index)
 
 
 def module_paths(model: nn.Module) -> list[str]:
@@ -71,37 +82,83 @@ def resolve_module(model: nn.Module, path: str, role: str = "model") -> nn.Modul
     )
 
 
-def _select(value: Any, spec: TapSpec) -> Any:
-    if spec.index is not None:
+def _keys(mapping: Mapping) -> str:
+    return ", ".join(repr(k) for k in mapping)
+
+
+def _select(value: Any, spec: TapSpec, role: str) -> Any:
+    """The element or entry of ``value`` that ``spec.index`` names; a wrong one lists what exists."""
+    if spec.index is None:
+        return value
+    whole = TapSpec(spec.path, spec.io)
+    if isinstance(value, Mapping):
+        if spec.index not in value:
+            raise DistillError(
+                f"tap {spec} of the {role}: the captured {type(value).__name__} has no key {spec.index!r}; "
+                f"its keys are {_keys(value)}, e.g. '{whole}[{next(iter(value), 'key')}]'."
+            )
         return value[spec.index]
-    return value
+    if isinstance(value, (tuple, list)):
+        if not isinstance(spec.index, int) or spec.index >= len(value):
+            raise DistillError(
+                f"tap {spec} of the {role}: the captured {type(value).__name__} has {len(value)} elements; "
+                f"index it by position, e.g. '{whole}[0]'."
+            )
+        return value[spec.index]
+    what = "tensor" if isinstance(value, torch.Tensor) else type(value).__name__
+    raise DistillError(
+        f"tap {spec} of the {role} captured a {what}, which has no elements to pick; write {str(whole)!r} "
+        "without the index."
+    )
+
+
+def _not_a_tensor(spec: TapSpec, value: Any, role: str) -> DistillError:
+    if spec.index is None and isinstance(value, Mapping):
+        fix = f"its keys are {_keys(value)}; pick one, e.g. '{spec}[{next(iter(value), 'key')}]'."
+    elif spec.index is None and isinstance(value, (tuple, list)):
+        fix = f"pick an element, e.g. '{spec}[0]'."
+    else:
+        fix = "tap the submodule that returns the tensor (a tap takes one index or key)."
+    return DistillError(f"tap {spec} of the {role} captured a {type(value).__name__}, not a tensor; {fix}")
 
 
 def _record_output(store: dict, key: TapSpec, module: nn.Module, args: tuple, output: Any) -> None:
-    store[key] = _select(output, key)
+    store[key] = output
 
 
 def _record_input(store: dict, key: TapSpec, module: nn.Module, args: tuple) -> None:
     if not args:
-        raise DistillError(f"tap {key} asks for the input of a module called without positional inputs.")
-    store[key] = _select(args[0], key)
+        raise DistillError(
+            f"tap {key} asks for the first positional input of a module called with keyword arguments only; "
+            "tap the output of the module that produces that input, or of the one that reads it, instead."
+        )
+    store[key] = args[0]
 
 
 class TapRecorder:
-    """Forward hooks on one model that store the tapped tensors of the latest forward pass."""
+    """Forward hooks on one model that store the tapped values of the latest forward pass.
+
+    The hooks store what the module saw or returned; picking an element or key happens in
+    :meth:`get`, so a wrong index is reported there instead of breaking the model's forward.
+    If a spec does not resolve, the hooks already placed are removed before the error.
+    """
 
     def __init__(self, model: nn.Module, specs: list[TapSpec], role: str = "model") -> None:
         self.role = role
         self.store: dict[TapSpec, Any] = {}
         self._handles = []
-        for spec in dict.fromkeys(specs):
-            module = resolve_module(model, spec.path, role)
-            if spec.io == "output":
-                hook = functools.partial(_record_output, self.store, spec)
-                self._handles.append(module.register_forward_hook(hook))
-            else:
-                hook = functools.partial(_record_input, self.store, spec)
-                self._handles.append(module.register_forward_pre_hook(hook))
+        try:
+            for spec in dict.fromkeys(specs):
+                module = resolve_module(model, spec.path, role)
+                if spec.io == "output":
+                    hook = functools.partial(_record_output, self.store, spec)
+                    self._handles.append(module.register_forward_hook(hook))
+                else:
+                    hook = functools.partial(_record_input, self.store, spec)
+                    self._handles.append(module.register_forward_pre_hook(hook))
+        except Exception:
+            self.remove()
+            raise
 
     def clear(self) -> None:
         """Forget the tensors of the previous forward pass."""
@@ -114,12 +171,9 @@ class TapRecorder:
                 f"tap {spec} of the {self.role} captured nothing: that module did not run in the "
                 "last forward pass (is it used by forward()?), or no forward pass happened yet."
             )
-        value = self.store[spec]
+        value = _select(self.store[spec], spec, self.role)
         if not isinstance(value, torch.Tensor):
-            raise DistillError(
-                f"tap {spec} of the {self.role} captured a {type(value).__name__}, not a tensor; "
-                f"add a tuple index such as '{spec}[0]' or tap a submodule that returns a tensor."
-            )
+            raise _not_a_tensor(spec, value, self.role)
         return value
 
     def remove(self) -> None:

@@ -1,10 +1,10 @@
 """Offline datasets by name, and the same splits from the user's own arrays or datasets."""
 
-from distill.data import basicmotions, digits, mnist, mnist1d  # noqa: F401  (each registers a loader)
+from distill.data import basicmotions, digits, files, mnist, mnist1d  # noqa: F401  (each registers a loader)
 from distill.data.alignment import euclidean_alignment
 from distill.data.base import DATASETS, DataSplits
 from distill.data.custom import from_arrays, from_datasets
-from distill.data.tensors import InMemoryDataset, collate_batches, concat_datasets, make_loader
+from distill.data.tensors import InMemoryDataset, TensorDictDataset, collate_batches, concat_datasets, make_loader
 from distill.data.validation import with_validation
 from distill.data.views import PairedViews, student_views
 
@@ -18,6 +18,7 @@ __all__ = [
     "DATASETS",
     "DataSplits",
     "InMemoryDataset",
+    "TensorDictDataset",
     "PairedViews",
     "collate_batches",
     "concat_datasets",

@@ -56,10 +56,38 @@ class InMemoryDataset(Dataset):
         return SampleBatch(self.x[idx], self.y[idx])
 
 
-def collate_batches(batch: SampleBatch | list) -> list:
-    """Pass a :class:`SampleBatch` through as ``[x, y]``; otherwise ``default_collate``."""
+class NamedBatch(dict):
+    """A batch already gathered as ``{name: tensor}`` (what :class:`TensorDictDataset` returns)."""
+
+
+class TensorDictDataset(Dataset):
+    """Samples ``{name: tensor[i]}`` over named tensors of one length, e.g. a teacher's
+    ``{"sample", "noise", "y"}`` pairs or ``{"x", "teacher_x", "y"}`` paired sensor views."""
+
+    def __init__(self, **tensors: torch.Tensor) -> None:
+        lengths = {name: len(t) for name, t in tensors.items()}
+        if not tensors or len(set(lengths.values())) != 1:
+            raise DistillError(f"TensorDictDataset needs named tensors of one length, got lengths {lengths}.")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {name: t[i] for name, t in self.tensors.items()}
+
+    def __getitems__(self, indices: list[int]) -> NamedBatch:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return NamedBatch({name: t[idx] for name, t in self.tensors.items()})
+
+
+def collate_batches(batch: SampleBatch | NamedBatch | list) -> list | dict:
+    """Pass a :class:`SampleBatch` through as ``[x, y]`` and a :class:`NamedBatch` as a dict;
+    otherwise ``default_collate``."""
     if isinstance(batch, SampleBatch):
         return [batch.x, batch.y]
+    if isinstance(batch, NamedBatch):
+        return dict(batch)
     return default_collate(batch)
 
 

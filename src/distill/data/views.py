@@ -2,8 +2,8 @@
 
 For cross-sensor distillation (e.g. a new headset with fewer electrodes): the
 student's view is its channel subset, optionally Euclidean-aligned on its own
-(He & Wu, IEEE TBME 2020), and the paired training set stacks both views along the
-channel axis so the ordinary engine carries them as one tensor.
+(He & Wu, IEEE TBME 2020), and the paired training set serves both views as one
+``{"x", "teacher_x", "y"}`` batch.
 """
 
 from __future__ import annotations
@@ -15,17 +15,16 @@ import torch
 
 from distill.data.alignment import euclidean_alignment
 from distill.data.base import DataSplits
-from distill.data.tensors import InMemoryDataset
+from distill.data.tensors import InMemoryDataset, TensorDictDataset
 from distill.errors import DistillError
 
 
 @dataclasses.dataclass
 class PairedViews:
-    """The student's own splits, and a training set whose first ``student_width`` channels are its view."""
+    """The student's own splits, and a training set of ``{"x": student view, "teacher_x": all channels, "y"}``."""
 
     student: DataSplits
-    paired_train: InMemoryDataset
-    student_width: int
+    paired_train: TensorDictDataset
 
 
 def _subset(x: torch.Tensor, channels: Sequence[int], align: bool) -> torch.Tensor:
@@ -49,5 +48,5 @@ def student_views(splits: DataSplits, channels: Sequence[int], align: bool = Fal
         transfer=None,
         name=f"{splits.name} (student channels {list(channels)})",
     )
-    paired = InMemoryDataset(torch.cat([train_view, splits.train.x], dim=1), splits.train.y)
-    return PairedViews(student=student, paired_train=paired, student_width=len(channels))
+    paired = TensorDictDataset(x=train_view, teacher_x=splits.train.x, y=splits.train.y)
+    return PairedViews(student=student, paired_train=paired)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from distill.errors import CheckpointError
@@ -32,6 +32,40 @@ class Checkpoint:
     weights: dict[str, torch.Tensor]
     state: dict
     meta: dict
+
+
+def untie(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """CPU copies of ``weights`` with each shared tensor kept once, and ``{alias: kept name}``.
+
+    Models with tied weights (a language model's input and output embeddings) hold one
+    tensor under two names; safetensors refuses to write shared memory, so the second
+    name is stored as an alias and restored by :func:`retie`.
+    """
+    tensors, aliases, seen = {}, {}, {}
+    for name, value in weights.items():
+        key = (value.data_ptr(), tuple(value.shape), tuple(value.stride()), value.dtype, value.device)
+        if value.numel() and key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        tensors[name] = value.detach().to("cpu").clone().contiguous()
+    return tensors, aliases
+
+
+def retie(tensors: dict[str, torch.Tensor], aliases: dict[str, str]) -> dict[str, torch.Tensor]:
+    """``tensors`` with every alias of :func:`untie` pointing at its kept tensor again."""
+    return {**tensors, **{alias: tensors[kept] for alias, kept in aliases.items()}}
+
+
+def save_weights_file(path: Path, weights: dict[str, torch.Tensor]) -> Path:
+    """Write ``weights`` (tied ones once) as a ``.safetensors`` file, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors, aliases = untie(weights)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"distill_aliases": json.dumps(aliases)})
+    os.replace(tmp, path)
+    return path
 
 
 def _signature(weights: dict[str, torch.Tensor]) -> dict[str, list[int]]:
@@ -53,10 +87,9 @@ def save_checkpoint(
     tmp = folder / f".step_{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
-    save_file(tensors, str(tmp / "weights.safetensors"))
+    save_weights_file(tmp / "weights.safetensors", weights)
     torch.save(state, tmp / "state.pt")
-    meta = {"format": FORMAT, "step": step, "weights": _signature(tensors), **(extra_meta or {})}
+    meta = {"format": FORMAT, "step": step, "weights": _signature(weights), **(extra_meta or {})}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -91,7 +124,7 @@ def load_checkpoint(path: Path, expected: dict[str, torch.Tensor] | None = None)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} was not written by distill (format {meta.get('format')!r}, expected {FORMAT!r}).")
     try:
-        weights = load_file(str(path / "weights.safetensors"))
+        weights = _read_weights(path / "weights.safetensors")
         state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     except (OSError, SafetensorError, RuntimeError, EOFError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}); "
@@ -109,13 +142,37 @@ def load_checkpoint(path: Path, expected: dict[str, torch.Tensor] | None = None)
     return Checkpoint(step=int(meta["step"]), weights=weights, state=state, meta=meta)
 
 
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as handle:
+        aliases = json.loads((handle.metadata() or {}).get("distill_aliases", "{}"))
+    return retie(tensors, aliases)
+
+
 def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
     """Read a bare ``.safetensors`` weights file (or the weights of a checkpoint folder)."""
     path = Path(path)
     if path.is_dir():
         path = path / "weights.safetensors"
     try:
-        return load_file(str(path))
+        return _read_weights(path)
     except (OSError, SafetensorError) as err:
         raise CheckpointError(f"cannot read weights from {path} ({err}); expected a .safetensors file "
                               "or a distill checkpoint folder.") from None
+
+
+def weights_for(module: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path | str) -> dict[str, torch.Tensor]:
+    """The entries of ``weights`` that belong to ``module``: all of them, or those under the one
+    prefix (``distiller.student.``, ``model.``, ...) that a run's checkpoint stores it under."""
+    expected = module.state_dict()
+    if set(expected) <= set(weights):
+        return {k: weights[k] for k in expected}
+    anchor = next(iter(expected), None)
+    prefixes = sorted({k[: -len(anchor)] for k in weights if anchor is not None and k.endswith("." + anchor)}, key=len)
+    for prefix in prefixes:
+        if all(prefix + k in weights for k in expected):
+            return {k: weights[prefix + k] for k in expected}
+    missing = sorted(set(expected) - set(weights))[:3]
+    raise CheckpointError(f"the weights in {source} do not hold this model: missing {missing} (and no prefix such "
+                          "as 'model.' holds all of its weights); pass the run's student file or one of its "
+                          "checkpoint folders.")

@@ -7,6 +7,22 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 
+class GroupConfig(BaseModel):
+    """Settings of one parameter group an objective declares (e.g. a generator and its fake score);
+    a field left unset takes the run's value. ``every``: the group steps once every ``every``
+    optimizer steps (a two-time-scale update such as DMD2's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: Literal["adam", "adamw", "sgd"] | None = None
+    lr: float | None = Field(None, gt=0)
+    weight_decay: float | None = Field(None, ge=0)
+    momentum: float | None = Field(None, ge=0, lt=1)
+    betas: tuple[float, float] | None = None
+    max_grad_norm: float | None = Field(None, gt=0)
+    every: PositiveInt = 1
+
+
 class TrainConfig(BaseModel):
     """How long and how to optimise. Exactly one of ``steps`` / ``epochs`` sets the budget.
 
@@ -35,12 +51,26 @@ class TrainConfig(BaseModel):
     log_every: PositiveInt = 50
     progress: bool = True
     tensorboard: bool = False
+    groups: dict[str, GroupConfig] = Field(default_factory=dict, description="per parameter group overrides")
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainConfig:
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("set exactly one of 'steps' or 'epochs' (the training budget)")
         return self
+
+    def group(self, name: str) -> GroupConfig:
+        """The settings of group ``name`` with the run's values filled in."""
+        own = self.groups.get(name, GroupConfig())
+        return GroupConfig(
+            optimizer=own.optimizer or self.optimizer,
+            lr=own.lr if own.lr is not None else self.lr,
+            weight_decay=own.weight_decay if own.weight_decay is not None else self.weight_decay,
+            momentum=own.momentum if own.momentum is not None else self.momentum,
+            betas=own.betas,
+            max_grad_norm=own.max_grad_norm if own.max_grad_norm is not None else self.max_grad_norm,
+            every=own.every,
+        )
 
     def total_steps(self, batches_per_epoch: int) -> int:
         """Optimizer steps in the whole run for a loader of ``batches_per_epoch`` batches."""

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from distill.data import collate_batches
 from distill.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from distill.engine.config import TrainConfig
+from distill.engine.batches import as_batch, batch_size_of
+from distill.engine.config import GroupConfig, TrainConfig
 from distill.engine.metrics_log import MetricsLog
 from distill.engine.progress import progress_bar
 from distill.engine.sampler import EpochShuffleSampler
@@ -63,12 +64,30 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
     )
 
 
-def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD with momentum, as ``config`` says."""
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+def make_optimizer(params, settings: GroupConfig) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD with momentum for one parameter group, as ``settings`` say."""
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
+                               weight_decay=settings.weight_decay)
+    cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
+    extra = {} if settings.betas is None else {"betas": settings.betas}
+    return cls(params, lr=settings.lr, weight_decay=settings.weight_decay, **extra)
+
+
+def parameter_groups(objective: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """The objective's named parameter groups: its ``parameter_groups()`` if it declares them,
+    else one group ``"model"`` of every trainable parameter."""
+    declared = objective.parameter_groups() if hasattr(objective, "parameter_groups") else None
+    groups = {"model": [p for p in objective.parameters() if p.requires_grad]} if declared is None else {
+        name: [p for p in params if p.requires_grad] for name, params in declared.items()}
+    seen: set[int] = set()
+    for name, params in groups.items():
+        if not params:
+            raise ConfigError(f"parameter group {name!r} of {type(objective).__name__} has no trainable parameters.")
+        if seen & {id(p) for p in params}:
+            raise ConfigError(f"parameter group {name!r} of {type(objective).__name__} shares parameters with another group.")
+        seen |= {id(p) for p in params}
+    return groups
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, total: int):
@@ -106,6 +125,15 @@ def _trainable_weights(objective: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if ".teacher." not in f".{k}"}
 
 
+def _load_trainable(objective: nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
+    """Load a checkpoint's weights; every key it lacks must be a frozen teacher's."""
+    missing, unexpected = objective.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if ".teacher." not in f".{k}"]
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {source} does not fit this objective: missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}. Resume with the same recipe, or start a new run folder.")
+
+
 def _check_finite(values: dict[str, torch.Tensor], step: int, last: Path | None) -> None:
     loss = values["loss"]
     if not torch.isfinite(loss).all():
@@ -126,11 +154,15 @@ def train(
     resume: bool = False,
     description: str = "train",
 ) -> TrainResult:
-    """Optimise ``objective`` (``forward(x, y) -> {"loss": ..}``) on ``train_set`` for ``config``'s budget.
+    """Optimise ``objective`` (``forward(batch) -> {"loss": ..}``) on ``train_set`` for ``config``'s budget.
 
-    Checkpoints go to ``run_dir/checkpoints``; with ``resume`` the newest one is
-    restored (weights, optimizer, scheduler, RNG, data position) and the run goes on
-    exactly as if it had never stopped.
+    Batches are mappings of named tensors (:mod:`distill.engine.batches`); a dataset of
+    ``(x, y)`` pairs gives ``{"x", "y"}``. The objective may declare
+    ``parameter_groups() -> {name: params}``, each with its own optimizer, learning rate,
+    clipping and update rate (``config.groups``), and ``after_optimizer_step(step)``, called
+    once per optimizer step (EMA targets are updated there). Checkpoints go to
+    ``run_dir/checkpoints``; with ``resume`` the newest one is restored (weights, optimizers,
+    schedules, RNG, data position) and the run goes on exactly as if it had never stopped.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -145,10 +177,18 @@ def train(
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True,
                         collate_fn=collate_batches, generator=torch.Generator().manual_seed(config.seed))
     total = config.total_steps(len(loader))
-    params = [p for p in objective.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, config)
-    scheduler = make_schedule(optimizer, config, total)
-    objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
+    groups = parameter_groups(objective)
+    unknown = sorted(set(config.groups) - set(groups))
+    if unknown:
+        raise ConfigError(f"train.groups names {unknown}, but {type(objective).__name__} has the parameter groups "
+                          f"{sorted(groups)}; use those names.")
+    settings = {name: config.group(name) for name in groups}
+    optimizers = {name: make_optimizer(params, settings[name]) for name, params in groups.items()}
+    schedulers = {name: make_schedule(opt, config, total) for name, opt in optimizers.items()}
+    after_step = getattr(objective, "after_optimizer_step", None)
+    objective, loader, *prepared = accelerator.prepare(objective, loader, *optimizers.values())
+    optimizers = dict(zip(optimizers, prepared))
+    check_every_step = accelerator.device.type == "cpu"  # elsewhere a check would sync the device each step
     ckpt_dir = run_dir / "checkpoints"
     log = MetricsLog(run_dir, resume=resume) if accelerator.is_main_process else None
     if config.tensorboard:
@@ -161,9 +201,13 @@ def train(
             raise CheckpointError(f"--resume: no checkpoint under {ckpt_dir}; run without --resume to start.")
         unwrapped = accelerator.unwrap_model(objective)
         ckpt = load_checkpoint(last_ckpt, expected=_trainable_weights(unwrapped))
-        unwrapped.load_state_dict(ckpt.weights, strict=False)
-        optimizer.load_state_dict(ckpt.state["optimizer"])
-        scheduler.load_state_dict(ckpt.state["scheduler"])
+        _load_trainable(unwrapped, ckpt.weights, last_ckpt)
+        if sorted(ckpt.state.get("optimizers", {})) != sorted(optimizers):
+            raise CheckpointError(f"checkpoint {last_ckpt} holds the optimizer groups "
+                                  f"{sorted(ckpt.state.get('optimizers', {}))}, this objective {sorted(optimizers)}.")
+        for name in optimizers:
+            optimizers[name].load_state_dict(ckpt.state["optimizers"][name])
+            schedulers[name].load_state_dict(ckpt.state["schedulers"][name])
         _set_rng_state(ckpt.state["rng"])
         step, micro = ckpt.step, ckpt.step * config.grad_accum
         if log is not None:
@@ -173,7 +217,8 @@ def train(
         nonlocal last_ckpt
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()}
+            state = {"optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                     "schedulers": {k: s.state_dict() for k, s in schedulers.items()}, "rng": _rng_state()}
             weights = _trainable_weights(accelerator.unwrap_model(objective))
             last_ckpt = save_checkpoint(ckpt_dir, step, weights, state, {"description": description}, config.keep_checkpoints)
         return last_ckpt
@@ -197,28 +242,39 @@ def train(
             batches = accelerator.skip_first_batches(loader, skip) if skip else loader
             batches.set_epoch(epoch)  # Accelerate's loaders otherwise count epochs themselves,
             sampler.set_epoch(epoch)  # and a skipping loader does not pass the epoch on.
-            for x, y in batches:
+            for item in batches:
+                batch = as_batch(item)
                 with accelerator.accumulate(objective):
-                    values = objective(x, y)
-                    _check_finite(values, step + 1, last_ckpt)
+                    values = objective(batch)
+                    if check_every_step:
+                        _check_finite(values, step + 1, last_ckpt)
                     accelerator.backward(values["loss"])
-                    if accelerator.sync_gradients and config.max_grad_norm:
-                        accelerator.clip_grad_norm_(params, config.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    if accelerator.sync_gradients:
+                        for name, optimizer in optimizers.items():
+                            if settings[name].max_grad_norm:
+                                accelerator.clip_grad_norm_(groups[name], settings[name].max_grad_norm)
+                            if (step + 1) % settings[name].every == 0:
+                                optimizer.step()
+                            optimizer.zero_grad(set_to_none=True)
                 micro += 1
-                samples_seen += config.batch_size
+                samples_seen += batch_size_of(batch) * accelerator.num_processes
                 running_n += 1
-                for key, value in values.items():
-                    running[key] = running.get(key, 0.0) + float(value.detach())
+                for key, value in values.items():  # summed on the device, read at log steps only
+                    running[key] = running.get(key, 0.0) + value.detach().float()
                 if micro % config.grad_accum:
                     continue
-                scheduler.step()
+                for scheduler in schedulers.values():
+                    scheduler.step()
                 step += 1
+                if after_step is not None:
+                    after_step(step)
                 row = None
                 if step % config.log_every == 0 or step == total:
-                    means = {f"train_{k}": v / running_n for k, v in running.items()}
-                    row = {"step": step, **means, "lr": scheduler.get_last_lr()[0]}
+                    means = {f"train_{k}": float(v) / running_n for k, v in running.items()}
+                    if not check_every_step and not math.isfinite(means["train_loss"]):
+                        _check_finite({"loss": torch.tensor(means["train_loss"])}, step, last_ckpt)
+                    lrs = {"lr" if len(schedulers) == 1 else f"lr_{k}": s.get_last_lr()[0] for k, s in schedulers.items()}
+                    row = {"step": step, **means, **lrs}
                     running, running_n = {}, 0
                 if (config.eval_every and step % config.eval_every == 0) or step == total:
                     row = {**(row or {"step": step}), **evaluate()}

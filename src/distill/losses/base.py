@@ -28,13 +28,17 @@ class DistillLoss(nn.Module):
     """Base class: ``forward(student, teacher, target=None)`` returns a scalar tensor.
 
     A loss receives tensors, never models. ``target`` holds class labels where the
-    method uses them; entries equal to ``IGNORE_INDEX`` are unlabeled.
+    method uses them; entries equal to ``IGNORE_INDEX`` are unlabeled. A loss with
+    ``supports_mask = True`` also takes ``forward(..., mask=m)``: a bool tensor over the
+    leading positions (e.g. ``(B, L)`` for ``(B, L, V)`` token logits), false at padding.
     """
 
     requires: ClassVar[Requirement] = "same_shape"
     #: Which trainable projector maps student channels onto the teacher's (``same_shape`` only).
     projector: ClassVar[Literal["linear", "orthogonal"]] = "linear"
     needs_target: ClassVar[bool] = False
+    #: Whether ``forward`` accepts ``mask=`` to leave padded positions out.
+    supports_mask: ClassVar[bool] = False
 
     def forward(
         self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None = None

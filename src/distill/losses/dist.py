@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from distill.losses.base import LOSSES, DistillLoss
-from distill.losses.functional import check_pair, check_positive
+from distill.losses.functional import check_mask, check_pair, check_positive
 
 #: Floor on each vector's norm in the correlation: a zero-variance vector correlates 0.
 EPS = 1e-8
@@ -33,9 +33,11 @@ class DISTLoss(DistillLoss):
     correlation of student and teacher rows (each sample across classes) and ``intra``
     is 1 − the mean correlation of columns (each class across the batch). Each term lies
     in [0, 2]; a batch of one sample has no intra-class variance, so ``intra`` is then 1.
+    ``mask`` keeps only the unmasked rows (the loss is 0 when none is left).
     """
 
     requires = "identical"
+    supports_mask = True
 
     def __init__(self, beta: float = 1.0, gamma: float = 1.0, temperature: float = 1.0) -> None:
         super().__init__()
@@ -44,9 +46,19 @@ class DISTLoss(DistillLoss):
         self.temperature = check_positive("temperature", temperature)
 
     def forward(
-        self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None = None
+        self,
+        student: torch.Tensor,
+        teacher: torch.Tensor,
+        target: torch.Tensor | None = None,
+        *,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         check_pair("dist", student, teacher, self.requires, min_dim=2)
+        if mask is not None:
+            check_mask("dist", student, mask)
+            student, teacher = student[mask], teacher[mask]
+            if not len(student):
+                return student.float().sum()
         classes = student.shape[-1]
         p_s = F.softmax(student.float().reshape(-1, classes) / self.temperature, dim=-1)
         p_t = F.softmax(teacher.float().reshape(-1, classes) / self.temperature, dim=-1)

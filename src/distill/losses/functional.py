@@ -20,6 +20,13 @@ def check_positive(name: str, value: float) -> float:
     return float(value)
 
 
+def check_fraction(name: str, value: float) -> float:
+    """``value`` if it lies in [0, 1], else a ConfigError naming the argument."""
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must lie in [0, 1] (the weight of the soft term), got {value}.")
+    return float(value)
+
+
 def check_pair(loss: str, student: torch.Tensor, teacher: torch.Tensor, requires: str, min_dim: int) -> None:
     """Check both tensors have ``min_dim`` dims and agree as ``requires`` says."""
     shapes = f"student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}"
@@ -52,9 +59,21 @@ def check_target(loss: str, logits: torch.Tensor, target: torch.Tensor) -> None:
         )
 
 
+def check_mask(loss: str, logits: torch.Tensor, mask: torch.Tensor) -> None:
+    """Check ``mask`` is a bool tensor with one entry per row of ``logits`` (all dims but the last)."""
+    if mask.dtype != torch.bool or mask.shape != logits.shape[:-1]:
+        raise DistillError(
+            f"{loss}: mask must be a bool tensor of shape {tuple(logits.shape[:-1])} (true at the positions "
+            f"that count) for logits {tuple(logits.shape)}, got {mask.dtype} {tuple(mask.shape)}."
+        )
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` where ``mask`` is true; 0 (never NaN) when nothing is selected."""
-    return (values * mask).sum() / mask.sum().clamp(min=1)
+    """Mean of ``values`` where ``mask`` is true; 0 (never NaN) when nothing is selected.
+
+    Values outside the mask never reach the result, even when they are not finite.
+    """
+    return torch.where(mask, values, 0.0).sum() / mask.sum().clamp(min=1)
 
 
 def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,1 +1,8 @@
-"""Distillation families: each adds its objectives, metrics and report sections to the shared engine."""
+"""The families, one folder each; importing this package registers every one in ``TASKS``.
+
+A new family is a folder ``distill/tasks/<family>/`` (recipe, run, methods, metrics,
+report and a ``task.py`` that calls ``register_task``) plus one line here.
+"""
+
+from distill.tasks.classification import task as _classification  # noqa: F401
+from distill.tasks.steps import task as _steps  # noqa: F401

@@ -1,0 +1,41 @@
+"""Data for generative teachers: 2-D toys as drawn, image sets rescaled to [−1, 1]."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from distill.data import load_dataset
+from distill.data.base import DataSplits
+from distill.data.tensors import InMemoryDataset
+from distill.errors import ConfigError
+from distill.data.toys import TOYS, toy_dataset
+
+TOY_DEFAULTS = {"n_train": 20_000, "n_test": 5_000, "seed": 0}
+
+
+def _tensors(dataset) -> tuple:
+    if isinstance(dataset, InMemoryDataset):
+        return dataset.x, dataset.y
+    raise ConfigError(f"step distillation needs an in-memory dataset, got {type(dataset).__name__}.")
+
+
+def load_generative_data(name: str, options: dict | None = None) -> DataSplits:
+    """A toy from :data:`TOYS` (options n_train, n_test, seed) or a registered image data set,
+    whose pixels are mapped linearly so the training set spans exactly [−1, 1] (DDPM's range)."""
+    options = dict(options or {})
+    if name in TOYS:
+        unknown = set(options) - set(TOY_DEFAULTS)
+        if unknown:
+            raise ConfigError(f"toy data takes options {sorted(TOY_DEFAULTS)}, not {sorted(unknown)}.")
+        return toy_dataset(name, **{**TOY_DEFAULTS, **options})
+    splits = load_dataset(name, **options)
+    (x_train, y_train), (x_test, y_test) = _tensors(splits.train), _tensors(splits.test)
+    low, high = x_train.min(), x_train.max()
+    if not high > low:
+        raise ConfigError(f"data set {name!r} has constant inputs; nothing to generate.")
+
+    def scale(x):
+        return (2 * (x - low) / (high - low) - 1).float()
+
+    return dataclasses.replace(splits, train=InMemoryDataset(scale(x_train), y_train),
+                               test=InMemoryDataset(scale(x_test), y_test), transfer=None)

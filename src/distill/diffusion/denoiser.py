@@ -1,0 +1,57 @@
+"""A network together with the process it denoises, its parameterisation and its guidance."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from distill.errors import ConfigError
+from distill.diffusion.process import PREDICTIONS, Process, broadcast
+
+
+class Denoiser(nn.Module):
+    """``net(x_t, t, y, d)`` read as a prediction of (x0, ε) under ``process``.
+
+    ``guidance`` w applies classifier-free guidance (Ho & Salimans, 2022) to
+    class-conditional calls: ``pred_uncond + w · (pred_cond − pred_uncond)``; w = 1 is
+    the plain conditional model and costs one evaluation, any other w costs two.
+    ``clip`` bounds x0 (e.g. 1.0 for images in [−1, 1]) and re-derives ε from it.
+    """
+
+    def __init__(self, net: nn.Module, process: Process, prediction: str, num_classes: int = 0,
+                 guidance: float = 1.0, clip: float | None = None) -> None:
+        super().__init__()
+        if prediction not in PREDICTIONS:
+            raise ConfigError(f"unknown prediction {prediction!r}; choose one of {sorted(PREDICTIONS)}.")
+        if prediction == "eps" and float(process.coefficients(torch.ones(1))[0]) == 0.0:
+            raise ConfigError(f"prediction 'eps' cannot give x0 at t = 1 of the {type(process).__name__} "
+                              "(α(1) = 0, x_1 is pure noise); predict 'velocity', 'v' or 'x0' instead.")
+        self.net, self.process, self.prediction = net, process, prediction
+        self.num_classes, self.guidance, self.clip = num_classes, float(guidance), clip
+
+    def labels(self, y: Tensor | None) -> Tensor | None:
+        """Labels the net sees: None for an unconditional model."""
+        return y if self.num_classes else None
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, d: Tensor | None = None) -> Tensor:
+        y = self.labels(y)
+        if y is None or self.guidance == 1.0:
+            return self.net(x, t, y, d)
+        null = torch.full_like(y, self.num_classes)
+        both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]),
+                        None if d is None else torch.cat([d, d]))
+        cond, uncond = both.chunk(2)
+        return uncond + self.guidance * (cond - uncond)
+
+    def split(self, x: Tensor, t: Tensor, y: Tensor | None = None, d: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(x0, ε) predicted at ``(x, t)``."""
+        x0, eps = self.process.split(self.prediction, x, self(x, t, y, d), t)
+        if self.clip is not None:
+            alpha, sigma, _, _ = self.process.coefficients(t)
+            x0 = x0.clamp(-self.clip, self.clip)
+            eps = (x - broadcast(alpha, x) * x0) / broadcast(sigma, x).clamp(min=1e-8)
+        return x0, eps
+
+    def evaluations_per_call(self, y: Tensor | None) -> int:
+        """Network evaluations one call costs (2 under guidance)."""
+        return 1 if self.labels(y) is None or self.guidance == 1.0 else 2

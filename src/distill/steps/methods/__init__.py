@@ -1,6 +1,0 @@
-"""Step-distillation methods, one file each; importing this package registers them all."""
-
-from distill.steps.methods import consistency, dmd, progressive, reflow, shortcut  # noqa: F401
-from distill.steps.methods.base import STEP_METHODS, StepsContext
-
-__all__ = ["STEP_METHODS", "StepsContext"]

@@ -1,0 +1,100 @@
+"""Model-compression recipes (``task: classification``, the default): teacher, student, pairs, budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from distill.engine.config import TrainConfig
+from distill.errors import DistillError
+from distill.experiment.recipe import StrictModel
+from distill.losses import LOSSES
+
+
+class DataSpec(StrictModel):
+    """Which dataset and its loader options (e.g. ``transfer_size`` for MNIST-1D)."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    validation: int = Field(0, ge=0, description="if > 0, evaluate on this many held-out training samples (tuning)")
+    student_channels: list[int] | None = Field(None, description="cross-sensor: the student sees only these channels")
+    student_align: bool = Field(False, description="Euclidean-align the student's channel subset on its own")
+
+
+class ModelSpec(StrictModel):
+    """A zoo model by name with its options."""
+
+    model: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TeacherSpec(ModelSpec):
+    """The teacher: trained by the run (cached by content hash) unless ``weights`` is given."""
+
+    weights: Path | None = None
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=4000))
+    augment: Literal["none", "mixup", "jitter"] = "none"
+
+
+class MultiTeacherSpec(StrictModel):
+    """Several teachers combined into one (``distill.multi_teacher.MultiTeacher``)."""
+
+    teachers: list[TeacherSpec] = Field(min_length=2)
+    weights: list[float] | None = None
+    combine: Literal["logits", "probs"] = "logits"
+
+
+class PairSpec(StrictModel):
+    """One matched pair: student tap, teacher tap, loss name, weight and loss options."""
+
+    student: str | list[str] = Field("output", description="a tap, or a list of taps for multi-level losses")
+    teacher: str | list[str] = "output"
+    loss: str
+    weight: float = Field(1.0, allow_inf_nan=False)
+    warmup: int = Field(0, ge=0, description="training passes over which the weight ramps up from 0")
+    project: bool = Field(False, description="always project the student tensor onto the teacher's shape (exits, OFA)")
+    options: dict[str, Any] = Field(default_factory=dict)
+    student_layout: Literal["auto", "channels_first", "tokens"] = "auto"
+    teacher_layout: Literal["auto", "channels_first", "tokens"] = "auto"
+
+    @model_validator(mode="after")
+    def _loss_builds(self) -> PairSpec:
+        """The loss exists and accepts its options (checked at load time, before any training)."""
+        try:
+            LOSSES.build(self.loss, **self.options)
+        except DistillError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+
+class DistillSpec(StrictModel):
+    """How the student learns from the teacher."""
+
+    pairs: list[PairSpec] = Field(min_length=1)
+    task_weight: float = Field(0.0, ge=0, allow_inf_nan=False, description="weight of the plain cross-entropy on labels")
+    augment: Literal["none", "mixup", "jitter"] = "none"
+    mixup_alpha: float = Field(1.0, gt=0)
+    use_transfer: bool = Field(True, description="also train on the dataset's unlabeled transfer set")
+
+
+class BaselineSpec(StrictModel):
+    """From-scratch students trained in the same run with the same budget, one per augmentation."""
+
+    augments: list[Literal["none", "mixup", "jitter"]] = Field(default_factory=lambda: ["none", "mixup"])
+    mixup_alpha: float = Field(1.0, gt=0)
+
+
+class ClassificationRecipe(StrictModel):
+    """A model-compression experiment: data, teacher, student, how to distil, budget, baselines."""
+
+    task: Literal["classification"] = "classification"
+    name: str = "experiment"
+    seed: int = 0
+    data: DataSpec
+    teacher: TeacherSpec | MultiTeacherSpec | Literal["self"]
+    student: ModelSpec
+    distill: DistillSpec
+    train: TrainConfig
+    baselines: BaselineSpec = Field(default_factory=BaselineSpec)

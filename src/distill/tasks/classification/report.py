@@ -1,0 +1,52 @@
+"""The classification results table (accuracy, size, latency, budget) and learning-curve plot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from distill.experiment.table import Column, Table, number  # noqa: E402
+
+COLUMNS = (
+    Column("name", "model"),
+    Column("acc", "test acc", number(".2f", 100, " %")),
+    Column("params", "params", lambda v: f"{int(v):,}"),
+    Column("latency_ms", "CPU latency / sample", number(".1f", 1000, " µs")),
+    Column("steps", "train steps", lambda v: str(v) if v else "cached"),
+    Column("seconds", "train time", number(".0f", 1, " s")),
+)
+
+
+def results_table(rows: Sequence, title: str) -> Table:
+    """The rows (``RowResult``) as a :class:`Table`; a cached phase shows no train time."""
+    body = [{"name": r.name, "acc": r.acc, "params": r.params, "latency_ms": r.latency_ms, "steps": r.steps,
+             "seconds": r.seconds if r.steps else None, "samples_per_s": r.samples_per_s} for r in rows]
+    return Table(title, COLUMNS, body)
+
+
+def plot_learning_curves(rows: Sequence, path: Path) -> Path | None:
+    """Test accuracy against training step for every row with evaluations; None if none has any."""
+    curves = {row.name: [(r["step"], 100 * r["acc"]) for r in row.history if "acc" in r] for row in rows}
+    if not any(len(points) > 1 for points in curves.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for row in rows:
+        points = curves[row.name]
+        if len(points) > 1:
+            steps, accs = zip(*points)
+            ax.plot(steps, accs, label=row.name, marker="." if len(points) < 30 else None)
+        else:  # e.g. a cached teacher: only its final accuracy is known
+            ax.axhline(100 * row.acc, linestyle="--", color="gray", label=f"{row.name} (final)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

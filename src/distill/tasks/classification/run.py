@@ -1,0 +1,230 @@
+"""Run a classification recipe end to end: teacher, scratch baselines, distilled student, report.
+
+Every phase is one stage of the shared :class:`~distill.experiment.Run` (its own folder,
+resumed on its own); teachers come from the content-hash cache. Before any of them
+trains, :func:`check_recipe` builds every model and the distiller once with one dummy
+pass, so a bad tap, loss option or shape fails in seconds, not after the teacher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distill.augment import build_augment
+from distill.data import DataSplits, PairedViews, concat_datasets, load_dataset, student_views, with_validation
+from distill.distiller import Distiller, Match
+from distill.engine.cache import fit_or_load
+from distill.engine.checkpoint import load_weights_file, save_weights_file, weights_for
+from distill.experiment.runner import Run
+from distill.losses import masked_cross_entropy
+from distill.models import build_model
+from distill.multi_teacher import MultiTeacher
+from distill.tasks.classification.metrics import count_parameters, cpu_latency_per_sample, evaluate_classifier
+from distill.tasks.classification.objectives import DistillObjective, SupervisedObjective
+from distill.tasks.classification.recipe import ClassificationRecipe, TeacherSpec
+
+TRAIN_ONLY = {"progress", "tensorboard", "log_every"}
+
+
+@dataclass
+class RowResult:
+    """One line of the results table."""
+
+    name: str
+    acc: float
+    params: int
+    latency_ms: float
+    steps: int
+    seconds: float
+    samples_per_s: float
+    history: list[dict] = field(default_factory=list, repr=False)
+
+
+def _evaluator(test_set):
+    return lambda model, accelerator: evaluate_classifier(model, test_set, accelerator)
+
+
+def _row(name: str, model: nn.Module, splits: DataSplits, result) -> RowResult:
+    example = splits.test[0][0].unsqueeze(0)
+    return RowResult(
+        name=name,
+        acc=evaluate_classifier(model, splits.test)["acc"],
+        params=count_parameters(model),
+        latency_ms=1000 * cpu_latency_per_sample(model, example),
+        steps=result.steps if result else 0,
+        seconds=result.seconds if result else 0.0,
+        samples_per_s=result.samples_per_second if result else 0.0,
+        history=result.history if result else [],
+    )
+
+
+def load_recipe_data(recipe: ClassificationRecipe) -> DataSplits:
+    """The recipe's dataset; with ``data.validation`` the test set is a held-out part of train."""
+    splits = load_dataset(recipe.data.name, **recipe.data.options)
+    return with_validation(splits, recipe.data.validation) if recipe.data.validation else splits
+
+
+def load_student_data(recipe: ClassificationRecipe) -> DataSplits:
+    """The data the recipe's student sees: its channel subset in cross-sensor recipes."""
+    splits = load_recipe_data(recipe)
+    if recipe.data.student_channels:
+        return student_views(splits, recipe.data.student_channels, recipe.data.student_align).student
+    return splits
+
+
+def build_student(recipe: ClassificationRecipe, splits: DataSplits) -> nn.Module:
+    """The student, initialised from ``train.seed`` so every row starts from the same weights."""
+    torch.manual_seed(recipe.train.seed)
+    return build_model(recipe.student.model, splits.input_shape, splits.num_classes, **recipe.student.options)
+
+
+def _teacher_specs(recipe: ClassificationRecipe) -> list[TeacherSpec]:
+    spec = recipe.teacher
+    return [] if spec == "self" else [spec] if isinstance(spec, TeacherSpec) else list(spec.teachers)
+
+
+def _build_teacher_net(spec: TeacherSpec, splits: DataSplits) -> nn.Module:
+    torch.manual_seed(spec.train.seed)
+    return build_model(spec.model, splits.input_shape, splits.num_classes, **spec.options)
+
+
+def _combine(recipe: ClassificationRecipe, teachers: list[nn.Module]) -> nn.Module | str:
+    if recipe.teacher == "self":
+        return "self"
+    if isinstance(recipe.teacher, TeacherSpec):
+        return teachers[0]
+    return MultiTeacher(teachers, recipe.teacher.weights, recipe.teacher.combine).eval()
+
+
+def _one_teacher(recipe: ClassificationRecipe, spec: TeacherSpec, splits: DataSplits, run: Run, label: str):
+    """One teacher from ``spec.weights``, the content-hash cache, or trained and then cached."""
+    teacher = _build_teacher_net(spec, splits)
+    result = None
+    if spec.weights is not None:
+        teacher.load_state_dict(load_weights_file(spec.weights))
+    else:
+        cache_spec = {"data": recipe.data.model_dump(mode="json"), "model": spec.model, "options": spec.options,
+                      "train": spec.train.model_dump(exclude=TRAIN_ONLY),
+                      **({"augment": spec.augment} if spec.augment != "none" else {})}
+
+        def fit() -> dict:
+            nonlocal result
+            objective = SupervisedObjective(teacher, build_augment(spec.augment))
+            result = run.train(objective, splits.train, spec.train, label, _evaluator(splits.test))
+            return {"acc": result.final.get("acc")}
+
+        fit_or_load(teacher, cache_spec, fit)
+    teacher.eval()
+    return teacher, _row(f"teacher ({spec.model})", teacher, splits, result)
+
+
+def obtain_teacher(recipe: ClassificationRecipe, splits: DataSplits, run: Run):
+    """The recipe's teacher and its result rows: one model, a MultiTeacher, or ``"self"`` (no rows)."""
+    specs = _teacher_specs(recipe)
+    labels = ["teacher"] if len(specs) == 1 else [f"teacher{i}" for i in range(len(specs))]
+    built = [_one_teacher(recipe, spec, splits, run, label) for spec, label in zip(specs, labels)]
+    teacher = _combine(recipe, [t for t, _ in built])
+    rows = [row for _, row in built]
+    if isinstance(teacher, MultiTeacher):
+        rows.append(_row(f"teachers combined ({recipe.teacher.combine})", teacher, splits, None))
+    return teacher, rows
+
+
+def train_scratch(recipe: ClassificationRecipe, splits: DataSplits, run: Run, augment: str):
+    """The student trained on labels alone with the same budget: the baseline."""
+    student = build_student(recipe, splits)
+    objective = SupervisedObjective(student, build_augment(augment, recipe.baselines.mixup_alpha))
+    label = "scratch" if augment == "none" else f"scratch_{augment}"
+    result = run.train(objective, splits.train, recipe.train, label, _evaluator(splits.test))
+    name = f"student scratch ({recipe.student.model}{'' if augment == 'none' else ', ' + augment})"
+    return student, _row(name, student, splits, result)
+
+
+def _taps(value: str | list[str]) -> str | tuple[str, ...]:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def recipe_pairs(recipe: ClassificationRecipe) -> dict:
+    """The recipe's ``distill.pairs`` as the ``{(student_tap, teacher_tap): Match}`` map a Distiller takes."""
+    return {
+        (_taps(p.student), _taps(p.teacher)): Match(p.loss, p.weight, p.warmup, p.project, options=p.options,
+                                                    student_layout=p.student_layout, teacher_layout=p.teacher_layout)
+        for p in recipe.distill.pairs
+    }
+
+
+def build_distill_objective(recipe: ClassificationRecipe, student: nn.Module, teacher: nn.Module | str,
+                            splits: DataSplits, views: PairedViews | None = None) -> DistillObjective:
+    """The recipe's Distiller (its projectors built from one dummy pass) inside its training objective."""
+    example = torch.stack([splits.train[i][0] for i in range(2)])
+    example_teacher = views.paired_train.tensors["teacher_x"][:2] if views else None
+    task = masked_cross_entropy if recipe.distill.task_weight else None
+    distiller = Distiller(student, teacher, recipe_pairs(recipe), task_loss=task,
+                          task_weight=recipe.distill.task_weight, example_input=example,
+                          example_teacher_input=example_teacher)
+    try:
+        return DistillObjective(distiller, build_augment(recipe.distill.augment, recipe.distill.mixup_alpha))
+    except Exception:
+        distiller.export()  # leave no hooks on the models
+        raise
+
+
+def _views(recipe: ClassificationRecipe, splits: DataSplits) -> PairedViews | None:
+    if not recipe.data.student_channels:
+        return None
+    return student_views(splits, recipe.data.student_channels, recipe.data.student_align)
+
+
+def check_recipe(recipe: ClassificationRecipe, splits: DataSplits) -> None:
+    """Build every model and the distiller, and run one dummy pass, before anything trains: bad taps,
+    shapes, loss options and augment/loss combinations fail here in seconds."""
+    views = _views(recipe, splits)
+    teacher = _combine(recipe, [_build_teacher_net(spec, splits) for spec in _teacher_specs(recipe)])
+    student_splits = views.student if views else splits
+    objective = build_distill_objective(recipe, build_student(recipe, student_splits), teacher, student_splits, views)
+    objective.distiller.export()
+
+
+def train_distilled(recipe: ClassificationRecipe, splits: DataSplits, teacher: nn.Module | str, run: Run,
+                    views: PairedViews | None = None):
+    """The student distilled from ``teacher`` as the recipe describes (``views``: cross-sensor pairs)."""
+    student = build_student(recipe, splits)
+    objective = build_distill_objective(recipe, student, teacher, splits, views)
+    spec = recipe.distill
+    data = views.paired_train if views else splits.train
+    if spec.use_transfer and splits.transfer is not None and views is None:
+        data = concat_datasets(splits.train, splits.transfer)
+    result = run.train(objective, data, recipe.train, "distill", _evaluator(splits.test))
+    methods = "+".join(p.loss for p in spec.pairs) + ("" if spec.augment == "none" else f", {spec.augment}")
+    return objective.distiller.export(), _row(f"student distilled ({recipe.student.model}, {methods})", student,
+                                              splits, result)
+
+
+def run_recipe(recipe: ClassificationRecipe, run: Run) -> tuple[list[RowResult], DataSplits]:
+    """Every phase of ``recipe`` in ``run``: the rows of the results table and the student's data.
+    The distilled student's weights are written to ``student.safetensors``."""
+    splits = load_recipe_data(recipe)
+    check_recipe(recipe, splits)
+    teacher, rows = obtain_teacher(recipe, splits, run)
+    views = _views(recipe, splits)
+    if views is not None:
+        splits = views.student
+    for augment in recipe.baselines.augments:
+        rows.append(train_scratch(recipe, splits, run, augment)[1])
+    student, distilled_row = train_distilled(recipe, splits, teacher, run, views)
+    rows.append(distilled_row)
+    save_weights_file(run.folder / "student.safetensors", student.state_dict())
+    return rows, splits
+
+
+def load_run_student(folder: Path, recipe: ClassificationRecipe, weights: Path | None = None):
+    """A finished run's student (or the student in ``weights``: a file or a checkpoint folder) and its data."""
+    splits = load_student_data(recipe)
+    student = build_student(recipe, splits)
+    source = Path(weights) if weights else Path(folder) / "student.safetensors"
+    student.load_state_dict(weights_for(student, load_weights_file(source), source))
+    return student.eval(), splits

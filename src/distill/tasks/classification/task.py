@@ -1,0 +1,50 @@
+"""The ``classification`` family in the ``TASKS`` registry: run, evaluate and export its runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distill.experiment.runner import Run
+from distill.experiment.table import Column, Table, number
+from distill.experiment.tasks import Task, register_task
+from distill.export import export_model
+from distill.losses import LOSSES
+from distill.tasks.classification.metrics import evaluate_classifier
+from distill.tasks.classification.recipe import ClassificationRecipe
+from distill.tasks.classification.report import plot_learning_curves, results_table
+from distill.tasks.classification.run import load_run_student, run_recipe
+
+
+class ClassificationTask(Task):
+    """Model compression: a teacher network into a smaller or different student (logits, features,
+    relations, cross-sensor views), beside from-scratch baselines with the same budget."""
+
+    name = "classification"
+    recipe = ClassificationRecipe
+    methods = LOSSES
+
+    def run(self, recipe: ClassificationRecipe, run: Run) -> Table:
+        rows, splits = run_recipe(recipe, run)
+        table = results_table(rows, recipe.name)
+        dataset = {"name": splits.name, "train": len(splits.train), "test": len(splits.test),
+                   "transfer": len(splits.transfer) if splits.transfer is not None else 0}
+        run.write_results(self.name, table, {"dataset": dataset})
+        run.write_report(table, [("Learning curves", plot_learning_curves(rows, run.folder / "learning_curves.png"))])
+        return table
+
+    def evaluate(self, folder: Path, recipe: ClassificationRecipe, weights: Path | None = None) -> Table:
+        student, splits = load_run_student(folder, recipe, weights)
+        metrics = evaluate_classifier(student, splits.test)
+        columns = (Column("model", "model"), Column("acc", "test accuracy", number(".2f", 100, " %")),
+                   Column("loss", "cross-entropy", number(".4f")), Column("samples", "test samples"))
+        row = {"model": f"student ({recipe.student.model})", **metrics, "samples": len(splits.test)}
+        return Table(f"{recipe.name}: evaluation", columns, [row])
+
+    def export(self, folder: Path, recipe: ClassificationRecipe, fmt: str, weights: Path | None = None,
+               out: Path | None = None) -> list[Path]:
+        student, splits = load_run_student(folder, recipe, weights)
+        out = Path(out) if out else Path(folder) / ("student.pt" if fmt == "torchscript" else "student.onnx")
+        return [export_model(student, splits.test[0][0].unsqueeze(0), out, fmt)]
+
+
+register_task(ClassificationTask())

@@ -1,0 +1,105 @@
+"""Consistency distillation: map any point of a teacher ODE trajectory straight to its end."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import Tensor, nn
+
+from distill.errors import ConfigError
+from distill.diffusion.denoiser import Denoiser
+from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext, frozen
+from distill.diffusion.process import broadcast
+from distill.diffusion.sampling import SOLVERS, RenoisingGenerator, ode_step
+
+SIGMA_DATA = 0.5
+
+
+def boundary_coefficients(t: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """(c_skip, c_out) with c_skip(0) = 1 and c_out(0) = 0, so f(x, 0) = x exactly
+    (Song et al., ICML 2023, eq. 5). Time is scaled as in LCM (Luo et al., 2023): 1,000
+    discrete steps × ``timestep_scaling`` 10 = ``scale`` 10,000 for t ∈ [0, 1], so away
+    from t ≈ 0 the function is the network's x0 prediction."""
+    scaled = (scale * t) ** 2
+    return SIGMA_DATA**2 / (scaled + SIGMA_DATA**2), (scale * t) / torch.sqrt(scaled + SIGMA_DATA**2)
+
+
+def consistency_function(model: Denoiser, x: Tensor, t: Tensor, y: Tensor | None, scale: float) -> Tensor:
+    """``f(x, t) = c_skip(t)·x + c_out(t)·x̂0(x, t)``."""
+    skip, out = (broadcast(c, x) for c in boundary_coefficients(t, scale))
+    # c_out(0) = 0: f(x, 0) = x even where x̂0 is undefined (x0 prediction at the flow path's t = 0).
+    return skip * x + torch.where(out == 0, 0.0, out * model.split(x, t, y)[0])
+
+
+def consistency_distance(a: Tensor, b: Tensor, kind: str) -> Tensor:
+    """Per-sample L2² or pseudo-Huber ``sqrt(‖a − b‖² + c²) − c`` with c = 0.00054·√dim
+    (Song & Dhariwal, ICLR 2024)."""
+    squared = (a - b).flatten(1).pow(2).sum(dim=1)
+    if kind == "l2":
+        return squared / a[0].numel()
+    c = 0.00054 * math.sqrt(a[0].numel())
+    return torch.sqrt(squared + c * c) - c
+
+
+class ConsistencyObjective(nn.Module):
+    """``d(f_θ(x_{t_{n+k}}, t_{n+k}), f_θ⁻(x̂_{t_n}, t_n))`` where x̂_{t_n} is one teacher ODE step
+    (skipping k grid intervals, as LCM) and θ⁻ an EMA of θ, updated after each optimizer step
+    (once per step, however many micro-batches it accumulates)."""
+
+    def __init__(self, student: Denoiser, teacher: Denoiser, intervals: int, skip: int, solver: str,
+                 distance: str, ema_decay: float, scale: float) -> None:
+        super().__init__()
+        self.model, self.teacher = student, frozen(teacher)
+        self.ema = frozen(copy.deepcopy(student))
+        self.intervals, self.skip, self.solver = intervals, skip, solver
+        self.distance, self.ema_decay, self.scale = distance, ema_decay, scale
+
+    @torch.no_grad()
+    def after_optimizer_step(self, step: int) -> None:
+        """θ⁻ ← decay·θ⁻ + (1 − decay)·θ (the engine calls this once per optimizer step)."""
+        for target, online in zip(self.ema.parameters(), self.model.parameters()):
+            target.lerp_(online, 1.0 - self.ema_decay)
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        x, y = batch["x"], batch["y"]
+        n = torch.randint(self.skip, self.intervals + 1, (len(x),), device=x.device)
+        t, s = n.float() / self.intervals, (n - self.skip).float() / self.intervals
+        x_t = self.model.process.noise(x, torch.randn_like(x), t)
+        with torch.no_grad():
+            x_s = ode_step(self.teacher, x_t, t, s, y, self.solver)
+            target = consistency_function(self.ema, x_s, s, y, self.scale)
+        pred = consistency_function(self.model, x_t, t, y, self.scale)
+        return {"loss": consistency_distance(pred, target, self.distance).mean()}
+
+
+@STEP_METHODS.register("consistency")
+class Consistency(StepMethod):
+    """Consistency distillation (Song et al., ICML 2023; latent consistency models, Luo et al., 2023):
+    the student, initialised from the teacher, is sampled in 1–4 steps with re-noising."""
+
+    def __init__(self, intervals: int = 32, skip: int = 1, distance: str = "huber", ema_decay: float = 0.95,
+                 time_scale: float = 10_000.0, solver: str | None = None) -> None:
+        if distance not in ("huber", "l2"):
+            raise ConfigError(f"consistency: distance must be 'huber' or 'l2', got {distance!r}.")
+        if not 1 <= skip <= intervals:
+            raise ConfigError(f"consistency: need 1 <= skip ({skip}) <= intervals ({intervals}).")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ConfigError(f"consistency: ema_decay must lie in [0, 1), got {ema_decay}.")
+        if solver is not None and solver not in SOLVERS:
+            raise ConfigError(f"consistency: unknown solver {solver!r}; choose one of {list(SOLVERS)} or leave it unset.")
+        self.intervals, self.skip, self.distance = intervals, skip, distance
+        self.ema_decay, self.scale, self.solver = ema_decay, time_scale, solver
+
+    def train(self, context: StepsContext) -> dict[int, Denoiser]:
+        student = context.student()
+        objective = ConsistencyObjective(student, context.teacher, self.intervals, self.skip,
+                                         self.solver or context.solver, self.distance, self.ema_decay, self.scale)
+        context.stage(objective, context.splits.train, "consistency")
+        return dict.fromkeys((1, 2, 4), frozen(student))
+
+    def generator(self, denoiser: Denoiser) -> RenoisingGenerator:
+        scale = self.scale
+        return RenoisingGenerator(lambda x, t, y: consistency_function(denoiser, x, t, y, scale), denoiser.process,
+                                  module=denoiser)

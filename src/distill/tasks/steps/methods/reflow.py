@@ -1,0 +1,74 @@
+"""Rectified flow: straighten the teacher's noise → sample coupling, then distil to k steps."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from distill.errors import ConfigError
+from distill.diffusion.denoiser import Denoiser
+from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext, check_flow_velocity, flat_mean, frozen
+from distill.diffusion.sampling import OdeGenerator
+
+
+class ReflowObjective(nn.Module):
+    """Flow matching on fixed pairs: ``x_t = (1 − t)·x1 + t·z``, target ``z − x1`` (Liu et al., ICLR 2023).
+
+    Batches are teacher pairs ``{"sample", "noise", "y"}``. With ``steps`` set,
+    t is drawn from that k-step grid only: the distillation stage that specialises the
+    straightened flow to k Euler steps.
+    """
+
+    def __init__(self, student: Denoiser, steps: int | None = None) -> None:
+        super().__init__()
+        self.model, self.steps = student, steps
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        sample, noise, y = batch["sample"], batch["noise"], batch["y"]
+        n, device = len(sample), sample.device
+        if self.steps is None:
+            t = torch.rand(n, device=device)
+        else:
+            t = torch.randint(1, self.steps + 1, (n,), device=device).float() / self.steps
+        x_t = self.model.process.noise(sample, noise, t)
+        pred = self.model(x_t, t, y)
+        return {"loss": flat_mean((pred - (noise - sample)) ** 2).mean()}
+
+
+@STEP_METHODS.register("reflow")
+class Reflow(StepMethod):
+    """Rectified flow (Liu, Gong & Liu, ICLR 2023): generate teacher pairs, reflow once on them
+    (student initialised from the teacher), then fine-tune a copy on the ``distill_steps`` grid."""
+
+    def __init__(self, pairs: int = 0, distill_steps: int | None = 1, distill_fraction: float = 0.5) -> None:
+        if distill_steps is not None and distill_steps < 1:
+            raise ConfigError(f"reflow: distill_steps must be >= 1 or null, got {distill_steps}.")
+        if not 0.0 < distill_fraction < 1.0:
+            raise ConfigError(f"reflow: distill_fraction must lie in (0, 1), got {distill_fraction}.")
+        self.pairs, self.distill_steps, self.fraction = pairs, distill_steps, distill_fraction
+
+    def check(self, teacher: Denoiser) -> None:
+        check_flow_velocity(teacher, "reflow")
+
+    def train(self, context: StepsContext) -> dict[int, Denoiser]:
+        self.check(context.teacher)
+        pairs = context.teacher_pairs(self.pairs or None)
+        student = context.student()
+        if self.distill_steps is None:
+            context.stage(ReflowObjective(student), pairs, "reflow")
+            return dict.fromkeys((1, 2, 4), frozen(student))
+        total = context.train.total_steps(len(pairs) // context.train.batch_size)
+        distill_budget = max(1, int(self.fraction * total))
+        context.stage(ReflowObjective(student), pairs, "reflow",
+                      context.train.model_copy(update={"steps": total - distill_budget, "epochs": None}))
+        students = dict.fromkeys((1, 2, 4), frozen(student))
+        distilled = copy.deepcopy(student).requires_grad_(True).train()
+        context.stage(ReflowObjective(distilled, self.distill_steps), pairs, f"reflow_distill_{self.distill_steps}",
+                      context.train.model_copy(update={"steps": distill_budget, "epochs": None}))
+        students[self.distill_steps] = frozen(distilled)
+        return students
+
+    def generator(self, denoiser: Denoiser) -> OdeGenerator:
+        return OdeGenerator(denoiser, "euler")

@@ -1,0 +1,90 @@
+"""Step-distillation recipes (``task: steps``): data, a many-step teacher, a method, an evaluation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, field_validator, model_validator
+
+from distill.engine.config import TrainConfig
+from distill.errors import DistillError
+from distill.experiment.recipe import StrictModel
+
+
+class GenDataSpec(StrictModel):
+    """A 2-D toy (``8gaussians``, ``checkerboard``, ``moons``, ``swissroll``) or an image set
+    (``digits``, ``mnist``) rescaled to [−1, 1]."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class GenTeacherSpec(StrictModel):
+    """The many-step teacher: network, process, parameterisation, sampler and its training."""
+
+    model: Literal["mlp", "unet"] = "mlp"
+    options: dict[str, Any] = Field(default_factory=dict)
+    process: Literal["flow", "diffusion"] = "flow"
+    prediction: Literal["eps", "v", "x0", "velocity"] = "velocity"
+    conditional: bool = False
+    cond_drop: float = Field(0.1, ge=0, lt=1)
+    guidance: float = 1.0
+    clip: float | None = Field(None, gt=0)
+    solver: Literal["ddim", "euler", "heun"] = "heun"
+    steps: PositiveInt = 32
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=4000, batch_size=256))
+
+
+class MethodSpec(StrictModel):
+    """A registered step-distillation method and its options (checked when the recipe loads)."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _method_builds(self) -> MethodSpec:
+        from distill.tasks.steps.methods import STEP_METHODS
+
+        try:
+            STEP_METHODS.build(self.name, **self.options)
+        except DistillError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+
+class ClassifierSpec(StrictModel):
+    """The classifier whose features the image metrics use; trained by distill on the same data."""
+
+    model: str = "convnet"
+    options: dict[str, Any] = Field(default_factory=lambda: {"channels": [16, 32, 32]})
+    layer: str = "head.1"
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2, batch_size=100, lr=3e-3))
+
+
+class EvalSpec(StrictModel):
+    """How samples are scored: against ``samples`` held-out real points, for each step count.
+
+    The teacher is scored at ``teacher_steps`` and at its own full step count; an empty
+    list skips the teacher rows (a benchmark that already scored this teacher)."""
+
+    samples: PositiveInt = 2000
+    teacher_steps: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 4, 8])
+    seed: int = 1234
+    classifier: ClassifierSpec = Field(default_factory=ClassifierSpec)
+
+    @field_validator("teacher_steps")
+    @classmethod
+    def _sorted(cls, value: list[int]) -> list[int]:
+        return sorted(set(value))
+
+
+class StepsRecipe(StrictModel):
+    """One step-distillation experiment: ``distill run recipes/steps/<method>.yaml``."""
+
+    name: str
+    task: Literal["steps"]
+    data: GenDataSpec
+    teacher: GenTeacherSpec = Field(default_factory=GenTeacherSpec)
+    method: MethodSpec
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=2000, batch_size=256))
+    evaluate: EvalSpec = Field(default_factory=EvalSpec)

@@ -1,0 +1,153 @@
+"""Run a ``task: steps`` recipe: teacher (cached), method, scoring, report.
+
+The trained students are written to ``students.safetensors`` (one entry per step count,
+shared networks stored once), so ``distill eval`` and ``distill export`` rebuild the
+few-step generators from the run folder alone.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distill.data.generative import load_generative_data
+from distill.diffusion.denoiser import Denoiser
+from distill.diffusion.nets import build_denoiser
+from distill.diffusion.objective import DenoisingObjective
+from distill.diffusion.process import build_process
+from distill.diffusion.sampling import OdeGenerator
+from distill.engine.cache import fit_or_load
+from distill.engine.checkpoint import load_weights_file, save_weights_file
+from distill.errors import CheckpointError
+from distill.experiment.runner import Run
+from distill.models import build_model
+from distill.supervised import SupervisedObjective
+from distill.tasks.steps.methods import STEP_METHODS, StepsContext
+from distill.tasks.steps.methods.base import frozen
+from distill.tasks.steps.metrics import SampleRow, Scorer
+from distill.tasks.steps.recipe import StepsRecipe
+
+TRAIN_ONLY = {"progress", "tensorboard", "log_every"}
+STUDENTS_FILE = "students.safetensors"
+
+
+def build_teacher_net(recipe: StepsRecipe, splits, step_conditioned: bool = False) -> nn.Module:
+    """A fresh network of the teacher's architecture."""
+    spec = recipe.teacher
+    return build_denoiser(spec.model, splits.input_shape, splits.num_classes if spec.conditional else 0,
+                          step_conditioned, **spec.options)
+
+
+def build_teacher(recipe: StepsRecipe, splits) -> Denoiser:
+    """The recipe's teacher, untrained: network, process, parameterisation and guidance."""
+    spec = recipe.teacher
+    torch.manual_seed(spec.train.seed)
+    return Denoiser(build_teacher_net(recipe, splits), build_process(spec.process), spec.prediction,
+                    splits.num_classes if spec.conditional else 0, spec.guidance, spec.clip)
+
+
+def obtain_generative_teacher(recipe: StepsRecipe, splits, run: Run) -> tuple[Denoiser, dict]:
+    """The recipe's teacher, from the cache or trained on the engine (denoising or flow matching)."""
+    spec = recipe.teacher
+    denoiser = build_teacher(recipe, splits)
+    cache_spec = {"kind": "generative-teacher", "data": recipe.data.model_dump(mode="json"),
+                  **spec.model_dump(mode="json", exclude={"guidance", "clip", "solver", "steps", "train"}),
+                  "train": spec.train.model_dump(mode="json", exclude=TRAIN_ONLY)}
+
+    def fit() -> dict:
+        result = run.train(DenoisingObjective(denoiser, spec.cond_drop if spec.conditional else 0.0), splits.train,
+                           spec.train, "teacher")
+        return {"seconds": result.seconds, "loss": result.final.get("train_loss")}
+
+    info, _ = fit_or_load(denoiser, cache_spec, fit)
+    return frozen(denoiser), info
+
+
+def obtain_classifier(recipe: StepsRecipe, splits, run: Run) -> nn.Module | None:
+    """The feature classifier of the image metrics (None for 2-D data), cached like teachers."""
+    if len(splits.input_shape) < 2:
+        return None
+    spec = recipe.evaluate.classifier
+    torch.manual_seed(spec.train.seed)
+    model = build_model(spec.model, splits.input_shape, splits.num_classes, **spec.options)
+    cache_spec = {"kind": "metric-classifier", "data": recipe.data.model_dump(mode="json"), "model": spec.model,
+                  "options": spec.options, "train": spec.train.model_dump(mode="json", exclude=TRAIN_ONLY)}
+
+    def fit() -> dict:
+        return {"seconds": run.train(SupervisedObjective(model), splits.train, spec.train, "classifier").seconds}
+
+    fit_or_load(model, cache_spec, fit)
+    return frozen(model)
+
+
+def _context(recipe: StepsRecipe, splits, teacher: Denoiser, run: Run) -> StepsContext:
+    spec = recipe.teacher
+    return StepsContext(teacher, splits, recipe.train, run, spec.solver, spec.steps,
+                        lambda conditioned: build_teacher_net(recipe, splits, conditioned))
+
+
+def save_students(students: dict[int, Denoiser], path: Path) -> Path:
+    """Every student's network under ``"<steps>.<weight>"``; a network shared by several step counts is
+    stored once (tied entries)."""
+    weights = {f"{steps}.{k}": v for steps, d in students.items() for k, v in d.net.state_dict().items()}
+    return save_weights_file(path, weights)
+
+
+def restore_students(recipe: StepsRecipe, splits, teacher: Denoiser, run: Run, weights: Path) -> dict[int, Denoiser]:
+    """The students saved by :func:`save_students`, loaded into fresh networks of the method's shape."""
+    method = STEP_METHODS.build(recipe.method.name, **recipe.method.options)
+    saved = load_weights_file(weights)
+    context = _context(recipe, splits, teacher, run)
+    students = {}
+    for steps in sorted({int(k.split(".", 1)[0]) for k in saved if k.split(".", 1)[0].isdigit()}):
+        student = context.student(method.step_conditioned)
+        prefix = f"{steps}."
+        try:
+            student.net.load_state_dict({k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)})
+        except RuntimeError as err:
+            raise CheckpointError(f"{weights} does not fit the recipe's {recipe.method.name} students: "
+                                  f"{str(err).splitlines()[0]}") from None
+        students[steps] = frozen(student)
+    if not students:
+        raise CheckpointError(f"{weights} holds no step-distillation students (expected entries '<steps>.<weight>').")
+    return students
+
+
+def score_rows(recipe: StepsRecipe, teacher: Denoiser | None, generators: dict, scorer: Scorer) -> list[SampleRow]:
+    """The teacher at each evaluated step count (unless None) and every student generator, scored."""
+    spec = recipe.teacher
+    teacher_steps = sorted({*recipe.evaluate.teacher_steps, spec.steps}) if recipe.evaluate.teacher_steps else []
+    rows = []
+    if teacher is not None:
+        sampler = OdeGenerator(teacher, spec.solver)
+        rows = [scorer.run(f"teacher ({spec.solver})", sampler, steps) for steps in teacher_steps]
+    return rows + [scorer.run(f"student ({recipe.method.name})", generator, steps)
+                   for steps, generator in sorted(generators.items())]
+
+
+def make_scorer(recipe: StepsRecipe, splits, run: Run) -> Scorer:
+    """The scorer of the recipe's evaluation (held-out points, feature classifier for images)."""
+    return Scorer(splits, recipe.evaluate.samples, recipe.evaluate.seed, recipe.teacher.conditional,
+                  obtain_classifier(recipe, splits, run), recipe.evaluate.classifier.layer)
+
+
+def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Scorer, dict]:
+    """Train (or load) the teacher, distil it with the recipe's method and score teacher and students at
+    each step count; the rows, the scorer (its noise floor) and the run's details."""
+    method = STEP_METHODS.build(recipe.method.name, **recipe.method.options)
+    splits = load_generative_data(recipe.data.name, recipe.data.options)
+    method.check(build_teacher(recipe, splits))  # before the teacher trains
+    teacher, teacher_info = obtain_generative_teacher(recipe, splits, run)
+    scorer = make_scorer(recipe, splits, run)
+    started = time.perf_counter()
+    students = method.train(_context(recipe, splits, teacher, run))
+    student_seconds = time.perf_counter() - started
+    save_students(students, run.folder / STUDENTS_FILE)
+    generators = {steps: method.generator(student) for steps, student in students.items()}
+    rows = score_rows(recipe, teacher, generators, scorer)
+    details = {"method": recipe.method.name, "floor": scorer.floor, "student_train_seconds": student_seconds,
+               "teacher": {"steps": recipe.teacher.steps, "solver": recipe.teacher.solver, **teacher_info}}
+    return rows, scorer, details
