@@ -17,8 +17,8 @@ import torch
 from common import mean_std, print_table, write_json
 
 from distill.data import student_views
+from distill.experiment import Run, load_recipe
 from distill.tasks.classification.run import load_recipe_data, obtain_teacher, train_distilled, train_scratch
-from distill.experiment.recipe import load_recipe
 
 RECIPE = Path(__file__).parents[1] / "recipes" / "sensors" / "basicmotions_accel.yaml"
 SUBSETS = {"accelerometer [0,1,2]": [0, 1, 2], "gyroscope [3,4,5]": [3, 4, 5], "acc_x only [0]": [0]}
@@ -30,6 +30,7 @@ VARIANTS = {"kd": ([KD], False), "kd+mmd": ([KD, MMD], False), "kd+mmd, aligned"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--set", action="append", default=[], help="extra recipe override for every run (quick checks)")
     parser.add_argument("--work", type=Path, default=Path("runs/bench-cross-sensor"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cross_sensor.json"))
     args = parser.parse_args()
@@ -37,7 +38,8 @@ def main() -> None:
 
     def recipe(seed: int, channels: list[int], aligned: bool, pairs: list[dict] | None = None):
         loaded = load_recipe(RECIPE, [f"train.seed={seed}", "train.progress=false", "teacher.train.progress=false",
-                                      f"data.options.align={str(aligned).lower()}", f"data.student_align={str(aligned).lower()}"])
+                                      f"data.options.align={str(aligned).lower()}", f"data.student_align={str(aligned).lower()}",
+                                      *args.set])
         loaded.data.student_channels = channels
         if pairs is not None:
             loaded.distill = loaded.distill.model_validate({**loaded.distill.model_dump(), "pairs": pairs})
@@ -48,20 +50,23 @@ def main() -> None:
     for aligned in (False, True):
         base = recipe(args.seeds[0], [0, 1, 2], aligned)
         splits = load_recipe_data(base)
-        teachers[aligned] = (splits, *obtain_teacher(base, splits, args.work / f"teacher_aligned{aligned}"))
+        teachers[aligned] = (splits, *obtain_teacher(base, splits, Run(args.work / f"teacher_aligned{aligned}", base)))
     for subset, channels in SUBSETS.items():
         for seed in args.seeds:
             for aligned in (False, True):
                 splits, teacher, _ = teachers[aligned]
                 views = student_views(splits, channels, aligned)
                 scratch_name = "scratch, aligned" if aligned else "scratch"
-                _, row = train_scratch(recipe(seed, channels, aligned), views.student, args.work / subset / scratch_name / f"s{seed}", "none")
+                spec = recipe(seed, channels, aligned)
+                run = Run(args.work / subset / scratch_name / f"s{seed}", spec)
+                _, row = train_scratch(spec, views.student, run, "none")
                 results.setdefault((subset, scratch_name), []).append(100 * row.acc)
             for variant, (pairs, aligned) in VARIANTS.items():
                 splits, teacher, _ = teachers[aligned]
                 views = student_views(splits, channels, aligned)
                 spec = recipe(seed, channels, aligned, pairs)
-                _, row = train_distilled(spec, views.student, teacher, args.work / subset / variant / f"s{seed}", views=views)
+                run = Run(args.work / subset / variant / f"s{seed}", spec)
+                _, row = train_distilled(spec, views.student, teacher, run, views=views)
                 results.setdefault((subset, variant), []).append(100 * row.acc)
             print(f"seed {seed} {subset}: " + ", ".join(f"{v}={r[-1]:.1f}" for (s, v), r in results.items() if s == subset), flush=True)
 
@@ -73,7 +78,8 @@ def main() -> None:
     teacher_accs = {f"aligned={k}": round(100 * v[2][0].acc, 2) for k, v in teachers.items()}
     print(f"teacher (all 6 channels): {teacher_accs}")
     print_table(["student channels", "variant", "test acc (%)"], rows)
-    write_json(args.out, {"command": f"python benchmarks/cross_sensor.py --seeds {' '.join(map(str, args.seeds))}",
+    sets = "".join(f" --set {item}" for item in args.set)
+    write_json(args.out, {"command": f"python benchmarks/cross_sensor.py --seeds {' '.join(map(str, args.seeds))}{sets}",
                           "teachers": teacher_accs, "test_size": 40, "rows": table})
 
 

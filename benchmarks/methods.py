@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from common import mean_std, print_table, write_json
 
+from distill.experiment import Run, load_recipe
 from distill.tasks.classification.run import load_recipe_data, obtain_teacher, train_distilled, train_scratch
-from distill.experiment.recipe import load_recipe
 
 RECIPES = Path(__file__).parents[1] / "recipes" / "methods"
 
@@ -53,7 +53,8 @@ def main() -> None:
     for seed in args.seeds:
         for name, augment in (("scratch", "none"), ("scratch_mixup", "mixup")):
             started = time.perf_counter()
-            _, row = train_scratch(recipe("kd", seed), splits, args.work / name / f"seed{seed}", augment, args.resume)
+            spec = recipe("kd", seed)
+            _, row = train_scratch(spec, splits, Run(args.work / name / f"seed{seed}", spec, args.resume), augment)
             results[name].append(100 * row.acc)
             seconds[name].append(row.seconds / row.steps)
             print(f"seed {seed} {name} {100 * row.acc:.2f} % ({time.perf_counter() - started:.0f} s)", flush=True)
@@ -61,10 +62,10 @@ def main() -> None:
             spec = recipe(method, seed)
             key = repr(spec.teacher)
             if key not in teachers:
-                teachers[key] = obtain_teacher(spec, splits, args.work / "teachers" / method, args.resume)
+                teachers[key] = obtain_teacher(spec, splits, Run(args.work / "teachers" / method, spec, args.resume))
             teacher, teacher_rows = teachers[key]
             started = time.perf_counter()
-            _, row = train_distilled(spec, splits, teacher, args.work / method / f"seed{seed}", args.resume)
+            _, row = train_distilled(spec, splits, teacher, Run(args.work / method / f"seed{seed}", spec, args.resume))
             results.setdefault(method, []).append(100 * row.acc)
             seconds.setdefault(method, []).append(row.seconds / row.steps)
             print(f"seed {seed} {method} {100 * row.acc:.2f} % ({time.perf_counter() - started:.0f} s)", flush=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from common import machine, mean_std
 
+from distill.experiment import Run, load_recipe
 from distill.tasks.classification.run import load_recipe_data, obtain_teacher, train_distilled, train_scratch
-from distill.experiment.recipe import load_recipe
 
 KD = {"student": "output", "teacher": "output", "loss": "kd"}
 HINT = {"student": "fc2", "teacher": "conv3"}
@@ -62,11 +62,11 @@ def recipe_for(row: str, seed: int, args) -> object:
 def run_row(row: str, seed: int, splits, teacher, args) -> dict:
     kind, augment, _ = ROWS[row]
     recipe = recipe_for(row, seed, args)
-    folder = args.work / row / f"seed{seed}"
+    run = Run(args.work / row / f"seed{seed}", recipe)
     if kind == "scratch":
-        _, result = train_scratch(recipe, splits, folder, augment)
+        _, result = train_scratch(recipe, splits, run, augment)
     else:
-        _, result = train_distilled(recipe, splits, teacher, folder)
+        _, result = train_distilled(recipe, splits, teacher, run)
     return {"acc": result.acc, "seconds": result.seconds, "ms_per_step": 1000 * result.seconds / result.steps,
             "params": result.params}
 
@@ -87,7 +87,7 @@ def main() -> None:
 
     base = recipe_for("scratch", args.seeds[0], args)
     splits = load_recipe_data(base)
-    teacher, (teacher_row,) = obtain_teacher(base, splits, args.work)
+    teacher, (teacher_row,) = obtain_teacher(base, splits, Run(args.work, base))
     print(f"teacher {base.teacher.model}: {100 * teacher_row.acc:.2f} % on {splits.name}; "
           f"train {len(splits.train)}, eval {len(splits.test)}, transfer {len(splits.transfer or [])}")
 

@@ -17,6 +17,7 @@ full-step teacher.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -24,8 +25,7 @@ from pathlib import Path
 import torch
 from common import mean_std, print_table, write_json
 
-from distill.tasks.steps.run import run_steps_recipe
-from distill.tasks.steps.recipe import load_steps_recipe
+from distill.experiment import Run, get_task, load_recipe
 
 RECIPES = Path(__file__).parents[1] / "recipes" / "steps"
 METHODS = ["progressive", "consistency", "reflow", "dmd", "shortcut"]
@@ -46,6 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    task = get_task("steps")
     records = []  # one per (toy, seed, model row)
     for toy in args.data:
         for seed in args.seeds:
@@ -55,12 +56,15 @@ def main() -> None:
                              f"evaluate.seed={1000 + seed}", f"evaluate.samples={args.samples}",
                              "train.progress=false", "teacher.train.progress=false", *args.set,
                              *([] if teacher_rows is None else ["evaluate.teacher_steps=[]"])]
-                recipe = load_steps_recipe(RECIPES / f"{args.prefix}{method}.yaml", overrides)
+                recipe = load_recipe(RECIPES / f"{args.prefix}{method}.yaml", overrides)
+                run = Run(args.work / toy / method / f"seed{seed}", recipe)
                 started = time.perf_counter()
-                outcome = run_steps_recipe(recipe, args.work / toy / method / f"seed{seed}")["results"]
-                new_rows = [r for r in outcome["rows"] if not r["model"].startswith("teacher") and r["steps"] in (1, 2, 4)]
+                task.run(recipe, run)  # as `distill run` does: results.json, report.md, plots
+                outcome = json.loads((run.folder / "results.json").read_text())
+                scored, details = outcome["rows"][1:], outcome["details"]  # rows[0] is the noise floor
+                new_rows = [r for r in scored if not r["model"].startswith("teacher") and r["steps"] in (1, 2, 4)]
                 if teacher_rows is None:
-                    teacher_rows = [r for r in outcome["rows"] if r["model"].startswith("teacher")]
+                    teacher_rows = [r for r in scored if r["model"].startswith("teacher")]
                     new_rows = teacher_rows + new_rows
                 full = next(r for r in teacher_rows if r["steps"] == recipe.teacher.steps)
                 headline = "swd" if "swd" in full else "fd"
@@ -70,8 +74,8 @@ def main() -> None:
                     records.append({"toy": toy, "seed": seed, "method": method if student else "teacher",
                                     "steps": row["steps"], "nfe": row["nfe"], **metrics, "headline": headline,
                                     "ratio": row[headline] / full[headline], "ms_per_sample": row["ms_per_sample"],
-                                    **{f"floor_{k}": v for k, v in outcome["floor"].items()},
-                                    "train_seconds": outcome["student_train_seconds"] if student else None})
+                                    **{f"floor_{k}": v for k, v in details["floor"].items()},
+                                    "train_seconds": details["student_train_seconds"] if student else None})
                 short = {r["steps"]: round(r[headline], 4) for r in new_rows if not r["model"].startswith("teacher")}
                 print(f"{toy} seed {seed} {method}: teacher full {full[headline]:.4f}, student {short} "
                       f"({time.perf_counter() - started:.0f} s)", flush=True)

@@ -5,16 +5,18 @@ never on the test set; one seed each. Results are in
 benchmarks/results/tuning_validation.log.
 
     python benchmarks/tune_quickstart.py
+    python benchmarks/tune_quickstart.py --runs "scratch lr=1e-3 60k" --set train.steps=200   # a quick check
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
 
+from distill.experiment import Run, load_recipe
 from distill.tasks.classification.run import load_recipe_data, obtain_teacher, train_distilled, train_scratch
-from distill.experiment.recipe import load_recipe
 
 RECIPE = Path(__file__).parents[1] / "src" / "distill" / "recipes" / "quickstart.yaml"
 BASE = ["data.validation=500", "train.progress=false", "teacher.train.progress=false"]
@@ -32,17 +34,23 @@ RUNS = {  # name: (kind, overrides)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--set", action="append", default=[], help="extra override for every run, e.g. train.steps=200")
+    parser.add_argument("--work", type=Path, default=Path("runs/tune-quickstart"))
+    args = parser.parse_args()
     torch.set_num_threads(1)
-    work = Path("runs/tune-quickstart")
-    for name, (kind, overrides) in RUNS.items():
-        recipe = load_recipe(RECIPE, BASE + overrides)
+    work = args.work
+    for name in args.runs:
+        kind, overrides = RUNS[name]
+        recipe = load_recipe(RECIPE, BASE + overrides + args.set)
         splits = load_recipe_data(recipe)
-        teacher, (teacher_row,) = obtain_teacher(recipe, splits, work)
-        folder = work / name.replace(" ", "_")
+        teacher, (teacher_row,) = obtain_teacher(recipe, splits, Run(work, recipe))
+        run = Run(work / name.replace(" ", "_"), recipe)
         if kind == "distill":
-            _, row = train_distilled(recipe, splits, teacher, folder)
+            _, row = train_distilled(recipe, splits, teacher, run)
         else:
-            _, row = train_scratch(recipe, splits, folder, kind)
+            _, row = train_scratch(recipe, splits, run, kind)
         print(f"{name:32s} validation acc {100 * row.acc:.1f} %  (teacher {100 * teacher_row.acc:.1f} %)", flush=True)
 
 

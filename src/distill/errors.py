@@ -36,4 +36,4 @@ def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     choices = sorted(choices)
     hint = closest(name, choices)
     did_you_mean = f" Did you mean {', '.join(repr(h) for h in hint)}?" if hint else ""
-    return f"unknown {kind} {name!r}.{did_you_mean} Valid {kind}s: {', '.join(choices)}."
+    return f"unknown {kind} {name!r}.{did_you_mean} Valid choices: {', '.join(choices)}."

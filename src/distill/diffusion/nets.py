@@ -98,7 +98,7 @@ class ConditionEmbedding(nn.Module):
         self, t: float | Tensor, like: Tensor, y: Tensor | None = None, d: float | Tensor | None = None
     ) -> Tensor:
         """(B, dim) embedding for the batch ``like`` (only its length and device are used)."""
-        batch = len(like)
+        batch = like.shape[0]
         dtype = self.time[0].weight.dtype
         t = _per_row(t, batch, like, "t")
         emb = self.time(sinusoidal_embedding(t, self.freq_dim).to(dtype))
@@ -171,7 +171,7 @@ class TimeMLP(nn.Module):
     def forward(
         self, x: Tensor, t: float | Tensor, y: Tensor | None = None, d: float | Tensor | None = None
     ) -> Tensor:
-        flat = x.reshape(len(x), -1)
+        flat = x.reshape(x.shape[0], -1)
         if flat.shape[1] != self.dim_in:
             raise DistillError(
                 f"TimeMLP was built for {self.dim_in} features per row, got x of shape {tuple(x.shape)}."

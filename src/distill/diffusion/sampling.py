@@ -40,7 +40,7 @@ def ode_step(denoiser: Denoiser, x: Tensor, t: Tensor | float, s: Tensor | float
     """
     if solver not in SOLVERS:
         raise ConfigError(f"unknown ODE solver {solver!r}; choose one of {list(SOLVERS)}.")
-    t, s = (torch.as_tensor(v, dtype=x.dtype, device=x.device).expand(len(x)) for v in (t, s))
+    t, s = (torch.as_tensor(v, dtype=x.dtype, device=x.device).expand(x.shape[0]) for v in (t, s))
     process = denoiser.process
     x0, eps = denoiser.split(x, t, y)
     if solver == "ddim":
@@ -94,10 +94,10 @@ class RenoisingGenerator:
     @torch.no_grad()
     def sample(self, noise: Tensor, y: Tensor | None, steps: int) -> Tensor:
         grid = time_grid(steps).tolist()
-        x0 = self.predict_x0(noise, noise.new_ones(len(noise)), y)
+        x0 = self.predict_x0(noise, noise.new_ones(noise.shape[0]), y)
         for t in grid[1:-1]:
             fresh = torch.randn_like(noise)
-            t_vec = noise.new_full((len(noise),), t)
+            t_vec = noise.new_full((noise.shape[0],), t)
             x0 = self.predict_x0(self.process.noise(x0, fresh, t_vec), t_vec, y)
         return x0
 

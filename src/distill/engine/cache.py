@@ -61,6 +61,13 @@ def store_cached(model: nn.Module, spec: dict, info: dict) -> Path:
     return folder
 
 
+def data_identity(section: dict, splits) -> dict:
+    """A recipe's data section for a cache key, plus the content fingerprint of user files
+    (``splits.extra["fingerprint"]``): a file overwritten under the same name is new data."""
+    fingerprint = getattr(splits, "extra", {}).get("fingerprint")
+    return section if fingerprint is None else {**section, "fingerprint": fingerprint}
+
+
 def fit_or_load(model: nn.Module, spec: dict, fit: Callable[[], dict]) -> tuple[dict, bool]:
     """``(info, cached)``: ``model`` loaded from the cache, or ``fit()`` (which trains it in place and
     returns its info) and then stored."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,8 +264,10 @@ def train(
                     running[key] = running.get(key, 0.0) + value.detach().float()
                 if micro % config.grad_accum:
                     continue
-                for scheduler in schedulers.values():
-                    scheduler.step()
+                with warnings.catch_warnings():  # a group that skipped this step still follows the schedule
+                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                    for scheduler in schedulers.values():
+                        scheduler.step()
                 step += 1
                 if after_step is not None:
                     after_step(step)

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from distill.engine.config import TrainConfig
-from distill.errors import ConfigError
+from distill.errors import ConfigError, DistillError
 
 DEFAULT_TASK = "classification"
 
@@ -129,7 +129,12 @@ def load_recipe(source: Path | str | dict, overrides: list[str] | None = None) -
     for key, value in parse_overrides(overrides or []):
         if key == "task":
             tree["task"] = value
-    task = get_task(recipe_task(tree, label))
+    try:
+        task = get_task(recipe_task(tree, label))
+    except ConfigError:
+        raise
+    except DistillError as err:
+        raise ConfigError(f"invalid recipe {label}: task: {err}") from None
     return validate_recipe(task.recipe, tree, label, overrides)
 
 

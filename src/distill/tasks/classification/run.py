@@ -17,7 +17,7 @@ from torch import nn
 from distill.augment import build_augment
 from distill.data import DataSplits, PairedViews, concat_datasets, load_dataset, student_views, with_validation
 from distill.distiller import Distiller, Match
-from distill.engine.cache import fit_or_load
+from distill.engine.cache import data_identity, fit_or_load
 from distill.engine.checkpoint import load_weights_file, save_weights_file, weights_for
 from distill.experiment.runner import Run
 from distill.losses import masked_cross_entropy
@@ -107,7 +107,8 @@ def _one_teacher(recipe: ClassificationRecipe, spec: TeacherSpec, splits: DataSp
     if spec.weights is not None:
         teacher.load_state_dict(load_weights_file(spec.weights))
     else:
-        cache_spec = {"data": recipe.data.model_dump(mode="json"), "model": spec.model, "options": spec.options,
+        cache_spec = {"data": data_identity(recipe.data.model_dump(mode="json"), splits),
+                      "model": spec.model, "options": spec.options,
                       "train": spec.train.model_dump(exclude=TRAIN_ONLY),
                       **({"augment": spec.augment} if spec.augment != "none" else {})}
 

@@ -19,7 +19,7 @@ from distill.diffusion.nets import build_denoiser
 from distill.diffusion.objective import DenoisingObjective
 from distill.diffusion.process import build_process
 from distill.diffusion.sampling import OdeGenerator
-from distill.engine.cache import fit_or_load
+from distill.engine.cache import data_identity, fit_or_load
 from distill.engine.checkpoint import load_weights_file, save_weights_file
 from distill.errors import CheckpointError
 from distill.experiment.runner import Run
@@ -53,7 +53,7 @@ def obtain_generative_teacher(recipe: StepsRecipe, splits, run: Run) -> tuple[De
     """The recipe's teacher, from the cache or trained on the engine (denoising or flow matching)."""
     spec = recipe.teacher
     denoiser = build_teacher(recipe, splits)
-    cache_spec = {"kind": "generative-teacher", "data": recipe.data.model_dump(mode="json"),
+    cache_spec = {"kind": "generative-teacher", "data": data_identity(recipe.data.model_dump(mode="json"), splits),
                   **spec.model_dump(mode="json", exclude={"guidance", "clip", "solver", "steps", "train"}),
                   "train": spec.train.model_dump(mode="json", exclude=TRAIN_ONLY)}
 
@@ -73,7 +73,8 @@ def obtain_classifier(recipe: StepsRecipe, splits, run: Run) -> nn.Module | None
     spec = recipe.evaluate.classifier
     torch.manual_seed(spec.train.seed)
     model = build_model(spec.model, splits.input_shape, splits.num_classes, **spec.options)
-    cache_spec = {"kind": "metric-classifier", "data": recipe.data.model_dump(mode="json"), "model": spec.model,
+    cache_spec = {"kind": "metric-classifier", "data": data_identity(recipe.data.model_dump(mode="json"), splits),
+                  "model": spec.model,
                   "options": spec.options, "train": spec.train.model_dump(mode="json", exclude=TRAIN_ONLY)}
 
     def fit() -> dict:

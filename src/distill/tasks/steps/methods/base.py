@@ -69,7 +69,11 @@ class StepsContext:
         step-size embedding is new, and any other mismatch is an error."""
         if step_conditioned:
             net = self.build_net(True)
-            missing, unexpected = net.load_state_dict(self.teacher.net.state_dict(), strict=False)
+            try:
+                missing, unexpected = net.load_state_dict(self.teacher.net.state_dict(), strict=False)
+            except RuntimeError as err:
+                raise ConfigError(f"the step-conditioned student does not fit the teacher's weights: "
+                                  f"{str(err).splitlines()[-1].strip()}") from None
             foreign = [k for k in missing if not k.startswith(STEP_EMBEDDING)] + list(unexpected)
             if foreign:
                 raise ConfigError(f"the step-conditioned student does not fit the teacher's weights: {foreign[:4]}.")

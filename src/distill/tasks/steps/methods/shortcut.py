@@ -68,9 +68,9 @@ class ShortcutGenerator:
     @torch.no_grad()
     def sample(self, noise: Tensor, y: Tensor | None, steps: int) -> Tensor:
         x = noise
-        d = noise.new_full((len(noise),), 1.0 / steps)
+        d = noise.new_full((noise.shape[0],), 1.0 / steps)
         for t in time_grid(steps).tolist()[:-1]:
-            x = x - (1.0 / steps) * self.denoiser(x, noise.new_full((len(noise),), t), y, d)
+            x = x - (1.0 / steps) * self.denoiser(x, noise.new_full((noise.shape[0],), t), y, d)
         return x
 
     def evaluations(self, steps: int, y: Tensor | None = None) -> int:
