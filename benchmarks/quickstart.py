@@ -52,7 +52,7 @@ def recipe_for(row: str, seed: int, args) -> object:
     kind, _, distill = ROWS[row]
     overrides = [f"train.seed={seed}", f"train.steps={args.steps}", "train.progress=false",
                  "teacher.train.progress=false", f"data.options.transfer_size={args.transfer}",
-                 f"data.validation={args.validation}", f"train.eval_every={args.steps // 10}"]
+                 f"data.validation={args.validation}", f"train.eval_every={max(1, args.steps // 10)}", *args.set]
     recipe = load_recipe(args.recipe, overrides)
     if kind == "distill":
         recipe.distill = recipe.distill.model_validate({**recipe.distill.model_dump(), **distill})
@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--validation", type=int, default=0, help="tune on this many held-out train samples")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--recipe", default="src/distill/recipes/quickstart.yaml")
+    parser.add_argument("--set", action="append", default=[], help="extra recipe override for every row (quick checks)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/bench-quickstart"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quickstart.json"))
@@ -113,7 +114,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": f"python benchmarks/quickstart.py --seeds {' '.join(map(str, args.seeds))} --steps {args.steps} "
-                   f"--transfer {args.transfer} --validation {args.validation}",
+                   f"--transfer {args.transfer} --validation {args.validation}"
+                   + "".join(f" --set {item}" for item in args.set),
         "seeds": args.seeds, "teacher_acc": teacher_row.acc, "eval_set": splits.name, "eval_size": len(splits.test),
         "machine": machine(),
         "rows": table, "not_applicable": NOT_APPLICABLE,
