@@ -150,18 +150,23 @@ def _unlabelled(spec: Any, files: dict[str, Path]) -> tuple[np.ndarray, str]:
         return _inputs("transfer", where, _member("transfer", path, archive, key)), where
 
 
-def _file(option: str, value: Any, forms: str) -> Path:
-    """``value`` as the path of an existing file."""
+def _existing(option: str, value: Any, forms: str, folder: bool, fix: str) -> Path:
+    """``value`` as the path of an existing file (or folder)."""
     if not isinstance(value, str | os.PathLike):
         raise ConfigError(f"{option} must be {forms}, got {type(value).__name__} {value!r}.")
     path = Path(value).expanduser()
-    if not path.is_file():
-        problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+    if not (path.is_dir() if folder else path.is_file()):
+        wrong = ("is a file, not a folder" if folder else "is a folder, not a file")
+        problem = wrong if path.exists() else "does not exist"
         raise DistillError(
-            f"{option}: {path} {problem} (relative paths start at the current directory, "
-            f"{Path.cwd()}); fix the path in {option}."
+            f"{option}: {path} {problem} (relative paths start at the current directory, {Path.cwd()}); {fix}."
         )
     return path
+
+
+def _file(option: str, value: Any, forms: str) -> Path:
+    """``value`` as the path of an existing file."""
+    return _existing(option, value, forms, False, f"fix the path in {option}")
 
 
 def _kind(option: str, path: Path) -> str:
@@ -268,16 +273,7 @@ def _size(size: Any) -> tuple[int, int] | None:
 
 
 def _folder(option: str, value: Any) -> Path:
-    if not isinstance(value, str | os.PathLike):
-        raise ConfigError(f"{option} must be a folder path, got {type(value).__name__} {value!r}.")
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        problem = "is a file, not a folder" if path.exists() else "does not exist"
-        raise DistillError(
-            f"{option}: {path} {problem} (relative paths start at the current directory, "
-            f"{Path.cwd()}); give a folder with one sub-folder of images per class."
-        )
-    return path
+    return _existing(option, value, "a folder path", True, "give a folder with one sub-folder of images per class")
 
 
 def _class_names(option: str, root: Path) -> list[str]:

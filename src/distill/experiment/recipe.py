@@ -28,6 +28,15 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def check_builds(registry, name: str, options: dict) -> None:
+    """Inside a pydantic validator: fail (as a ValueError naming the problem) unless the registered
+    ``name`` builds with ``options`` — so a misspelt method or option is refused when the recipe loads."""
+    try:
+        registry.build(name, **options)
+    except DistillError as err:
+        raise ValueError(str(err)) from None
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = []
     for item in err.errors():

@@ -8,8 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from distill.engine.config import TrainConfig
-from distill.errors import DistillError
-from distill.experiment.recipe import StrictModel
+from distill.experiment.recipe import StrictModel, check_builds
 from distill.losses import LOSSES
 
 
@@ -62,10 +61,7 @@ class PairSpec(StrictModel):
     @model_validator(mode="after")
     def _loss_builds(self) -> PairSpec:
         """The loss exists and accepts its options (checked at load time, before any training)."""
-        try:
-            LOSSES.build(self.loss, **self.options)
-        except DistillError as err:
-            raise ValueError(str(err)) from None
+        check_builds(LOSSES, self.loss, self.options)
         return self
 
 

@@ -7,8 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from distill.engine.config import TrainConfig
-from distill.errors import DistillError
-from distill.experiment.recipe import StrictModel
+from distill.experiment.recipe import StrictModel, check_builds
 
 
 class GenDataSpec(StrictModel):
@@ -45,10 +44,7 @@ class MethodSpec(StrictModel):
     def _method_builds(self) -> MethodSpec:
         from distill.tasks.steps.methods import STEP_METHODS
 
-        try:
-            STEP_METHODS.build(self.name, **self.options)
-        except DistillError as err:
-            raise ValueError(str(err)) from None
+        check_builds(STEP_METHODS, self.name, self.options)
         return self
 
 
