@@ -12,8 +12,11 @@ batch 100, Adam, KD (T = 4, 0.9 soft + 0.1 CE), one torch thread. Rows:
   the engine trains (``objective({"x", "y"})["loss"]``; it also reports batch accuracy);
 - ``engine train()``: ``distill.engine.trainer.train(DistillObjective(distiller), ...)``
   with evaluation, progress bar and periodic checkpoints off (one checkpoint at the end),
-  logging every 50 steps. Its ms/step is the engine's own loop time
+  logging every 50 steps. Its wall ms/step is the engine's own loop time
   (``TrainResult.seconds``); the set-up before the loop is reported beside it.
+
+Wall time and process CPU time are both reported: on a shared machine the CPU time
+leaves out the time the process waited for a core.
 
 Every row runs ``--steps`` steps from the same initial weights; the rows are interleaved
 over ``--repeats`` repeats (mean ± std over repeats). ``--profile FILE`` instead runs
@@ -30,6 +33,7 @@ import cProfile
 import pstats
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -98,55 +102,75 @@ class Setup:
             done += per_epoch
 
 
-def hand_written(setup: Setup, steps: int) -> tuple[float, float]:
+@dataclass
+class Timing:
+    """One run of ``steps`` steps: wall and CPU seconds of the loop, and the first step's loss."""
+
+    wall: float
+    cpu: float
+    first_loss: float | None = None
+    setup_wall: float = 0.0
+
+
+class Clock:
+    """Wall (``perf_counter``) and process CPU time (``process_time``) together: on a shared machine
+    CPU time leaves out the time this process waited for a core."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def hand_written(setup: Setup, steps: int) -> Timing:
     student, teacher = setup.student(), setup.teacher
     optimizer = torch.optim.Adam(student.parameters(), LR)
     first = None
-    started = time.perf_counter()
-    for x, y in setup.batches(steps):
-        with torch.no_grad():
-            t = teacher(x)
-        loss = kd_loss(student(x), t, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        first = float(loss.detach()) if first is None else first
-    return time.perf_counter() - started, first
+    with Clock() as clock:
+        for x, y in setup.batches(steps):
+            with torch.no_grad():
+                t = teacher(x)
+            loss = kd_loss(student(x), t, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            first = float(loss.detach()) if first is None else first
+    return Timing(clock.wall, clock.cpu, first)
 
 
-def distiller_loop(setup: Setup, steps: int) -> tuple[float, float]:
+def distiller_loop(setup: Setup, steps: int) -> Timing:
     distiller = setup.distiller()
     optimizer = torch.optim.Adam([p for p in distiller.parameters() if p.requires_grad], LR)
     distiller.train()
     first = None
-    started = time.perf_counter()
-    for x, y in setup.batches(steps):
-        distiller(x)
-        loss = distiller.compute_losses(y)["total"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        first = float(loss.detach()) if first is None else first
-    seconds = time.perf_counter() - started
+    with Clock() as clock:
+        for x, y in setup.batches(steps):
+            distiller(x)
+            loss = distiller.compute_losses(y)["total"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            first = float(loss.detach()) if first is None else first
     distiller.export()
-    return seconds, first
+    return Timing(clock.wall, clock.cpu, first)
 
 
-def objective_loop(setup: Setup, steps: int) -> tuple[float, float]:
+def objective_loop(setup: Setup, steps: int) -> Timing:
     objective = DistillObjective(setup.distiller())
     optimizer = torch.optim.Adam([p for p in objective.parameters() if p.requires_grad], LR)
     objective.train()
     first = None
-    started = time.perf_counter()
-    for x, y in setup.batches(steps):
-        loss = objective({"x": x, "y": y})["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        first = float(loss.detach()) if first is None else first
-    seconds = time.perf_counter() - started
+    with Clock() as clock:
+        for x, y in setup.batches(steps):
+            loss = objective({"x": x, "y": y})["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            first = float(loss.detach()) if first is None else first
     objective.distiller.export()
-    return seconds, first
+    return Timing(clock.wall, clock.cpu, first)
 
 
 def engine_config(steps: int) -> TrainConfig:
@@ -154,16 +178,15 @@ def engine_config(steps: int) -> TrainConfig:
                        eval_every=0, checkpoint_every=0, keep_checkpoints=1, tensorboard=False)
 
 
-def engine(setup: Setup, steps: int) -> tuple[float, float]:
-    """(loop seconds, set-up seconds before the loop)."""
+def engine(setup: Setup, steps: int) -> Timing:
+    """Wall time of the engine's own loop (``TrainResult.seconds``) and of its set-up before the loop;
+    CPU time of the whole ``train()`` call (its set-up is a few ms)."""
     objective = DistillObjective(setup.distiller())
-    with tempfile.TemporaryDirectory() as run_dir:
-        started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as run_dir, Clock() as clock:
         result = train(objective, setup.splits.train, engine_config(steps), Path(run_dir), description="overhead")
-        wall = time.perf_counter() - started
     objective.distiller.export()
     assert result.steps == steps, result.steps
-    return result.seconds, wall - result.seconds
+    return Timing(result.seconds, clock.cpu, None, clock.wall - result.seconds)
 
 
 def profile(setup: Setup, steps: int, out: Path, top: int) -> None:
@@ -193,39 +216,44 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     setup = Setup(args.teacher_steps)
+    hand_written(setup, 100)  # warm-up: allocator, kernels, first-call costs (the first optimizer imports dynamo)
     if args.profile:
         profile(setup, args.steps, args.profile, args.top)
         return
 
-    hand_written(setup, 100)  # warm-up: allocator, kernels, first-call costs
-    seconds: dict[str, list[float]] = {row: [] for row in ROWS}
-    setup_seconds, first_losses = [], {}
+    loops = {"hand-written": hand_written, "Distiller in the loop": distiller_loop,
+             "DistillObjective in the loop": objective_loop, "engine train()": engine}
+    timings: dict[str, list[Timing]] = {row: [] for row in ROWS}
     for repeat in range(args.repeats):
         for row in ROWS:
-            if row == "engine train()":
-                loop, before = engine(setup, args.steps)
-                setup_seconds.append(before)
-            else:
-                loop, first = {"hand-written": hand_written, "Distiller in the loop": distiller_loop,
-                               "DistillObjective in the loop": objective_loop}[row](setup, args.steps)
-                first_losses.setdefault(row, first)
-            seconds[row].append(loop)
-            print(f"repeat {repeat} {row:30s} {1000 * loop / args.steps:.3f} ms/step", flush=True)
+            timing = loops[row](setup, args.steps)
+            timings[row].append(timing)
+            print(f"repeat {repeat} {row:30s} {1000 * timing.wall / args.steps:.3f} ms/step wall, "
+                  f"{1000 * timing.cpu / args.steps:.3f} CPU", flush=True)
+    first_losses = {row: t[0].first_loss for row, t in timings.items() if t[0].first_loss is not None}
     same = max(first_losses.values()) - min(first_losses.values()) < 1e-4
     print("first-step loss (same weights, same batch): "
           + ", ".join(f"{k} {v:.5f}" for k, v in first_losses.items()) + ("" if same else "  DIFFERENT"))
 
-    base = mean_std([1000 * s / args.steps for s in seconds["hand-written"]])[0]
+    def per_step(row: str, kind: str) -> list[float]:
+        return [1000 * getattr(t, kind) / args.steps for t in timings[row]]
+
+    base = {kind: mean_std(per_step("hand-written", kind))[0] for kind in ("wall", "cpu")}
     rows, table = [], []
     for row in ROWS:
-        ms = [1000 * s / args.steps for s in seconds[row]]
-        mean, std = mean_std(ms)
-        rows.append([row, f"{mean:.3f} ± {std:.3f}", f"{mean / base:.2f}", f"{1000 * (mean - base):+.0f}"])
-        table.append({"row": row, "ms_per_step_mean": mean, "ms_per_step_std": std, "ms_per_step": ms,
-                      "ratio": mean / base, "extra_us_per_step": 1000 * (mean - base)})
-    print_table(["loop", "ms / step", "× hand-written", "µs / step extra"], rows)
-    before = mean_std(setup_seconds)
-    print(f"engine set-up before its loop (Accelerator, DataLoader, optimizer): {before[0]:.3f} ± {before[1]:.3f} s")
+        (wall, wall_std), (cpu, cpu_std) = mean_std(per_step(row, "wall")), mean_std(per_step(row, "cpu"))
+        rows.append([row, f"{wall:.3f} ± {wall_std:.3f}", f"{wall / base['wall']:.2f}",
+                     f"{1000 * (wall - base['wall']):+.0f}", f"{cpu:.3f} ± {cpu_std:.3f}", f"{cpu / base['cpu']:.2f}",
+                     f"{1000 * (cpu - base['cpu']):+.0f}"])
+        table.append({"row": row, "ms_per_step_mean": wall, "ms_per_step_std": wall_std,
+                      "ms_per_step": per_step(row, "wall"), "ratio": wall / base["wall"],
+                      "extra_us_per_step": 1000 * (wall - base["wall"]),
+                      "cpu_ms_per_step_mean": cpu, "cpu_ms_per_step_std": cpu_std, "cpu_ms_per_step": per_step(row, "cpu"),
+                      "cpu_ratio": cpu / base["cpu"], "cpu_extra_us_per_step": 1000 * (cpu - base["cpu"])})
+    print_table(["loop", "ms / step (wall)", "× hand-written", "µs / step extra",
+                 "CPU ms / step", "× hand-written (CPU)", "µs / step extra (CPU)"], rows)
+    before = mean_std([t.setup_wall for t in timings["engine train()"]])
+    print(f"engine set-up before its loop (Accelerator, DataLoader, optimizers): {before[0]:.3f} ± {before[1]:.3f} s")
     write_json(args.out, {
         "command": f"python benchmarks/engine_overhead.py --steps {args.steps} --repeats {args.repeats}"
                    + (f" --teacher-steps {args.teacher_steps}" if args.teacher_steps else "")

@@ -54,7 +54,8 @@ def main() -> None:
             for method in args.methods:
                 overrides = [f"data.name={toy}", f"teacher.train.seed={0 if args.fixed_teacher else seed}", f"train.seed={seed}",
                              f"evaluate.seed={1000 + seed}", f"evaluate.samples={args.samples}",
-                             "train.progress=false", "teacher.train.progress=false", *args.set,
+                             "train.progress=false", "teacher.train.progress=false", "evaluate.classifier.train.progress=false",
+                             *args.set,
                              *([] if teacher_rows is None else ["evaluate.teacher_steps=[]"])]
                 recipe = load_recipe(RECIPES / f"{args.prefix}{method}.yaml", overrides)
                 run = Run(args.work / toy / method / f"seed{seed}", recipe)

@@ -35,6 +35,12 @@ def step_cost(data: dict) -> str:
     return _table(["method", "ms / step", "× plain student step"], [[r["method"], f"{r['ms']:.3f}", f"{r['ratio']:.2f}"] for r in data["rows"]])
 
 
+def engine_overhead(data: dict) -> str:
+    rows = [[r["row"], f"{r['ms_per_step_mean']:.3f} ± {r['ms_per_step_std']:.3f}", f"{r['ratio']:.2f}",
+             f"{r['extra_us_per_step']:+.0f}"] for r in data["rows"]]
+    return _table(["loop", "ms / step", "× hand-written loop", "µs / step extra"], rows)
+
+
 def hinton(data: dict) -> str:
     rows = []
     for name, values in data["errors"].items():
@@ -76,7 +82,7 @@ def steps(data: dict) -> str:
 
 
 RENDERERS = {"quickstart.json": quickstart, "methods_mnist1d.json": methods, "methods_mnist.json": methods,
-             "steps_toys.json": steps, "steps_mnist.json": steps, "step_cost.json": step_cost,
+             "steps_toys.json": steps, "steps_mnist.json": steps, "step_cost.json": step_cost, "engine_overhead.json": engine_overhead,
              "hinton_mnist.json": hinton, "cross_sensor.json": cross_sensor, "heterogeneous.json": heterogeneous}
 
 

@@ -17,12 +17,29 @@ def run_dir(tmp_path_factory):
     return out
 
 
+def _markdown_table(text: str) -> list[list[str]]:
+    """The cells of the one Markdown table in ``text``: header, rule and body lines."""
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    assert lines and all(line.endswith("|") for line in lines), text
+    return [[cell.strip() for cell in line[1:-1].split("|")] for line in lines]
+
+
 def test_run_writes_results_report_and_plot(run_dir):
     results = json.loads((run_dir / "results.json").read_text())
+    assert (results["format"], results["task"], results["name"]) == ("distill-results-v1", "classification", "digits-kd")
+    assert results["details"]["dataset"] == {"name": "digits", "train": 1347, "test": 450, "transfer": 0}
+    assert list(results["columns"]) == ["name", "acc", "params", "latency_ms", "steps", "seconds"]
     names = [r["name"] for r in results["rows"]]
     assert names[0].startswith("teacher") and names[1].startswith("student scratch") and "distilled" in names[-1]
     assert all(0.0 <= r["acc"] <= 1.0 and r["params"] > 0 and r["latency_ms"] > 0 for r in results["rows"])
-    assert (run_dir / "report.md").read_text().count("|") > 10
+    header, rule, *body = _markdown_table((run_dir / "report.md").read_text())
+    assert header == list(results["columns"].values())
+    assert header[:2] == ["model", "test acc"] and set(rule) == {"---"}
+    assert [line[0] for line in body] == names
+    for line, row in zip(body, results["rows"]):
+        assert len(line) == len(header)
+        assert line[1].endswith(" %") and float(line[1].removesuffix(" %")) == pytest.approx(100 * row["acc"], abs=0.005)
+        assert line[2] == f"{row['params']:,}" and line[4] == str(row["steps"])
     assert (run_dir / "learning_curves.png").stat().st_size > 1000
     assert (run_dir / "student.safetensors").exists()
     assert (run_dir / "distill" / "metrics.csv").exists()

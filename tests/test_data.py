@@ -209,7 +209,7 @@ def test_from_datasets_rejects_bad_input(train, message):
 
 def test_unknown_dataset_lists_valid_names():
     with pytest.raises(
-        DistillError, match=r"unknown dataset 'mnist2d'.*Valid datasets: .*digits.*mnist.*mnist1d"
+        DistillError, match=r"unknown dataset 'mnist2d'.*Valid choices: .*digits.*mnist.*mnist1d"
     ):
         load_dataset("mnist2d")
     assert {"digits", "mnist", "mnist1d"} <= set(DATASETS.names())

@@ -1,18 +1,23 @@
-"""Two CPU processes (Accelerate + gloo) give the same run as one process with the same global batch.
+"""Two CPU processes (Accelerate + gloo) give the same run as one process with the same global batch,
+for a supervised objective and for a KD ``DistillObjective`` (teacher inside the wrapped objective).
 
 Stated tolerance: every weight within 1e-5 and test accuracy within 0.5 points
 (only the order of floating-point sums differs). Launched as
 ``accelerate launch --multi_gpu --num_processes 2``: on a machine without GPUs
 distill's engine passes ``cpu=True`` to Accelerate, which then runs the processes on
 gloo. (Accelerate 1.15's ``--cpu`` launcher starts one process unless given an MPI
-hostfile; the process count is asserted so such a silent fallback would fail here.)
+hostfile; the process count is asserted so such a silent fallback would fail here, and
+so are the inputs each process's student saw: two halves of every global batch.)
 """
 
 import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).with_name("distributed_run.py")
 BIN = Path(sys.executable).parent
@@ -22,13 +27,48 @@ def _run(cmd: list[str], out: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([*cmd, str(SCRIPT), str(out)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads((out / "final.json").read_text())
+    final = json.loads((out / "final.json").read_text())
+    final["ranks"] = {int(p.stem.removeprefix("rank_")): json.loads(p.read_text()) for p in out.glob("rank_*.json")}
+    return final
 
 
-def test_two_processes_match_one(tmp_path):
-    one = _run([sys.executable], tmp_path / "one")
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("distributed")
+    one = _run([sys.executable], folder / "one")
     two = _run([str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no"], tmp_path / "two")
+                "--mixed_precision", "no", "--dynamo_backend", "no"], folder / "two")
+    return one, two
+
+
+def test_two_processes_really_ran_and_split_the_batches(runs):
+    one, two = runs
     assert one["processes"] == 1 and two["processes"] == 2
+    assert sorted(one["ranks"]) == [0] and sorted(two["ranks"]) == [0, 1]
+    everything = one["ranks"][0]["inputs"]
+    halves = [two["ranks"][rank]["inputs"] for rank in (0, 1)]
+    assert len(everything) == 40 * 64 and [len(h) for h in halves] == [40 * 32, 40 * 32]
+    assert Counter(halves[0]) + Counter(halves[1]) == Counter(everything)  # the same samples, split in two
+    assert halves[0] != halves[1]
+
+
+@pytest.mark.parametrize("objective", ["supervised", "kd"])
+def test_two_processes_match_one(runs, objective):
+    one, two = (run[objective] for run in runs)
     assert abs(one["acc"] - two["acc"]) <= 0.005
+    assert len(one["weights"]) == len(two["weights"]) == 64 * 32 + 32 + 32 * 10 + 10
     assert max(abs(a - b) for a, b in zip(one["weights"], two["weights"])) <= 1e-5
+    assert abs(one["loss"] - two["loss"]) <= 1e-4  # test cross-entropy, gathered over both processes
+
+
+@pytest.mark.parametrize("objective", ["supervised", "kd"])
+def test_logged_train_loss_is_the_mean_over_every_process(runs, objective):
+    # failed before: each process logged the running mean of its own half of every batch
+    one, two = (run[objective] for run in runs)
+    assert one["train_loss"] > 0 and abs(one["train_loss"] - two["train_loss"]) <= 1e-4
+
+
+def test_kd_and_supervised_runs_differ(runs):
+    """The KD comparison is not the supervised one again: the teacher changed where the student went."""
+    one, _ = runs
+    assert max(abs(a - b) for a, b in zip(one["kd"]["weights"], one["supervised"]["weights"])) > 1e-2

@@ -9,7 +9,7 @@ from distill.engine.checkpoint import latest_checkpoint, load_checkpoint
 from distill.engine.config import TrainConfig
 from distill.tasks.classification.objectives import SupervisedObjective
 from distill.engine.trainer import train
-from distill.errors import CheckpointError, NonFiniteLossError
+from distill.errors import CheckpointError, ConfigError, NonFiniteLossError
 from distill.models import build_model
 
 
@@ -122,5 +122,6 @@ def test_bf16_and_tensorboard_on_cpu(digits, tmp_path):
 def test_fp16_without_gpu_is_explained(digits, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("fp16 is valid with a GPU")
-    with pytest.raises(Exception, match="fp16"):
+    with pytest.raises(ConfigError, match=r"mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on CPU"):
         train(_objective(), digits.train, _config(mixed_precision="fp16"), tmp_path)
+    assert not (tmp_path / "checkpoints").exists()  # refused before anything trained

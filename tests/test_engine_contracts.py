@@ -135,3 +135,12 @@ def test_a_cache_entry_that_does_not_load_is_reported_and_refitted():
     assert not cached and fits == [1] and info == {"note": "new"}
     info, cached = fit_or_load(nn.Linear(5, 2), spec, lambda: fits.append(2) or {})
     assert cached and fits == [1] and info["note"] == "new"
+
+
+def test_a_process_group_fixed_before_the_launch_is_refused(tmp_path, monkeypatch):
+    from accelerate import PartialState
+
+    PartialState()  # created before the launcher's environment is seen: one process
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"2 processes were launched .* has 1"):
+        train(TwoGroups(), _targets(), _config(), tmp_path)

@@ -153,7 +153,7 @@ def test_small_model_overfits_32_digits(digits, name, steps):
 
 def test_unknown_model_lists_valid_names():
     with pytest.raises(
-        DistillError, match=r"unknown model 'resnet9'.*Valid models: .*resnet8x4.*vit_tiny"
+        DistillError, match=r"unknown model 'resnet9'.*Valid choices: .*resnet8x4.*vit_tiny"
     ):
         build_model("resnet9", DIGITS, 10)
 

@@ -1,9 +1,11 @@
+import copy
 import pickle
 
 import pytest
 import torch
 from torch import nn
 
+from distill import Distiller
 from distill.errors import DistillError
 from distill.taps import TapRecorder, TapSpec, module_paths, parse_tap
 
@@ -70,11 +72,76 @@ def test_nothing_captured_is_explained():
         recorder.get(spec)
 
 
-def test_hooked_model_pickles():
+ROUND_TRIPS = {"pickle": lambda obj: pickle.loads(pickle.dumps(obj)), "deepcopy": copy.deepcopy}
+COPIES = [
+    pytest.param("pickle", False, id="pickle-fresh"),
+    pytest.param("deepcopy", False, id="deepcopy-fresh"),
+    pytest.param("pickle", True, id="pickle-after-step"),
+    pytest.param("deepcopy", True, id="deepcopy-after-step"),  # failed before: the store held a graph
+]
+
+
+@pytest.mark.parametrize("how, after_step", COPIES)
+def test_hooked_model_still_records_after_a_copy(how, after_step):
+    """A model and its recorder copied together (as DDP and spawn do) record the copy's own tensors."""
     net = Net()
-    TapRecorder(net, [parse_tap("body.2")])
-    clone = pickle.loads(pickle.dumps(net))
+    specs = [parse_tap(s) for s in ("body.0", "head:input", "output", "rnn[0]")]
+    recorder = TapRecorder(net, specs)
+    if after_step:
+        net(torch.randn(2, 4)).sum().backward()
+    clone, clone_recorder = ROUND_TRIPS[how]((net, recorder))
     assert "body.2" in module_paths(clone)
+    with torch.no_grad():  # the copy's weights now differ from the original's: its own tensors must be recorded
+        for p in clone.parameters():
+            p.add_(1.0)
+    recorder.clear()
+    x = torch.randn(5, 4)
+    y = clone(x)
+    assert recorder.store == {}  # the original's recorder saw nothing of the copy's pass
+    with torch.no_grad():
+        rnn_out = clone.rnn(clone.body(x).unsqueeze(1))[0]
+    assert torch.equal(clone_recorder.get(specs[0]), clone.body[0](x))
+    assert torch.equal(clone_recorder.get(specs[1]), rnn_out[:, 0])
+    assert torch.equal(clone_recorder.get(specs[2]), y)
+    assert torch.equal(clone_recorder.get(specs[3]), rnn_out)
+    assert not torch.equal(clone_recorder.get(specs[0]), net.body[0](x))
+    clone_recorder.remove()
+    clone(x)
+    assert clone_recorder.store == {} and _hook_count(clone) == 0 and _hook_count(net) == 4
+
+
+@pytest.mark.parametrize("how, after_step", COPIES)
+def test_copied_distiller_records_and_scores_like_the_original(how, after_step):
+    torch.manual_seed(0)
+    student, teacher = Net(), Net()
+    pairs = {("output", "output"): "kd", ("body.0", "head:input"): ("sp", 2.0), ("body.2", "body.2"): "fitnet"}
+    distiller = Distiller(student, teacher, pairs, example_input=torch.randn(2, 4))
+    if after_step:  # one step of an ordinary training loop
+        distiller(torch.randn(3, 4))
+        distiller.compute_losses()["total"].backward()
+    clone = ROUND_TRIPS[how](distiller)
+    x = torch.randn(6, 4)
+    out, clone_out = distiller(x), clone(x)
+    assert torch.equal(clone_out, out)
+    losses, clone_losses = distiller.compute_losses(), clone.compute_losses()
+    assert clone_losses.keys() == losses.keys() == {"kd", "sp", "fitnet", "total"}
+    for name in losses:
+        assert torch.equal(clone_losses[name], losses[name]), name
+    assert torch.equal(clone.passes, distiller.passes)
+    # after the copy's weights change, its recorders hold the copy's tensors, the original's recorders nothing
+    with torch.no_grad():
+        for p in clone.student.parameters():
+            p.mul_(0.5)
+    distiller.student_taps.clear()
+    clone(x)
+    assert distiller.student_taps.store == {}
+    with torch.no_grad():
+        assert torch.equal(clone.student_taps.get(parse_tap("body.0")), clone.student.body[0](x))
+        assert torch.equal(clone.student_taps.get(parse_tap("output")), clone.student(x))
+        head_input = teacher.rnn(teacher.body(x).unsqueeze(1))[0][:, 0]  # the copied teacher is unchanged
+        assert torch.equal(clone.teacher_taps.get(parse_tap("head:input")), head_input)
+    assert not torch.equal(clone.compute_losses()["total"], losses["total"])
+    assert clone.export() is clone.student and _hook_count(clone.student) == 0 and _hook_count(student) > 0
 
 
 class Encoder(nn.Module):

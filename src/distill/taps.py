@@ -135,6 +135,17 @@ def _record_input(store: dict, key: TapSpec, module: nn.Module, args: tuple) -> 
     store[key] = args[0]
 
 
+class _Store(dict):
+    """The tensors of the latest forward pass. A copy (deepcopy, pickle) starts empty: the copied hooks
+    record the copy's own tensors, and activations with autograd history are never copied."""
+
+    def __deepcopy__(self, memo: dict) -> _Store:
+        return type(self)()
+
+    def __reduce__(self):
+        return type(self), ()
+
+
 class TapRecorder:
     """Forward hooks on one model that store the tapped values of the latest forward pass.
 
@@ -145,7 +156,7 @@ class TapRecorder:
 
     def __init__(self, model: nn.Module, specs: list[TapSpec], role: str = "model") -> None:
         self.role = role
-        self.store: dict[TapSpec, Any] = {}
+        self.store: dict[TapSpec, Any] = _Store()
         self._handles = []
         try:
             for spec in dict.fromkeys(specs):

@@ -7,6 +7,7 @@ checkpoints with exact resume, a NaN guard, a progress bar and metric logs.
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -54,7 +55,7 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
     # Accelerate keeps one global state per process; a run (e.g. the teacher in bf16, then a
     # student in fp32) gets its own settings, while the process group (PartialState) stays.
     AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(
+    accelerator = Accelerator(
         # Without a GPU, say so: Accelerate then runs several launched processes over gloo.
         cpu=not torch.cuda.is_available(),
         mixed_precision=precision,
@@ -63,6 +64,15 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
         log_with="tensorboard" if config.tensorboard else None,
         project_dir=str(run_dir),
     )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        raise ConfigError(
+            f"{launched} processes were launched (WORLD_SIZE) but Accelerate's process group has "
+            f"{accelerator.num_processes}: something created accelerate's PartialState before the launcher's "
+            "environment was read. Create no Accelerator/PartialState before distill's engine, or create it "
+            "after the launcher (torchrun / accelerate launch) has set the environment."
+        )
+    return accelerator
 
 
 def make_optimizer(params, settings: GroupConfig) -> torch.optim.Optimizer:
@@ -273,6 +283,8 @@ def train(
                     after_step(step)
                 row = None
                 if step % config.log_every == 0 or step == total:
+                    if accelerator.num_processes > 1:  # every process logs the mean over all of them
+                        running = {k: accelerator.reduce(v.reshape(1), reduction="mean")[0] for k, v in running.items()}
                     means = {f"train_{k}": float(v) / running_n for k, v in running.items()}
                     if not check_every_step and not math.isfinite(means["train_loss"]):
                         _check_finite({"loss": torch.tensor(means["train_loss"])}, step, last_ckpt)
