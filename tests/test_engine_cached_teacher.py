@@ -74,7 +74,9 @@ def test_cached_teacher_trains_the_student_the_live_teacher_trains(setup, digits
 
 def test_mixup_with_a_cached_teacher_is_refused(setup, digits, tmp_path):
     _, _, cached = setup
-    with pytest.raises(DistillError, match=r"\d+ of 64 inputs are not in the teacher cache: the inputs are randomly "
-                                           r"augmented.*use the live teacher for augmented data"):
+    with pytest.raises(DistillError, match=r"CachedTeacher serves only the exact inputs it cached.*live teacher"):
         _distil(cached, digits, tmp_path, augment=Mixup(1.0))
-    assert not (tmp_path / "checkpoints").exists()  # refused at the first batch, before any step
+    assert not (tmp_path / "checkpoints").exists()  # refused when the objective is built, before any step
+    x = next(iter(torch.utils.data.DataLoader(digits.test, batch_size=8)))[0]
+    with pytest.raises(DistillError, match=r"8 of 8 inputs are not in the teacher cache"):
+        cached(x)  # inputs it never saw (here: the test split) are refused at the first batch

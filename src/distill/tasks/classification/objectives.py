@@ -9,6 +9,7 @@ from torch import nn
 from distill.augment import Mixup
 from distill.distiller import Distiller
 from distill.errors import ConfigError
+from distill.signals import CachedTeacher
 from distill.supervised import SupervisedObjective, batch_accuracy
 
 __all__ = ["DistillObjective", "SupervisedObjective"]
@@ -27,6 +28,9 @@ class DistillObjective(nn.Module):
     def __init__(self, distiller: Distiller, augment: Mixup | None = None) -> None:
         super().__init__()
         self.distiller, self.augment = distiller, augment
+        if augment is not None and isinstance(distiller.teacher, CachedTeacher):
+            raise ConfigError("a CachedTeacher serves only the exact inputs it cached, and augmentation makes new "
+                              "ones; drop the augmentation or distil from the live teacher.")
         if augment is not None and not augment.keeps_labels:
             needing = [p.name for p in distiller.pairs if p.loss.needs_target]
             if needing or distiller.task_loss is not None:
