@@ -15,24 +15,30 @@ batch 100, Adam, KD (T = 4, 0.9 soft + 0.1 CE), one torch thread. Rows:
   logging every 50 steps. Its wall ms/step is the engine's own loop time
   (``TrainResult.seconds``); the set-up before the loop is reported beside it.
 
-Wall time and process CPU time are both reported: on a shared machine the CPU time
-leaves out the time the process waited for a core.
-
 Every row runs ``--steps`` steps from the same initial weights; the rows are interleaved
-over ``--repeats`` repeats (mean ± std over repeats). ``--profile FILE`` instead runs
-the engine row once under cProfile and prints where its time goes.
+over ``--repeats`` repeats (mean ± std over repeats); wall and process CPU time are both
+reported. On a shared or throttled machine whole runs drift by more than the overheads
+measured here; ``--paired`` then times every step on its own instead: the engine's
+``train()`` runs ``--steps`` steps and, after each of its optimizer steps (the objective's
+``after_optimizer_step``), one step of each hand-written loop runs, in rotating order, so
+slow and fast moments of the machine hit every row alike (medians of per-step times).
+``--profile FILE`` runs the engine row once under cProfile and prints where its time goes.
 
     python benchmarks/engine_overhead.py --steps 2000
+    python benchmarks/engine_overhead.py --steps 2000 --paired
     python benchmarks/engine_overhead.py --steps 1000 --profile /tmp/engine.prof
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import cProfile
 import pstats
+import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,10 +93,11 @@ class Setup:
         return build_model("mlp", self.splits.input_shape, self.splits.num_classes, hidden=[100, 100])
 
     def distiller(self) -> Distiller:
+        """A Distiller on its own copy of the teacher (its hooks are on that copy only)."""
         pairs = {("output", "output"): Match("kd", options={"temperature": TEMPERATURE, "alpha": ALPHA})}
-        return Distiller(self.student(), self.teacher, pairs, example_input=self.x[:2])
+        return Distiller(self.student(), copy.deepcopy(self.teacher), pairs, example_input=self.x[:2])
 
-    def batches(self, steps: int, seed: int = 0):
+    def batches(self, steps: int = 10**12, seed: int = 0):
         """``steps`` batches drawn by indexing the tensors with a fresh permutation per epoch."""
         generator = torch.Generator().manual_seed(seed)
         done, per_epoch = 0, len(self.y) // BATCH
@@ -113,8 +120,7 @@ class Timing:
 
 
 class Clock:
-    """Wall (``perf_counter``) and process CPU time (``process_time``) together: on a shared machine
-    CPU time leaves out the time this process waited for a core."""
+    """Wall (``perf_counter``) and process CPU time (``process_time``) together."""
 
     def __enter__(self) -> Clock:
         self.wall, self.cpu = time.perf_counter(), time.process_time()
@@ -124,52 +130,65 @@ class Clock:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def hand_written(setup: Setup, steps: int) -> Timing:
-    student, teacher = setup.student(), setup.teacher
+Steps = Iterator[torch.Tensor]  # one training step per next(); yields the step's (detached) loss
+
+
+def hand_written_steps(setup: Setup) -> Steps:
+    student, teacher = setup.student(), copy.deepcopy(setup.teacher)
     optimizer = torch.optim.Adam(student.parameters(), LR)
-    first = None
-    with Clock() as clock:
-        for x, y in setup.batches(steps):
-            with torch.no_grad():
-                t = teacher(x)
-            loss = kd_loss(student(x), t, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            first = float(loss.detach()) if first is None else first
-    return Timing(clock.wall, clock.cpu, first)
+    for x, y in setup.batches():
+        with torch.no_grad():
+            t = teacher(x)
+        loss = kd_loss(student(x), t, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        yield loss.detach()
 
 
-def distiller_loop(setup: Setup, steps: int) -> Timing:
+def distiller_steps(setup: Setup) -> Steps:
     distiller = setup.distiller()
     optimizer = torch.optim.Adam([p for p in distiller.parameters() if p.requires_grad], LR)
     distiller.train()
-    first = None
-    with Clock() as clock:
-        for x, y in setup.batches(steps):
+    try:
+        for x, y in setup.batches():
             distiller(x)
             loss = distiller.compute_losses(y)["total"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            first = float(loss.detach()) if first is None else first
-    distiller.export()
-    return Timing(clock.wall, clock.cpu, first)
+            yield loss.detach()
+    finally:
+        distiller.export()
 
 
-def objective_loop(setup: Setup, steps: int) -> Timing:
+def objective_steps(setup: Setup) -> Steps:
     objective = DistillObjective(setup.distiller())
     optimizer = torch.optim.Adam([p for p in objective.parameters() if p.requires_grad], LR)
     objective.train()
-    first = None
-    with Clock() as clock:
-        for x, y in setup.batches(steps):
+    try:
+        for x, y in setup.batches():
             loss = objective({"x": x, "y": y})["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            first = float(loss.detach()) if first is None else first
-    objective.distiller.export()
+            yield loss.detach()
+    finally:
+        objective.distiller.export()
+
+
+HAND_LOOPS: dict[str, Callable[[Setup], Steps]] = {
+    "hand-written": hand_written_steps, "Distiller in the loop": distiller_steps,
+    "DistillObjective in the loop": objective_steps}
+
+
+def run_loop(make: Callable[[Setup], Steps], setup: Setup, steps: int) -> Timing:
+    loop = make(setup)  # builds the models; its first next() starts the loop
+    with Clock() as clock:
+        first = float(next(loop))
+        for _ in range(steps - 1):
+            next(loop)
+    loop.close()
     return Timing(clock.wall, clock.cpu, first)
 
 
@@ -178,15 +197,58 @@ def engine_config(steps: int) -> TrainConfig:
                        eval_every=0, checkpoint_every=0, keep_checkpoints=1, tensorboard=False)
 
 
-def engine(setup: Setup, steps: int) -> Timing:
+def engine(setup: Setup, steps: int, objective: DistillObjective | None = None) -> Timing:
     """Wall time of the engine's own loop (``TrainResult.seconds``) and of its set-up before the loop;
     CPU time of the whole ``train()`` call (its set-up is a few ms)."""
-    objective = DistillObjective(setup.distiller())
+    objective = objective or DistillObjective(setup.distiller())
     with tempfile.TemporaryDirectory() as run_dir, Clock() as clock:
         result = train(objective, setup.splits.train, engine_config(steps), Path(run_dir), description="overhead")
     objective.distiller.export()
     assert result.steps == steps, result.steps
     return Timing(result.seconds, clock.cpu, None, clock.wall - result.seconds)
+
+
+class PairedDriver(DistillObjective):
+    """The engine's objective; after each optimizer step it times one step of every hand-written loop."""
+
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup.distiller())
+        self.loops = {name: make(setup) for name, make in HAND_LOOPS.items()}
+        self.seconds: dict[str, list[float]] = {row: [] for row in ROWS}
+        self.last: float | None = None
+
+    def after_optimizer_step(self, step: int) -> None:
+        now = time.perf_counter()
+        if self.last is not None:  # one whole engine step: from the end of this hook to its next call
+            self.seconds["engine train()"].append(now - self.last)
+        names = list(self.loops)
+        for name in names[step % len(names):] + names[:step % len(names)]:
+            start = time.perf_counter()
+            next(self.loops[name])
+            self.seconds[name].append(time.perf_counter() - start)
+        self.last = time.perf_counter()
+
+    def close(self) -> None:
+        for loop in self.loops.values():
+            loop.close()
+
+
+def paired(setup: Setup, steps: int) -> dict:
+    driver = PairedDriver(setup)
+    engine(setup, steps, driver)
+    driver.close()
+    base = statistics.median(driver.seconds["hand-written"])
+    rows, table = [], []
+    for row in ROWS:
+        values = [1000 * s for s in driver.seconds[row]]
+        median, q1, q3 = statistics.median(values), *statistics.quantiles(values, n=4)[::2]
+        rows.append([row, f"{median:.3f}", f"{q1:.3f} – {q3:.3f}", f"{median / (1000 * base):.2f}",
+                     f"{1000 * (median - 1000 * base):+.0f}"])
+        table.append({"row": row, "ms_per_step_median": median, "ms_per_step_quartiles": [q1, q3],
+                      "ratio": median / (1000 * base), "extra_us_per_step": 1000 * (median - 1000 * base),
+                      "steps_timed": len(values)})
+    print_table(["loop (paired, per step)", "ms / step (median)", "quartiles", "× hand-written", "µs / step extra"], rows)
+    return {"rows": table}
 
 
 def profile(setup: Setup, steps: int, out: Path, top: int) -> None:
@@ -196,6 +258,7 @@ def profile(setup: Setup, steps: int, out: Path, top: int) -> None:
         profiler.enable()
         result = train(objective, setup.splits.train, engine_config(steps), Path(run_dir), description="overhead")
         profiler.disable()
+    objective.distiller.export()
     out.parent.mkdir(parents=True, exist_ok=True)
     profiler.dump_stats(str(out))
     print(f"engine loop {1000 * result.seconds / steps:.3f} ms/step under cProfile ({steps} steps); stats in {out}")
@@ -204,39 +267,21 @@ def profile(setup: Setup, steps: int, out: Path, top: int) -> None:
         pstats.Stats(str(out)).strip_dirs().sort_stats(key).print_stats(top)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--teacher-steps", type=int, default=0, help="train the teacher briefly first (0: random)")
-    parser.add_argument("--profile", type=Path, help="run the engine row once under cProfile, write the stats here")
-    parser.add_argument("--top", type=int, default=40, help="functions shown per profile listing")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/engine_overhead.json"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    setup = Setup(args.teacher_steps)
-    hand_written(setup, 100)  # warm-up: allocator, kernels, first-call costs (the first optimizer imports dynamo)
-    if args.profile:
-        profile(setup, args.steps, args.profile, args.top)
-        return
-
-    loops = {"hand-written": hand_written, "Distiller in the loop": distiller_loop,
-             "DistillObjective in the loop": objective_loop, "engine train()": engine}
+def repeated(setup: Setup, steps: int, repeats: int) -> dict:
     timings: dict[str, list[Timing]] = {row: [] for row in ROWS}
-    for repeat in range(args.repeats):
+    for repeat in range(repeats):
         for row in ROWS:
-            timing = loops[row](setup, args.steps)
+            timing = engine(setup, steps) if row == "engine train()" else run_loop(HAND_LOOPS[row], setup, steps)
             timings[row].append(timing)
-            print(f"repeat {repeat} {row:30s} {1000 * timing.wall / args.steps:.3f} ms/step wall, "
-                  f"{1000 * timing.cpu / args.steps:.3f} CPU", flush=True)
+            print(f"repeat {repeat} {row:30s} {1000 * timing.wall / steps:.3f} ms/step wall, "
+                  f"{1000 * timing.cpu / steps:.3f} CPU", flush=True)
     first_losses = {row: t[0].first_loss for row, t in timings.items() if t[0].first_loss is not None}
     same = max(first_losses.values()) - min(first_losses.values()) < 1e-4
     print("first-step loss (same weights, same batch): "
           + ", ".join(f"{k} {v:.5f}" for k, v in first_losses.items()) + ("" if same else "  DIFFERENT"))
 
     def per_step(row: str, kind: str) -> list[float]:
-        return [1000 * getattr(t, kind) / args.steps for t in timings[row]]
+        return [1000 * getattr(t, kind) / steps for t in timings[row]]
 
     base = {kind: mean_std(per_step("hand-written", kind))[0] for kind in ("wall", "cpu")}
     rows, table = [], []
@@ -254,15 +299,38 @@ def main() -> None:
                  "CPU ms / step", "× hand-written (CPU)", "µs / step extra (CPU)"], rows)
     before = mean_std([t.setup_wall for t in timings["engine train()"]])
     print(f"engine set-up before its loop (Accelerator, DataLoader, optimizers): {before[0]:.3f} ± {before[1]:.3f} s")
+    return {"rows": table, "engine_setup_seconds": {"mean": before[0], "std": before[1]}, "first_step_loss": first_losses}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--paired", action="store_true", help="also time every step on its own, rows interleaved step by step")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--teacher-steps", type=int, default=0, help="train the teacher briefly first (0: random)")
+    parser.add_argument("--profile", type=Path, help="run the engine row once under cProfile, write the stats here")
+    parser.add_argument("--top", type=int, default=40, help="functions shown per profile listing")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/engine_overhead.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    setup = Setup(args.teacher_steps)
+    run_loop(hand_written_steps, setup, 100)  # warm-up: allocator, kernels, first-call costs (the first optimizer imports dynamo)
+    if args.profile:
+        profile(setup, args.steps, args.profile, args.top)
+        return
+    results = repeated(setup, args.steps, args.repeats)
+    if args.paired:
+        results["paired"] = paired(setup, args.steps)
     write_json(args.out, {
         "command": f"python benchmarks/engine_overhead.py --steps {args.steps} --repeats {args.repeats}"
+                   + (" --paired" if args.paired else "")
                    + (f" --teacher-steps {args.teacher_steps}" if args.teacher_steps else "")
                    + (f" --threads {args.threads}" if args.threads != 1 else ""),
         "setup": {"data": "mnist1d", "teacher": "convnet channels [64, 64, 64]", "student": "mlp hidden [100, 100]",
                   "batch_size": BATCH, "optimizer": f"adam lr {LR}", "loss": f"kd T={TEMPERATURE} alpha={ALPHA}",
                   "teacher_steps": args.teacher_steps, "steps": args.steps, "repeats": args.repeats},
-        "rows": table, "engine_setup_seconds": {"mean": before[0], "std": before[1]},
-        "first_step_loss": first_losses,
+        **results,
     })
 
 

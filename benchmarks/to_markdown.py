@@ -38,7 +38,12 @@ def step_cost(data: dict) -> str:
 def engine_overhead(data: dict) -> str:
     rows = [[r["row"], f"{r['ms_per_step_mean']:.3f} ± {r['ms_per_step_std']:.3f}", f"{r['ratio']:.2f}",
              f"{r['extra_us_per_step']:+.0f}"] for r in data["rows"]]
-    return _table(["loop", "ms / step", "× hand-written loop", "µs / step extra"], rows)
+    text = _table(["loop", "ms / step (whole runs)", "× hand-written loop", "µs / step extra"], rows)
+    if "paired" in data:
+        rows = [[r["row"], f"{r['ms_per_step_median']:.3f}", f"{r['ratio']:.2f}", f"{r['extra_us_per_step']:+.0f}"]
+                for r in data["paired"]["rows"]]
+        text += "\n\n" + _table(["loop", "ms / step (paired, median)", "× hand-written loop", "µs / step extra"], rows)
+    return text
 
 
 def hinton(data: dict) -> str:
