@@ -277,7 +277,7 @@ class Distiller(nn.Module):
         self.student_taps.clear()
         self.teacher_taps.clear()
         if self.training:
-            self.passes += 1
+            self.passes.add_(1)
         if self.teacher is not None and len(self.pairs):
             teacher_args, teacher_kwargs = self._teacher_arguments(args, kwargs, teacher_input)
             with torch.no_grad():
@@ -358,7 +358,8 @@ class Distiller(nn.Module):
             value = pair.loss(*self._adapted(pair), target, **masking)
             losses[pair.name] = value
             weight = pair.match.weight * self._ramp(pair.match.warmup)
-            total = value * weight if total is None else total + value * weight
+            weighted = value if weight == 1.0 else value * weight
+            total = weighted if total is None else total + weighted
         if self.task_loss is not None and self.task_weight:
             if output is None or target is None:
                 raise DistillError("task_loss needs compute_losses(target=labels, output=student_output).")

@@ -14,6 +14,7 @@ class MetricsLog:
         self.jsonl = run_dir / "metrics.jsonl"
         self.csv = run_dir / "metrics.csv"
         self.rows: list[dict] = []
+        self._keys: list[str] | None = None
         if resume and self.jsonl.exists():
             self.rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
         elif self.jsonl.exists():
@@ -26,15 +27,19 @@ class MetricsLog:
         self._write_csv()
 
     def log(self, row: dict) -> None:
-        """Append one row to both files."""
+        """Append one row to both files (the CSV is rewritten only when a new column appears)."""
         self.rows.append(row)
         with self.jsonl.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
-        self._write_csv()
+        if self._keys is not None and set(row) <= set(self._keys) and self.csv.exists():
+            with self.csv.open("a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=self._keys).writerow(row)
+        else:
+            self._write_csv()
 
     def _write_csv(self) -> None:
-        keys = list(dict.fromkeys(k for r in self.rows for k in r))
+        self._keys = list(dict.fromkeys(k for r in self.rows for k in r))
         with self.csv.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=keys)
+            writer = csv.DictWriter(handle, fieldnames=self._keys)
             writer.writeheader()
             writer.writerows(self.rows)

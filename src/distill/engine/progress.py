@@ -32,7 +32,7 @@ def progress_bar(description: str, total: int, completed: int = 0, enabled: bool
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
-        transient=False,
+        transient=False, refresh_per_second=2,  # rich redraws from a thread that holds the GIL
     )
     with progress:
         task = progress.add_task(description, total=total, completed=completed, stats="")

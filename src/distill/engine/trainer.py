@@ -11,6 +11,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,6 +137,18 @@ def _trainable_weights(objective: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if ".teacher." not in f".{k}"}
 
 
+def _step_schedules(schedulers: dict, skipping: bool) -> None:
+    """One step of every schedule; a group that skipped this optimizer step still follows its schedule."""
+    if not skipping:
+        for scheduler in schedulers.values():
+            scheduler.step()
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+        for scheduler in schedulers.values():
+            scheduler.step()
+
+
 def _plain_optimizers(accelerator: Accelerator) -> bool:
     """Whether the optimizers can stay unwrapped: no fp16 loss scaler, and a process group (none, CPU or
     GPU data parallel) whose gradients DDP synchronises in ``backward`` itself. Accelerate's optimizer
@@ -157,7 +170,7 @@ def _load_trainable(objective: nn.Module, weights: dict[str, torch.Tensor], sour
 
 def _check_finite(values: dict[str, torch.Tensor], step: int, last: Path | None) -> None:
     loss = values["loss"]
-    if not torch.isfinite(loss).all():
+    if not math.isfinite(loss.item() if loss.numel() == 1 else float(loss.sum())):
         parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in values.items())
         kept = f"the last good checkpoint is kept at {last}" if last else "no checkpoint was written yet"
         raise NonFiniteLossError(
@@ -212,6 +225,10 @@ def train(
     if not plain:
         optimizers = dict(zip(optimizers, prepared))
     check_every_step = accelerator.device.type == "cpu"  # elsewhere a check would sync the device each step
+    # Accelerate's accumulate() only matters when it has something to skip or synchronise.
+    accumulating = config.grad_accum > 1 or accelerator.num_processes > 1
+    scheduled = config.schedule != "constant" or config.warmup_steps > 0  # a constant rate needs no stepping
+    skipping = any(s.every > 1 for s in settings.values())
     ckpt_dir = run_dir / "checkpoints"
     log = MetricsLog(run_dir, resume=resume) if accelerator.is_main_process else None
     if config.tensorboard:
@@ -267,14 +284,16 @@ def train(
             sampler.set_epoch(epoch)  # and a skipping loader does not pass the epoch on.
             for item in batches:
                 batch = as_batch(item)
-                with accelerator.accumulate(objective):
+                with accelerator.accumulate(objective) if accumulating else nullcontext():
                     values = objective(batch)
                     if check_every_step:
                         _check_finite(values, step + 1, last_ckpt)
-                    if plain:
+                    if not plain:
+                        accelerator.backward(values["loss"])
+                    elif config.grad_accum > 1:
                         (values["loss"] / config.grad_accum).backward()
                     else:
-                        accelerator.backward(values["loss"])
+                        values["loss"].backward()
                     if accelerator.sync_gradients:
                         for name, optimizer in optimizers.items():
                             if settings[name].max_grad_norm:
@@ -286,13 +305,12 @@ def train(
                 samples_seen += batch_size_of(batch) * accelerator.num_processes
                 running_n += 1
                 for key, value in values.items():  # summed on the device, read at log steps only
-                    running[key] = running.get(key, 0.0) + value.detach().float()
+                    value = value.detach()
+                    running[key] = running.get(key, 0.0) + (value if value.dtype == torch.float32 else value.float())
                 if micro % config.grad_accum:
                     continue
-                with warnings.catch_warnings():  # a group that skipped this step still follows the schedule
-                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
-                    for scheduler in schedulers.values():
-                        scheduler.step()
+                if scheduled:
+                    _step_schedules(schedulers, skipping)
                 step += 1
                 if after_step is not None:
                     after_step(step)

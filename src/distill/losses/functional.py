@@ -85,8 +85,8 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Te
     check_target("cross-entropy", logits, target)
     logits = logits.float().reshape(-1, logits.shape[-1])
     target = target.reshape(-1)
-    per_row = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="none")
-    return masked_mean(per_row, target != IGNORE_INDEX)
+    summed = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
+    return summed / (target != IGNORE_INDEX).sum().clamp(min=1)
 
 
 def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
