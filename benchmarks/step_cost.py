@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="batches of 100 per repeat (MNIST-1D has 4,000 training samples)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step_cost.json"))
+    parser.add_argument("--cache-only", action="store_true",
+                        help="only the plain / live-teacher KD / cached-teacher KD comparison, interleaved")
     args = parser.parse_args()
     torch.set_num_threads(1)
     splits = load_dataset("mnist1d")
@@ -84,6 +86,9 @@ def main() -> None:
             opt.step()
         return step
 
+    if args.cache_only:
+        compare_cache(splits, teacher, batches, supervised_step, distill_step, args)
+        return
     base = time_steps(supervised_step(), batches, args.repeats)
     rows, table = [["scratch (plain step)", f"{base:.3f}", "1.00"]], [{"method": "scratch", "ms": base, "ratio": 1.0}]
     methods = sorted(p.stem for p in RECIPES.glob("*.yaml") if p.stem not in ("self_distill", "multi_teacher"))
@@ -104,6 +109,29 @@ def main() -> None:
     table.append({"method": "kd (cached teacher)", "ms": ms, "ratio": ms / base})
     print_table(["method", "ms / step", "× plain step"], rows)
     write_json(args.out, {"command": f"python benchmarks/step_cost.py --steps {args.steps} --repeats {args.repeats}", "rows": table})
+
+
+def compare_cache(splits, teacher, batches, supervised_step, distill_step, args) -> None:
+    """Plain step, KD with the live teacher and KD with the cached teacher, timed in turn ``repeats``
+    times (one pass of ``--steps`` steps each), so drift of the machine hits all three alike."""
+    kd = {("output", "output"): Match("kd", options={"temperature": 4.0, "alpha": 0.9})}
+    with tempfile.TemporaryDirectory() as folder:
+        build_teacher_cache(teacher, splits.train, Path(folder), taps=["output"])
+        steps = {"scratch (plain step)": supervised_step(), "kd (live teacher)": distill_step(kd, 0.0),
+                 "kd (cached teacher)": distill_step(kd, 0.0, CachedTeacher(Path(folder)))}
+        times = {name: [] for name in steps}
+        for _ in range(args.repeats):
+            for name, step in steps.items():
+                times[name].append(time_steps(step, batches, 1))
+    base = statistics.median(times["scratch (plain step)"])
+    rows, table = [], []
+    for name, values in times.items():
+        ms = statistics.median(values)
+        rows.append([name, f"{ms:.3f}", f"{ms / base:.2f}"])
+        table.append({"method": name, "ms": ms, "ratio": ms / base, "ms_per_repeat": values})
+    print_table(["step", "ms / step (median)", "× plain step"], rows)
+    write_json(args.out, {"command": f"python benchmarks/step_cost.py --cache-only --steps {args.steps} "
+                                     f"--repeats {args.repeats}", "rows": table})
 
 
 if __name__ == "__main__":
