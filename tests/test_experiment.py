@@ -158,8 +158,13 @@ def test_eval_and_export_of_a_steps_run(tmp_path, capsys):
     assert f"{first['swd']:.4g}" in out  # the same generator, rebuilt from students.safetensors
     assert main(["export", str(folder)]) == 0
     scripted = torch.jit.load(str(folder / "student_1step.pt"))
-    noise = torch.randn(5, 2)
+    noise = torch.randn(5, 2)  # traced at a batch of 2: the batch size stays free
     assert scripted(noise).shape == (5, 2) and torch.isfinite(scripted(noise)).all()
+    onnx = pytest.importorskip("onnx")
+    assert main(["export", str(folder), "--format", "onnx"]) == 0
+    model = onnx.load(str(folder / "student_2step.onnx"))
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["noise"] and model.graph.input[0].type.tensor_type.shape.dim[0].dim_param
 
 
 def test_list_shows_tasks_and_each_tasks_methods(capsys):

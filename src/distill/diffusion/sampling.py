@@ -23,11 +23,17 @@ def device_of(module: nn.Module | None) -> torch.device:
     return weights.device if weights is not None else torch.device("cpu")
 
 
-def time_grid(steps: int, device: torch.device | None = None) -> Tensor:
-    """``steps + 1`` uniformly spaced times from 1 (noise) to 0 (data)."""
-    if not isinstance(steps, int) or steps < 1:
+def time_points(steps: int) -> list[float]:
+    """``steps + 1`` uniformly spaced times from 1 (noise) to 0 (data), as Python floats (so a traced
+    or exported sampler holds them as constants, not as data)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"steps must be a positive integer, got {steps!r}.")
-    return torch.linspace(1.0, 0.0, steps + 1, device=device)
+    return [(steps - i) / steps for i in range(steps + 1)]
+
+
+def time_grid(steps: int, device: torch.device | None = None) -> Tensor:
+    """:func:`time_points` as a tensor."""
+    return torch.tensor(time_points(steps), device=device)
 
 
 def ode_step(denoiser: Denoiser, x: Tensor, t: Tensor | float, s: Tensor | float, y: Tensor | None,
@@ -71,7 +77,7 @@ class OdeGenerator:
 
     @torch.no_grad()
     def sample(self, noise: Tensor, y: Tensor | None, steps: int) -> Tensor:
-        grid = time_grid(steps).tolist()
+        grid = time_points(steps)
         x = noise
         for t, s in zip(grid[:-1], grid[1:]):
             x = ode_step(self.denoiser, x, t, s, y, self.solver)
@@ -93,7 +99,7 @@ class RenoisingGenerator:
 
     @torch.no_grad()
     def sample(self, noise: Tensor, y: Tensor | None, steps: int) -> Tensor:
-        grid = time_grid(steps).tolist()
+        grid = time_points(steps)
         x0 = self.predict_x0(noise, noise.new_ones(noise.shape[0]), y)
         for t in grid[1:-1]:
             fresh = torch.randn_like(noise)

@@ -11,7 +11,7 @@ from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
 from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext, check_flow_velocity, flat_mean, frozen
 from distill.diffusion.process import broadcast
-from distill.diffusion.sampling import device_of, time_grid
+from distill.diffusion.sampling import device_of, time_points
 
 
 def self_consistency_target(model: Denoiser, x_t: Tensor, t: Tensor, d: Tensor, y: Tensor | None) -> Tensor:
@@ -69,7 +69,7 @@ class ShortcutGenerator:
     def sample(self, noise: Tensor, y: Tensor | None, steps: int) -> Tensor:
         x = noise
         d = noise.new_full((noise.shape[0],), 1.0 / steps)
-        for t in time_grid(steps).tolist()[:-1]:
+        for t in time_points(steps)[:-1]:
             x = x - (1.0 / steps) * self.denoiser(x, noise.new_full((noise.shape[0],), t), y, d)
         return x
 
