@@ -1,0 +1,34 @@
+"""Score distillation sampling (Poole et al., 2022, DreamFusion)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from distill.diffusion.process import broadcast
+from distill.diffusion.surrogate import score_distillation_loss
+from distill.tasks.score.guidance.base import GUIDANCES, NoiseLevels
+
+
+@GUIDANCES.register("sds")
+class SDS:
+    """Score distillation sampling (Poole, Jain, Barron & Mildenhall, 2022, "DreamFusion"): the update
+    ``w(t)·(ε̂(x_t, t) − ε)`` with ``x_t = α x + σ ε``, applied through ``0.5·‖x − sg(x − g)‖²``.
+    Classifier-free guidance comes from the prior's own ``guidance`` scale."""
+
+    def __init__(self, t_range: tuple[float, float] = (0.02, 0.98), schedule: str = "uniform",
+                 weighting: str = "sigma2") -> None:
+        self.levels = NoiseLevels(t_range, schedule, weighting)
+
+    def update(self, x: Tensor, prior, y: Tensor | None = None, progress: float = 0.0) -> Tensor:
+        """The SDS update g for ``x`` (no autograd through the prior)."""
+        t = self.levels.draw(len(x), progress, x.device)
+        eps = torch.randn_like(x)
+        with torch.no_grad():
+            noisy = prior.process.noise(x.detach(), eps, t)
+            eps_hat = prior.split(noisy, t, y)[1]
+        return broadcast(self.levels.weight(prior.process, t), x) * (eps_hat - eps)
+
+    def loss(self, x: Tensor, prior, y: Tensor | None = None, progress: float = 0.0) -> dict[str, Tensor]:
+        """``{"loss": surrogate}`` whose gradient in ``x`` is the SDS update."""
+        return {"loss": score_distillation_loss(x, self.update(x, prior, y, progress))}
