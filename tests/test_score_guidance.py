@@ -105,3 +105,41 @@ def test_noise_levels_weightings_and_annealing():
     for bad in ({"weighting": "snr"}, {"schedule": "cosine"}, {"t_range": (0.0, 0.5)}):
         with pytest.raises(ConfigError):
             NoiseLevels(**bad)
+
+
+def test_particles_train_on_the_engine_and_reach_the_exact_priors_point(tmp_path):
+    from distill.engine.config import TrainConfig
+    from distill.engine.trainer import train
+    from distill.tasks.score import ParticlesObjective, mode_statistics
+
+    point = torch.tensor([[1.0, 2.0]])
+    objective = ParticlesObjective(GUIDANCES.build("sds", schedule="sqrt_anneal"),
+                                   ExactDenoiser(point, build_process("flow")), torch.randn(64, 2), total_steps=150)
+    assert set(objective.parameter_groups()) == {"particles"}
+    start = mode_statistics(objective.particles.detach(), point)
+    config = TrainConfig(steps=150, batch_size=32, lr=0.05, progress=False, groups={"particles": {"lr": 0.05}})
+    train(objective, ParticlesObjective.dataset(64), config, tmp_path)
+    end = mode_statistics(objective.particles.detach(), point)
+    assert objective.step == 150 and end["modes_covered"] == 1
+    assert end["mode_distance"] < 0.2 * start["mode_distance"] and end["mode_spread"] < start["mode_spread"]
+
+
+def test_vsd_particles_have_a_fake_group():
+    from distill.tasks.score import ParticlesObjective
+
+    objective = ParticlesObjective(GUIDANCES.build("vsd"), _prior(), torch.randn(8, 2), total_steps=10)
+    groups = objective.parameter_groups()
+    assert set(groups) == {"particles", "fake"} and len(groups["fake"]) == len(list(_prior().parameters()))
+    out = objective({"index": torch.arange(8)})
+    assert {"loss", "particles", "fake"} <= set(out)
+
+
+def test_mode_statistics_by_hand():
+    from distill.tasks.score import mode_statistics
+
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    points = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [10.0, 1.0], [10.0, -1.0]])
+    stats = mode_statistics(points, centres)
+    assert stats["mode_distance"] == pytest.approx(1.0) and stats["modes_covered"] == 2
+    # per mode: std over x and y of two points ±1 on one axis = (√2, 0) → mean √2 / 2
+    assert stats["mode_spread"] == pytest.approx(2 ** 0.5 / 2, rel=1e-5)

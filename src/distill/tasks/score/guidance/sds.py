@@ -29,6 +29,6 @@ class SDS:
             eps_hat = prior.split(noisy, t, y)[1]
         return broadcast(self.levels.weight(prior.process, t), x) * (eps_hat - eps)
 
-    def loss(self, x: Tensor, prior, y: Tensor | None = None, progress: float = 0.0) -> dict[str, Tensor]:
+    def loss(self, x: Tensor, prior, *, y: Tensor | None = None, progress: float = 0.0) -> dict[str, Tensor]:
         """``{"loss": surrogate}`` whose gradient in ``x`` is the SDS update."""
         return {"loss": score_distillation_loss(x, self.update(x, prior, y, progress))}

@@ -43,7 +43,7 @@ class VSD:
             difference = prior.split(noisy, t, y)[1] - fake.split(noisy, t, y)[1]
         return broadcast(self.levels.weight(prior.process, t), x) * difference
 
-    def loss(self, x: Tensor, prior, fake, y: Tensor | None = None, progress: float = 0.0) -> dict[str, Tensor]:
+    def loss(self, x: Tensor, prior, fake, *, y: Tensor | None = None, progress: float = 0.0) -> dict[str, Tensor]:
         """``{"loss", "particles", "fake"}``: the particles' surrogate plus φ's denoising loss on them."""
         particles = score_distillation_loss(x, self.update(x, prior, fake, y, progress))
         t = torch.rand(len(x), device=x.device)
