@@ -64,11 +64,10 @@ def _registries() -> dict:
     from distill.data import DATASETS
     from distill.data.toys import TOYS
     from distill.diffusion.nets import DENOISERS
-    from distill.experiment import TASKS, get_task
+    from distill.experiment import TASKS, all_tasks
     from distill.models import MODELS
 
-    get_task("classification")  # registers the built-in families
-    tasks = {name: TASKS.get(name) for name in TASKS.names()}
+    tasks = all_tasks()
     shared = {"tasks": TASKS, "datasets": DATASETS, "toys": TOYS, "models": MODELS, "denoisers": DENOISERS}
     return {**shared, **{f"{name}-methods": task.methods for name, task in tasks.items() if task.methods}}
 

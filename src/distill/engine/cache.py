@@ -64,7 +64,7 @@ def store_cached(model: nn.Module, spec: dict, info: dict) -> Path:
 def data_identity(section: dict, splits) -> dict:
     """A recipe's data section for a cache key, plus the content fingerprint of user files
     (``splits.extra["fingerprint"]``): a file overwritten under the same name is new data."""
-    fingerprint = getattr(splits, "extra", {}).get("fingerprint")
+    fingerprint = splits.extra.get("fingerprint")
     return section if fingerprint is None else {**section, "fingerprint": fingerprint}
 
 

@@ -48,7 +48,7 @@ def untie(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
             aliases[name] = seen[key]
             continue
         seen[key] = name
-        tensors[name] = value.detach().to("cpu").clone().contiguous()
+        tensors[name] = value.detach().to("cpu", copy=True).contiguous()  # one copy, never shared memory
     return tensors, aliases
 
 

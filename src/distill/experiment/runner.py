@@ -28,10 +28,12 @@ RESULTS_FORMAT = "distill-results-v1"
 class Run:
     """The folder of one run of a recipe."""
 
-    def __init__(self, folder: Path, recipe: BaseModel, resume: bool = False) -> None:
+    def __init__(self, folder: Path, recipe: BaseModel, resume: bool = False, write_recipe: bool = True) -> None:
+        """``write_recipe=False`` reopens a finished run (eval, export) without rewriting its ``recipe.yaml``."""
         self.folder, self.recipe, self.resume = Path(folder), recipe, resume
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "recipe.yaml").write_text(dump_recipe(recipe))
+        if write_recipe:
+            (self.folder / "recipe.yaml").write_text(dump_recipe(recipe))
 
     def resumes(self, label: str) -> bool:
         """Whether stage ``label`` continues from a checkpoint (asked to resume, and one exists)."""

@@ -47,8 +47,15 @@ def register_task(task: Task) -> Task:
     return task
 
 
+def all_tasks() -> dict[str, Task]:
+    """Every registered family by name (importing ``distill.tasks`` registers the built-in ones)."""
+    import distill.tasks  # noqa: F401
+
+    return {name: TASKS.get(name) for name in TASKS.names()}
+
+
 def get_task(name: str) -> Task:
-    """The registered family ``name`` (importing ``distill.tasks`` registers the built-in ones)."""
+    """The registered family ``name``."""
     import distill.tasks  # noqa: F401
 
     return TASKS.get(name)

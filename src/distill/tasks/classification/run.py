@@ -180,10 +180,9 @@ def _views(recipe: ClassificationRecipe, splits: DataSplits) -> PairedViews | No
     return student_views(splits, recipe.data.student_channels, recipe.data.student_align)
 
 
-def check_recipe(recipe: ClassificationRecipe, splits: DataSplits) -> None:
+def check_recipe(recipe: ClassificationRecipe, splits: DataSplits, views: PairedViews | None) -> None:
     """Build every model and the distiller, and run one dummy pass, before anything trains: bad taps,
     shapes, loss options and augment/loss combinations fail here in seconds."""
-    views = _views(recipe, splits)
     teacher = _combine(recipe, [_build_teacher_net(spec, splits) for spec in _teacher_specs(recipe)])
     student_splits = views.student if views else splits
     objective = build_distill_objective(recipe, build_student(recipe, student_splits), teacher, student_splits, views)
@@ -209,9 +208,9 @@ def run_recipe(recipe: ClassificationRecipe, run: Run) -> tuple[list[RowResult],
     """Every phase of ``recipe`` in ``run``: the rows of the results table and the student's data.
     The distilled student's weights are written to ``student.safetensors``."""
     splits = load_recipe_data(recipe)
-    check_recipe(recipe, splits)
-    teacher, rows = obtain_teacher(recipe, splits, run)
     views = _views(recipe, splits)
+    check_recipe(recipe, splits, views)
+    teacher, rows = obtain_teacher(recipe, splits, run)
     if views is not None:
         splits = views.student
     for augment in recipe.baselines.augments:

@@ -26,7 +26,7 @@ from distill.experiment.runner import Run
 from distill.models import build_model
 from distill.supervised import SupervisedObjective
 from distill.tasks.steps.methods import STEP_METHODS, StepsContext
-from distill.tasks.steps.methods.base import frozen
+from distill.tasks.steps.methods.base import StepMethod, frozen
 from distill.tasks.steps.metrics import SampleRow, Scorer
 from distill.tasks.steps.recipe import StepsRecipe
 
@@ -84,7 +84,7 @@ def obtain_classifier(recipe: StepsRecipe, splits, run: Run) -> nn.Module | None
     return frozen(model)
 
 
-def _context(recipe: StepsRecipe, splits, teacher: Denoiser, run: Run) -> StepsContext:
+def _context(recipe: StepsRecipe, splits, teacher: Denoiser, run: Run | None) -> StepsContext:
     spec = recipe.teacher
     return StepsContext(teacher, splits, recipe.train, run, spec.solver, spec.steps,
                         lambda conditioned: build_teacher_net(recipe, splits, conditioned))
@@ -97,11 +97,12 @@ def save_students(students: dict[int, Denoiser], path: Path) -> Path:
     return save_weights_file(path, weights)
 
 
-def restore_students(recipe: StepsRecipe, splits, teacher: Denoiser, run: Run, weights: Path) -> dict[int, Denoiser]:
-    """The students saved by :func:`save_students`, loaded into fresh networks of the method's shape."""
-    method = STEP_METHODS.build(recipe.method.name, **recipe.method.options)
+def restore_students(recipe: StepsRecipe, method: StepMethod, splits, teacher: Denoiser,
+                     weights: Path) -> dict[int, Denoiser]:
+    """The students saved by :func:`save_students`, loaded into fresh networks of ``method``'s shape
+    (``teacher`` gives the architecture; its weights are replaced)."""
     saved = load_weights_file(weights)
-    context = _context(recipe, splits, teacher, run)
+    context = _context(recipe, splits, teacher, None)
     students = {}
     for steps in sorted({int(k.split(".", 1)[0]) for k in saved if k.split(".", 1)[0].isdigit()}):
         student = context.student(method.step_conditioned)

@@ -49,10 +49,10 @@ class StepsTask(Task):
 
     def _generators(self, folder: Path, recipe: StepsRecipe, weights: Path | None):
         splits = load_generative_data(recipe.data.name, recipe.data.options)
-        run = Run(folder, recipe)
-        students = restore_students(recipe, splits, build_teacher(recipe, splits), run,
-                                    Path(weights) if weights else Path(folder) / STUDENTS_FILE)
         method = STEP_METHODS.build(recipe.method.name, **recipe.method.options)
+        students = restore_students(recipe, method, splits, build_teacher(recipe, splits),
+                                    Path(weights) if weights else Path(folder) / STUDENTS_FILE)
+        run = Run(folder, recipe, write_recipe=False)  # where the metric classifier trains if not cached
         return {steps: method.generator(s) for steps, s in students.items()}, splits, run
 
     def evaluate(self, folder: Path, recipe: StepsRecipe, weights: Path | None = None) -> Table:

@@ -104,10 +104,10 @@ class DMD(StepMethod):
     def train(self, context: StepsContext) -> dict[int, Denoiser]:
         pairs = context.teacher_pairs(self.pairs or None)
         generator, fake = context.student(), context.student()
-        groups = dict(context.train.groups)
-        if "every" not in (groups["generator"].model_fields_set if "generator" in groups else set()):
-            groups["generator"] = GroupConfig(**{**(groups["generator"].model_dump(exclude_unset=True)
-                                                    if "generator" in groups else {}), "every": self.fake_updates})
+        own = context.train.groups.get("generator", GroupConfig())
+        if "every" not in own.model_fields_set:  # the recipe's own train.groups.generator.every wins
+            own = own.model_copy(update={"every": self.fake_updates})
+        groups = {**context.train.groups, "generator": own}
         context.stage(DMDObjective(generator, fake, context.teacher, self.steps, self.regression, self.t_range),
                       pairs, "dmd", context.train.model_copy(update={"groups": groups}))
         return dict.fromkeys(sorted({1, self.steps}), frozen(generator))
