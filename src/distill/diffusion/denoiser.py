@@ -29,13 +29,18 @@ class Denoiser(nn.Module):
         self.net, self.process, self.prediction = net, process, prediction
         self.num_classes, self.guidance, self.clip = num_classes, float(guidance), clip
 
+    @property
+    def pose_dim(self) -> int:
+        """Length of the pose vector a view-conditioned net takes as ``y`` (0: none)."""
+        return getattr(getattr(self.net, "embed", None), "pose_dim", 0)
+
     def labels(self, y: Tensor | None) -> Tensor | None:
-        """Labels the net sees: None for an unconditional model."""
-        return y if self.num_classes else None
+        """The conditioning the net sees: class labels or a pose vector; None for an unconditional model."""
+        return y if self.num_classes or self.pose_dim else None
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, d: Tensor | None = None) -> Tensor:
         y = self.labels(y)
-        if y is None or self.guidance == 1.0:
+        if y is None or self.guidance == 1.0 or not self.num_classes:
             return self.net(x, t, y, d)
         null = torch.full_like(y, self.num_classes)
         both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]),
@@ -54,4 +59,4 @@ class Denoiser(nn.Module):
 
     def evaluations_per_call(self, y: Tensor | None) -> int:
         """Network evaluations one call costs (2 under guidance)."""
-        return 1 if self.labels(y) is None or self.guidance == 1.0 else 2
+        return 1 if self.labels(y) is None or self.guidance == 1.0 or not self.num_classes else 2

@@ -77,14 +77,22 @@ class ConditionEmbedding(nn.Module):
     - step size (``step_conditioned``): d ∈ [0, 1] as in shortcut models (Frans et al. 2024),
       embedded like t by its own MLP whose last Linear is zero-initialised: a step-conditioned
       net loaded (``strict=False``) from a plain one computes exactly the same function.
+    - pose (``pose_dim > 0``): ``y`` is then a float vector per row (e.g. a camera's
+      (sin az, cos az, sin el, cos el)), embedded by Linear-SiLU-Linear: the view conditioning of
+      view-conditioned priors (as Zero-1-to-3, Liu et al. 2023, conditions on the camera).
     """
 
     def __init__(
-        self, dim: int, num_classes: int = 0, step_conditioned: bool = False, freq_dim: int = FREQ_DIM
+        self, dim: int, num_classes: int = 0, step_conditioned: bool = False, freq_dim: int = FREQ_DIM,
+        pose_dim: int = 0,
     ) -> None:
         super().__init__()
-        self.dim, self.num_classes, self.freq_dim = dim, num_classes, freq_dim
+        if pose_dim and num_classes:
+            raise DistillError(f"a denoiser is conditioned on classes (num_classes={num_classes}) or on a pose "
+                               f"vector (pose_dim={pose_dim}), not both; set one of them to 0.")
+        self.dim, self.num_classes, self.freq_dim, self.pose_dim = dim, num_classes, freq_dim, pose_dim
         self.step_conditioned = step_conditioned
+        self.pose = _embedding_mlp(pose_dim, dim) if pose_dim else None
         self.time = _embedding_mlp(freq_dim, dim)
         self.label = nn.Embedding(num_classes + 1, dim) if num_classes else None
         if self.label is not None:
@@ -102,6 +110,8 @@ class ConditionEmbedding(nn.Module):
         dtype = self.time[0].weight.dtype
         t = _per_row(t, batch, like, "t")
         emb = self.time(sinusoidal_embedding(t, self.freq_dim).to(dtype))
+        if self.pose is not None:
+            return self._with_step(emb + self._pose(y, batch, dtype), like, d)
         if y is not None and self.label is None:
             raise DistillError(
                 "this denoiser is unconditional (num_classes=0) but got labels y; "
@@ -118,6 +128,17 @@ class ConditionEmbedding(nn.Module):
                     )
                 labels = torch.where(labels < 0, self.num_classes, labels)
             emb = emb + self.label(labels)
+        return self._with_step(emb, like, d)
+
+    def _pose(self, y: Tensor | None, batch: int, dtype: torch.dtype) -> Tensor:
+        if not isinstance(y, Tensor) or y.dim() != 2 or tuple(y.shape) != (batch, self.pose_dim) or not y.is_floating_point():
+            raise DistillError(f"this denoiser is view-conditioned (pose_dim={self.pose_dim}): y must be a float "
+                               f"tensor of shape ({batch}, {self.pose_dim}), got "
+                               f"{None if y is None else (tuple(y.shape), str(y.dtype))}.")
+        return self.pose(y.to(dtype))
+
+    def _with_step(self, emb: Tensor, like: Tensor, d: float | Tensor | None) -> Tensor:
+        batch, dtype = like.shape[0], emb.dtype
         if d is not None and self.step is None:
             raise DistillError(
                 "this denoiser was built without step_conditioned=True but got a step size d; "
@@ -159,11 +180,11 @@ class TimeMLP(nn.Module):
 
     def __init__(
         self, dim_in: int, hidden: int = 256, depth: int = 3, num_classes: int = 0,
-        step_conditioned: bool = False,
+        step_conditioned: bool = False, pose_dim: int = 0,
     ) -> None:
         super().__init__()
         self.dim_in = dim_in
-        self.embed = ConditionEmbedding(hidden, num_classes, step_conditioned)
+        self.embed = ConditionEmbedding(hidden, num_classes, step_conditioned, pose_dim=pose_dim)
         self.inp = nn.Linear(dim_in, hidden)
         self.blocks = nn.ModuleList(_MLPBlock(hidden, hidden) for _ in range(depth))
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, dim_in))
@@ -226,7 +247,7 @@ class UNet(nn.Module):
 
     def __init__(
         self, in_channels: int = 1, channels: Sequence[int] = (32, 64), num_classes: int = 0,
-        step_conditioned: bool = False, groups: int = 8,
+        step_conditioned: bool = False, groups: int = 8, pose_dim: int = 0,
     ) -> None:
         super().__init__()
         channels = tuple(channels)
@@ -242,7 +263,7 @@ class UNet(nn.Module):
             )
         self.in_channels, self.channels = in_channels, channels
         emb_dim = 4 * channels[0]
-        self.embed = ConditionEmbedding(emb_dim, num_classes, step_conditioned)
+        self.embed = ConditionEmbedding(emb_dim, num_classes, step_conditioned, pose_dim=pose_dim)
         self.inp = nn.Conv2d(in_channels, channels[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -302,7 +323,8 @@ def build_denoiser(
 
     ``num_classes > 0`` adds class conditioning with a CFG null class (Ho & Salimans 2022);
     ``step_conditioned`` adds the shortcut step-size input (Frans et al. 2024). ``options``
-    are the architecture's own: mlp ``hidden``, ``depth``; unet ``channels``, ``groups``.
+    are the architecture's own: mlp ``hidden``, ``depth``; unet ``channels``, ``groups``; and, for
+    either, ``pose_dim`` (a float pose vector as ``y``, e.g. a camera, instead of class labels).
     """
     cls = DENOISERS.get(name)
     accepted = sorted(set(inspect.signature(cls).parameters) - _DERIVED)

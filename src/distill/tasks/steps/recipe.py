@@ -7,31 +7,8 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from distill.engine.config import TrainConfig
+from distill.experiment.generative import ClassifierSpec, DiffusionModelSpec, GenDataSpec
 from distill.experiment.recipe import StrictModel, check_builds
-
-
-class GenDataSpec(StrictModel):
-    """A 2-D toy (``8gaussians``, ``checkerboard``, ``moons``, ``swissroll``) or an image set
-    (``digits``, ``mnist``) rescaled to [−1, 1]."""
-
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class GenTeacherSpec(StrictModel):
-    """The many-step teacher: network, process, parameterisation, sampler and its training."""
-
-    model: Literal["mlp", "unet"] = "mlp"
-    options: dict[str, Any] = Field(default_factory=dict)
-    process: Literal["flow", "diffusion"] = "flow"
-    prediction: Literal["eps", "v", "x0", "velocity"] = "velocity"
-    conditional: bool = False
-    cond_drop: float = Field(0.1, ge=0, lt=1)
-    guidance: float = 1.0
-    clip: float | None = Field(None, gt=0)
-    solver: Literal["ddim", "euler", "heun"] = "heun"
-    steps: PositiveInt = 32
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=4000, batch_size=256))
 
 
 class MethodSpec(StrictModel):
@@ -46,15 +23,6 @@ class MethodSpec(StrictModel):
 
         check_builds(STEP_METHODS, self.name, self.options)
         return self
-
-
-class ClassifierSpec(StrictModel):
-    """The classifier whose features the image metrics use; trained by distill on the same data."""
-
-    model: str = "convnet"
-    options: dict[str, Any] = Field(default_factory=lambda: {"channels": [16, 32, 32]})
-    layer: str = "head.1"
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=2, batch_size=100, lr=3e-3))
 
 
 class EvalSpec(StrictModel):
@@ -80,7 +48,7 @@ class StepsRecipe(StrictModel):
     name: str
     task: Literal["steps"]
     data: GenDataSpec
-    teacher: GenTeacherSpec = Field(default_factory=GenTeacherSpec)
+    teacher: DiffusionModelSpec = Field(default_factory=DiffusionModelSpec)
     method: MethodSpec
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=2000, batch_size=256))
     evaluate: EvalSpec = Field(default_factory=EvalSpec)

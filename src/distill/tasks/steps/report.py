@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from distill.experiment.table import Column, Table, number  # noqa: E402
-from distill.tasks.steps.metrics import SampleRow  # noqa: E402
+from distill.experiment.generative import SampleRow  # noqa: E402
+from distill.experiment.plots import plot_panels  # noqa: E402
 
 HEADLINE = {"swd": "sliced W2", "mmd": "MMD²", "fd": "Fréchet dist.", "precision": "precision",
             "recall": "recall", "agreement": "label agreement"}
@@ -31,31 +31,8 @@ def steps_table(rows: Sequence[SampleRow], floor: dict[str, float], title: str) 
 
 def plot_samples(rows: Sequence[SampleRow], real, path: Path) -> Path:
     """Scatter plots (2-D data) or image grids (images) of real data and each row's samples."""
-    panels = [("real (held out)", real), *((f"{r.model}, {r.steps} step(s)", r.samples) for r in rows)]
-    cols = min(4, len(panels))
-    lines = math.ceil(len(panels) / cols)
-    figure, axes = plt.subplots(lines, cols, figsize=(3.2 * cols, 3.2 * lines), squeeze=False)
-    for axis, (title, samples) in zip(axes.flat, panels):
-        samples = samples.detach().float()
-        if samples.dim() == 2 and samples.shape[1] == 2:
-            axis.scatter(samples[:, 0].numpy(), samples[:, 1].numpy(), s=1, alpha=0.4)
-            axis.set_xlim(-3.5, 3.5)
-            axis.set_ylim(-3.5, 3.5)
-        else:
-            grid = samples[:64].clamp(-1, 1)
-            side = int(math.sqrt(len(grid)))
-            c, h, w = grid.shape[1:]
-            tiles = grid[: side * side].reshape(side, side, c, h, w).permute(2, 0, 3, 1, 4).reshape(c, side * h, side * w)
-            axis.imshow(tiles[0].numpy(), cmap="gray", vmin=-1, vmax=1)
-        axis.set_title(title, fontsize=8)
-        axis.set_xticks([])
-        axis.set_yticks([])
-    for axis in list(axes.flat)[len(panels):]:
-        axis.axis("off")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return plot_panels([("real (held out)", real), *((f"{r.model}, {r.steps} step(s)", r.samples) for r in rows)],
+                       path)
 
 
 def plot_metric_vs_nfe(rows: Sequence[SampleRow], floor: dict[str, float], path: Path) -> Path:

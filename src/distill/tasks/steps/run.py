@@ -10,84 +10,37 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from distill.data.generative import load_generative_data
 from distill.diffusion.denoiser import Denoiser
-from distill.diffusion.nets import build_denoiser
-from distill.diffusion.objective import DenoisingObjective
-from distill.diffusion.process import build_process
 from distill.diffusion.sampling import OdeGenerator
-from distill.engine.cache import data_identity, fit_or_load
 from distill.engine.checkpoint import load_weights_file, save_weights_file
 from distill.errors import CheckpointError
+from distill.experiment.generative import (
+    SampleRow,
+    Scorer,
+    build_diffusion_model,
+    build_diffusion_net,
+    frozen,
+    obtain_diffusion_model,
+    obtain_metric_classifier,
+)
 from distill.experiment.runner import Run
-from distill.models import build_model
-from distill.supervised import SupervisedObjective
 from distill.tasks.steps.methods import STEP_METHODS, StepsContext
-from distill.tasks.steps.methods.base import StepMethod, frozen
-from distill.tasks.steps.metrics import SampleRow, Scorer
+from distill.tasks.steps.methods.base import StepMethod
 from distill.tasks.steps.recipe import StepsRecipe
 
-TRAIN_ONLY = {"progress", "tensorboard", "log_every"}
 STUDENTS_FILE = "students.safetensors"
 
 
-def build_teacher_net(recipe: StepsRecipe, splits, step_conditioned: bool = False) -> nn.Module:
-    """A fresh network of the teacher's architecture."""
-    spec = recipe.teacher
-    return build_denoiser(spec.model, splits.input_shape, splits.num_classes if spec.conditional else 0,
-                          step_conditioned, **spec.options)
-
-
 def build_teacher(recipe: StepsRecipe, splits) -> Denoiser:
-    """The recipe's teacher, untrained: network, process, parameterisation and guidance."""
-    spec = recipe.teacher
-    torch.manual_seed(spec.train.seed)
-    return Denoiser(build_teacher_net(recipe, splits), build_process(spec.process), spec.prediction,
-                    splits.num_classes if spec.conditional else 0, spec.guidance, spec.clip)
-
-
-def obtain_generative_teacher(recipe: StepsRecipe, splits, run: Run) -> tuple[Denoiser, dict]:
-    """The recipe's teacher, from the cache or trained on the engine (denoising or flow matching)."""
-    spec = recipe.teacher
-    denoiser = build_teacher(recipe, splits)
-    cache_spec = {"kind": "generative-teacher", "data": data_identity(recipe.data.model_dump(mode="json"), splits),
-                  **spec.model_dump(mode="json", exclude={"guidance", "clip", "solver", "steps", "train"}),
-                  "train": spec.train.model_dump(mode="json", exclude=TRAIN_ONLY)}
-
-    def fit() -> dict:
-        result = run.train(DenoisingObjective(denoiser, spec.cond_drop if spec.conditional else 0.0), splits.train,
-                           spec.train, "teacher")
-        return {"seconds": result.seconds, "loss": result.final.get("train_loss")}
-
-    info, _ = fit_or_load(denoiser, cache_spec, fit)
-    return frozen(denoiser), info
-
-
-def obtain_classifier(recipe: StepsRecipe, splits, run: Run) -> nn.Module | None:
-    """The feature classifier of the image metrics (None for 2-D data), cached like teachers."""
-    if len(splits.input_shape) < 2:
-        return None
-    spec = recipe.evaluate.classifier
-    torch.manual_seed(spec.train.seed)
-    model = build_model(spec.model, splits.input_shape, splits.num_classes, **spec.options)
-    cache_spec = {"kind": "metric-classifier", "data": data_identity(recipe.data.model_dump(mode="json"), splits),
-                  "model": spec.model,
-                  "options": spec.options, "train": spec.train.model_dump(mode="json", exclude=TRAIN_ONLY)}
-
-    def fit() -> dict:
-        return {"seconds": run.train(SupervisedObjective(model), splits.train, spec.train, "classifier").seconds}
-
-    fit_or_load(model, cache_spec, fit)
-    return frozen(model)
+    """The recipe's teacher, untrained."""
+    return build_diffusion_model(recipe.teacher, splits)
 
 
 def _context(recipe: StepsRecipe, splits, teacher: Denoiser, run: Run | None) -> StepsContext:
     spec = recipe.teacher
     return StepsContext(teacher, splits, recipe.train, run, spec.solver, spec.steps,
-                        lambda conditioned: build_teacher_net(recipe, splits, conditioned))
+                        lambda conditioned: build_diffusion_net(spec, splits, conditioned))
 
 
 def save_students(students: dict[int, Denoiser], path: Path) -> Path:
@@ -132,8 +85,9 @@ def score_rows(recipe: StepsRecipe, teacher: Denoiser | None, generators: dict, 
 
 def make_scorer(recipe: StepsRecipe, splits, run: Run) -> Scorer:
     """The scorer of the recipe's evaluation (held-out points, feature classifier for images)."""
+    spec = recipe.evaluate.classifier
     return Scorer(splits, recipe.evaluate.samples, recipe.evaluate.seed, recipe.teacher.conditional,
-                  obtain_classifier(recipe, splits, run), recipe.evaluate.classifier.layer)
+                  obtain_metric_classifier(recipe.data, spec, splits, run), spec.layer)
 
 
 def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Scorer, dict]:
@@ -142,7 +96,7 @@ def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Sc
     method = STEP_METHODS.build(recipe.method.name, **recipe.method.options)
     splits = load_generative_data(recipe.data.name, recipe.data.options)
     method.check(build_teacher(recipe, splits))  # before the teacher trains
-    teacher, teacher_info = obtain_generative_teacher(recipe, splits, run)
+    teacher, teacher_info = obtain_diffusion_model(recipe.data, recipe.teacher, splits, run)
     scorer = make_scorer(recipe, splits, run)
     started = time.perf_counter()
     students = method.train(_context(recipe, splits, teacher, run))

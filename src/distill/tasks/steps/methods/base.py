@@ -19,6 +19,7 @@ from distill.data.base import DataSplits
 from distill.data.tensors import TensorDictDataset
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.process import FlowProcess
+from distill.experiment.generative import frozen  # noqa: F401  (re-exported to the methods)
 from distill.diffusion.sampling import OdeGenerator
 from distill.engine.config import TrainConfig
 from distill.engine.trainer import TrainResult
@@ -104,11 +105,6 @@ class StepsContext:
 
 #: The name of the step-size embedding in step-conditioned networks (see ``distill.diffusion.nets``).
 STEP_EMBEDDING = "embed.step."
-
-
-def frozen(module: nn.Module) -> nn.Module:
-    """``module`` in eval mode with gradients off."""
-    return module.eval().requires_grad_(False)
 
 
 def check_flow_velocity(teacher: Denoiser, method: str) -> None:
