@@ -19,7 +19,8 @@ class ExactDenoiser(nn.Module):
     """``split(x_t, t) -> (x̂0, ε̂)`` of the ideal denoiser of ``points`` (N, ...) under ``process``.
 
     Answers like a :class:`~distill.diffusion.Denoiser` where score distillation reads
-    one (``process``, ``split``, ``evaluations_per_call``); labels are ignored.
+    one (``process``, ``split``, ``evaluations_per_call``). Subclasses weigh the points by the
+    conditioning ``y`` through :meth:`log_prior` (the plain denoiser ignores it).
     """
 
     def __init__(self, points: Tensor, process: Process, chunk: int = 4096) -> None:
@@ -40,10 +41,18 @@ class ExactDenoiser(nn.Module):
             part = flat[rows]
             # ‖x − α p‖² per (row, point), with each row's own α
             squared = part.pow(2).sum(dim=1, keepdim=True) - 2 * a * (part @ points.T) + a * a * point_norms
-            x0[rows] = (-squared / (2 * s * s)).softmax(dim=1) @ points
+            logits = -squared / (2 * s * s)
+            if y is not None:
+                logits = logits + self.log_prior(y[rows])
+            x0[rows] = logits.softmax(dim=1) @ points
         x0 = x0.view_as(x)
         eps = (x - broadcast(alpha, x) * x0) / broadcast(sigma, x).clamp(min=1e-6)
         return x0, eps
+
+    def log_prior(self, y: Tensor) -> Tensor:
+        """log weights (B, N) of the points given the conditioning ``y``; the plain denoiser weighs
+        every point equally and ignores ``y``."""
+        return torch.zeros(len(y), len(self.points), device=self.points.device)
 
     def evaluations_per_call(self, y: Tensor | None = None) -> int:
         return 1

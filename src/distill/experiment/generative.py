@@ -83,12 +83,13 @@ def build_diffusion_model(spec: DiffusionModelSpec, splits: DataSplits) -> Denoi
                     splits.num_classes if spec.conditional else 0, spec.guidance, spec.clip)
 
 
-def obtain_diffusion_model(data: GenDataSpec, spec: DiffusionModelSpec, splits: DataSplits, run,
+def obtain_diffusion_model(data: dict, spec: DiffusionModelSpec, splits: DataSplits, run,
                            label: str = "teacher") -> tuple[Denoiser, dict]:
     """``spec``'s model, from the content-hash cache or trained on the engine (denoising or flow
-    matching, with label dropout for classifier-free guidance); frozen, with its training info."""
+    matching, with label dropout for classifier-free guidance); frozen, with its training info.
+    ``data`` identifies the training data in the cache key (a recipe's data section)."""
     denoiser = build_diffusion_model(spec, splits)
-    cache_spec = {"kind": "generative-teacher", "data": data_identity(data.model_dump(mode="json"), splits),
+    cache_spec = {"kind": "generative-teacher", "data": data_identity(data, splits),
                   **spec.model_dump(mode="json", exclude={"guidance", "clip", "solver", "steps", "train"}),
                   "train": spec.train.model_dump(mode="json", exclude=TRAIN_ONLY)}
 
@@ -132,7 +133,7 @@ class SampleRow:
 
 class Scorer:
     """Metrics of samples against ``n`` held-out test points; the floor scores ``n`` training
-    points (an independent real draw) the same way.
+    points (an independent real draw, kept as ``reference``) the same way.
 
     2-D data: sliced Wasserstein (Bonneel et al., 2015) and MMD (on at most ``MMD_POINTS``
     points). Images: Fréchet distance
@@ -150,7 +151,8 @@ class Scorer:
         self.noise = torch.randn(self.real.shape, generator=generator)
         self.conditional, self.classifier, self.layer, self.seed = conditional, classifier, layer, seed
         self.real_features = None if classifier is None else features(classifier, self.real, layer)
-        self.floor = self.score(splits.train.x[pick_train], splits.train.y[pick_train])
+        self.reference, self.reference_labels = splits.train.x[pick_train], splits.train.y[pick_train]
+        self.floor = self.score(self.reference, self.reference_labels)
 
     def score(self, samples: Tensor, labels: Tensor | None = None) -> dict[str, float]:
         """The metrics of ``samples`` (with the labels they were conditioned on); NaN if any diverged."""

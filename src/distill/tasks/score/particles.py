@@ -44,21 +44,9 @@ class ParticlesObjective(nn.Module):
         y = self.labels[index] if len(self.labels) else None
         progress = self.step / self.total_steps
         extra = (self.fake,) if self.fake is not None else ()
-        return self.guidance.loss(x, self.prior, *extra, y=y, progress=progress)
+        return self.guidance.loss(x, self.prior, *extra, y=y, progress=progress, index=index)
 
     @staticmethod
     def dataset(count: int) -> TensorDictDataset:
         """The particle indices the engine batches over."""
         return TensorDictDataset(index=torch.arange(count))
-
-
-def mode_statistics(points: Tensor, centres: Tensor) -> dict[str, float]:
-    """Mean distance to the nearest mode, the mean per-mode standard deviation (spread around that
-    mode's own mean, averaged over the modes that hold at least two points) and how many modes hold a
-    point: SDS is known to collapse the spread; VSD should keep the data's own."""
-    nearest = torch.cdist(points, centres).min(dim=1)
-    spreads = [points[nearest.indices == k].std(dim=0).mean() for k in range(len(centres))
-               if int((nearest.indices == k).sum()) >= 2]
-    return {"mode_distance": float(nearest.values.mean()),
-            "mode_spread": float(torch.stack(spreads).mean()) if spreads else float("nan"),
-            "modes_covered": int(len(nearest.indices.unique()))}

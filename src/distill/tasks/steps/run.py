@@ -96,7 +96,7 @@ def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Sc
     method = STEP_METHODS.build(recipe.method.name, **recipe.method.options)
     splits = load_generative_data(recipe.data.name, recipe.data.options)
     method.check(build_teacher(recipe, splits))  # before the teacher trains
-    teacher, teacher_info = obtain_diffusion_model(recipe.data, recipe.teacher, splits, run)
+    teacher, teacher_info = obtain_diffusion_model(recipe.data.model_dump(mode="json"), recipe.teacher, splits, run)
     scorer = make_scorer(recipe, splits, run)
     started = time.perf_counter()
     students = method.train(_context(recipe, splits, teacher, run))

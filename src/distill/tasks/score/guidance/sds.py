@@ -6,12 +6,11 @@ import torch
 from torch import Tensor
 
 from distill.diffusion.process import broadcast
-from distill.diffusion.surrogate import score_distillation_loss
-from distill.tasks.score.guidance.base import GUIDANCES, NoiseLevels
+from distill.tasks.score.guidance.base import GUIDANCES, Guidance, NoiseLevels
 
 
 @GUIDANCES.register("sds")
-class SDS:
+class SDS(Guidance):
     """Score distillation sampling (Poole, Jain, Barron & Mildenhall, 2022, "DreamFusion"): the update
     ``w(t)·(ε̂(x_t, t) − ε)`` with ``x_t = α x + σ ε``, applied through ``0.5·‖x − sg(x − g)‖²``.
     Classifier-free guidance comes from the prior's own ``guidance`` scale."""
@@ -20,8 +19,9 @@ class SDS:
                  weighting: str = "sigma2") -> None:
         self.levels = NoiseLevels(t_range, schedule, weighting)
 
-    def update(self, x: Tensor, prior, y: Tensor | None = None, progress: float = 0.0) -> Tensor:
-        """The SDS update g for ``x`` (no autograd through the prior)."""
+    def update(self, x: Tensor, prior, y: Tensor | None = None, progress: float = 0.0,
+               index: Tensor | None = None) -> Tensor:
+        """The SDS update g for ``x`` (no autograd through the prior; ``index`` is not used)."""
         t = self.levels.draw(len(x), progress, x.device)
         eps = torch.randn_like(x)
         with torch.no_grad():
@@ -29,6 +29,6 @@ class SDS:
             eps_hat = prior.split(noisy, t, y)[1]
         return broadcast(self.levels.weight(prior.process, t), x) * (eps_hat - eps)
 
-    def loss(self, x: Tensor, prior, *, y: Tensor | None = None, progress: float = 0.0) -> dict[str, Tensor]:
-        """``{"loss": surrogate}`` whose gradient in ``x`` is the SDS update."""
-        return {"loss": score_distillation_loss(x, self.update(x, prior, y, progress))}
+    def evaluations_per_step(self, prior, y: Tensor | None = None) -> int:
+        """One (guided) call at x_t."""
+        return prior.evaluations_per_call(y)

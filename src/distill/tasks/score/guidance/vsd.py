@@ -34,8 +34,9 @@ class VSD:
         fake.guidance = 1.0
         return fake.requires_grad_(True).train()
 
-    def update(self, x: Tensor, prior, fake, y: Tensor | None = None, progress: float = 0.0) -> Tensor:
-        """The VSD update g for ``x`` (no autograd through either score)."""
+    def update(self, x: Tensor, prior, fake, y: Tensor | None = None, progress: float = 0.0,
+               index: Tensor | None = None) -> Tensor:
+        """The VSD update g for ``x`` (no autograd through either score; ``index`` is not used)."""
         t = self.levels.draw(len(x), progress, x.device)
         eps = torch.randn_like(x)
         with torch.no_grad():
@@ -43,7 +44,8 @@ class VSD:
             difference = prior.split(noisy, t, y)[1] - fake.split(noisy, t, y)[1]
         return broadcast(self.levels.weight(prior.process, t), x) * difference
 
-    def loss(self, x: Tensor, prior, fake, *, y: Tensor | None = None, progress: float = 0.0) -> dict[str, Tensor]:
+    def loss(self, x: Tensor, prior, fake, *, y: Tensor | None = None, progress: float = 0.0,
+             index: Tensor | None = None) -> dict[str, Tensor]:
         """``{"loss", "particles", "fake"}``: the particles' surrogate plus φ's denoising loss on them."""
         particles = score_distillation_loss(x, self.update(x, prior, fake, y, progress))
         t = torch.rand(len(x), device=x.device)
@@ -52,3 +54,7 @@ class VSD:
         target = fake.process.target(fake.prediction, x.detach(), eps, t)
         fake_loss = (fake.net(noisy, t, fake.labels(y)) - target).pow(2).mean()
         return {"loss": particles + fake_loss, "particles": particles.detach(), "fake": fake_loss.detach()}
+
+    def evaluations_per_step(self, prior, y: Tensor | None = None) -> int:
+        """The prior's call at x_t plus φ's (unguided) one."""
+        return prior.evaluations_per_call(y) + 1

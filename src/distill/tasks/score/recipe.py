@@ -1,0 +1,132 @@
+"""Score-distillation recipes (``task: score``): a prior, a guidance, the object it is distilled into."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from distill.engine.config import TrainConfig
+from distill.errors import ConfigError
+from distill.experiment.generative import ClassifierSpec, DiffusionModelSpec, GenDataSpec
+from distill.experiment.recipe import StrictModel, check_builds
+
+
+class GuidanceSpec(StrictModel):
+    """A registered guidance (``sds``, ``vsd``, ``ism``, ``ssd``, ``csd``, ``dsd``) and its options."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _guidance_builds(self) -> GuidanceSpec:
+        from distill.tasks.score.guidance import GUIDANCES
+
+        check_builds(GUIDANCES, self.name, self.options)
+        return self
+
+    def build(self):
+        """The guidance object."""
+        from distill.tasks.score.guidance import GUIDANCES
+
+        return GUIDANCES.build(self.name, **self.options)
+
+
+class PointsSpec(StrictModel):
+    """Particles in the prior's own data space — 2-D points or images — started from N(0, init_std²).
+    With a class-conditional prior, particle i is guided towards class ``i mod num_classes``."""
+
+    kind: Literal["points"] = "points"
+    count: PositiveInt = 1024
+    init_std: float = Field(1.0, gt=0)
+
+
+class SceneSpec(StrictModel):
+    """A 3-D object seen only through renders: ``gaussians`` (``count`` 3-D Gaussians started uniform in
+    a ball of ``init_radius``) or ``voxels`` (a ``resolution``³ grid), grey (1 channel) or RGB."""
+
+    kind: Literal["gaussians", "voxels"]
+    count: PositiveInt = 256
+    resolution: PositiveInt = 32
+    init_radius: float = Field(0.5, gt=0)
+    channels: Literal[1, 3] = 1
+    background: float = Field(0.0, ge=0, le=1)
+
+
+class ViewsSpec(StrictModel):
+    """What a 3-D prior learns from: ``count`` renders of each mesh (a shipped name — cow, elephant, pig,
+    triceratops — or a mesh file) from cameras drawn uniformly in azimuth and ``elevation`` (degrees);
+    ``held_out`` cameras on an orbit score the result and are never shown to the prior."""
+
+    meshes: list[str] = Field(default_factory=lambda: ["cow"], min_length=1)
+    count: PositiveInt = 100
+    size: PositiveInt = 32
+    elevation: tuple[float, float] = (0.0, 30.0)
+    radius: float = Field(3.0, gt=1)
+    fov: float = Field(45.0, gt=0, lt=180)
+    held_out: PositiveInt = 16
+    surface_points: PositiveInt = 4096
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _elevation_range(self) -> ViewsSpec:
+        low, high = self.elevation
+        if not -90 < low <= high < 90:
+            raise ConfigError(f"views.elevation must satisfy -90 < low <= high < 90 degrees, got {self.elevation}.")
+        return self
+
+
+class PriorSpec(DiffusionModelSpec):
+    """The prior: ``trained`` (a diffusion / flow model distill trains on the data or views, the fields
+    of a steps teacher) or ``exact`` (the closed-form ideal denoiser of the training points or views —
+    no training; for views each render is weighted by its camera's angle to the query's, a Gaussian
+    kernel ``kappa_degrees`` wide)."""
+
+    kind: Literal["trained", "exact"] = "trained"
+    kappa_degrees: float = Field(15.0, gt=0)
+
+
+class ScoreEvalSpec(StrictModel):
+    """How the result is scored: against as many held-out points as there are particles, beside the
+    same metrics of an independent real draw (the noise floor)."""
+
+    seed: int = 1234
+    classifier: ClassifierSpec = Field(default_factory=ClassifierSpec)
+
+
+class ScoreRecipe(StrictModel):
+    """One score-distillation experiment: ``distill run recipes/score/<name>.yaml``."""
+
+    name: str
+    task: Literal["score"]
+    data: GenDataSpec | None = None
+    views: ViewsSpec | None = None
+    prior: PriorSpec = Field(default_factory=PriorSpec)
+    guidance: GuidanceSpec
+    object: PointsSpec | SceneSpec = Field(default_factory=PointsSpec, discriminator="kind")
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=2000, batch_size=256, lr=0.01))
+    evaluate: ScoreEvalSpec = Field(default_factory=ScoreEvalSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScoreRecipe:
+        scene = isinstance(self.object, SceneSpec)
+        if scene and (self.views is None or self.data is not None):
+            raise ConfigError(f"a {self.object.kind} object is distilled from renders of meshes: give a 'views' "
+                              "section (meshes, count, size, ...) and no 'data' section.")
+        if not scene and (self.data is None or self.views is not None):
+            raise ConfigError("points are distilled from a data set: give a 'data' section (e.g. {name: 8gaussians}) "
+                              "and no 'views' section (views are for gaussians / voxels objects).")
+        guidance = self.guidance.build()
+        if self.prior.kind == "exact" and hasattr(guidance, "fake_network"):
+            raise ConfigError(f"guidance {self.guidance.name!r} fits an online copy of the prior's network, and the "
+                              "exact prior has none; use prior.kind: trained, or another guidance.")
+        if scene and self.prior.conditional:
+            raise ConfigError("a view prior is conditioned on the camera, not on classes; set prior.conditional: false.")
+        groups = {"scene" if scene else "particles"} | ({"fake"} if hasattr(guidance, "fake_network") else set())
+        unknown = sorted(set(self.train.groups) - groups)
+        if unknown:
+            raise ConfigError(f"train.groups names {unknown}, but guidance {self.guidance.name!r} trains the "
+                              f"parameter groups {sorted(groups)}; use those names.")
+        if self.train.steps is None:
+            raise ConfigError("score distillation counts train.steps (particles have no epochs); set train.steps.")
+        return self

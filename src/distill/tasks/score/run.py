@@ -1,0 +1,91 @@
+"""Run a ``task: score`` recipe on particles or images: the prior (cached), the guidance, scoring.
+
+Every result is measured beside three references from the same run: an independent real draw
+(the noise floor), the initial state the guidance started from, and the prior's own samples
+(what the prior can do when sampled by its ODE rather than distilled into particles).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from distill.data.generative import load_generative_data
+from distill.diffusion.sampling import OdeGenerator
+from distill.experiment.generative import Scorer, build_diffusion_model, obtain_diffusion_model, obtain_metric_classifier
+from distill.experiment.runner import Run
+from distill.tasks.score.metrics import KNOWN_MODES, mode_statistics, peak_memory_mb, pixel_statistics
+from distill.tasks.score.particles import ParticlesObjective
+from distill.tasks.score.recipe import ScoreRecipe
+
+PARTICLES_FILE = "particles.npz"
+
+
+@dataclass
+class ScoreRow:
+    """One set of points (real, initial, prior samples or the guidance's result) and its metrics."""
+
+    model: str
+    metrics: dict[str, float]
+    points: Tensor = field(repr=False)
+    cost: dict[str, float] = field(default_factory=dict)
+
+
+def particle_labels(recipe: ScoreRecipe, num_classes: int) -> Tensor | None:
+    """Particle i's class (``i mod num_classes``) under a class-conditional prior, else None."""
+    return torch.arange(recipe.object.count) % num_classes if recipe.prior.conditional else None
+
+
+def initial_points(recipe: ScoreRecipe, shape: tuple[int, ...]) -> Tensor:
+    """N(0, init_std²) particles, seeded by the run's seed."""
+    generator = torch.Generator().manual_seed(recipe.train.seed)
+    return recipe.object.init_std * torch.randn(recipe.object.count, *shape, generator=generator)
+
+
+def describe(points: Tensor, labels: Tensor | None, scorer: Scorer, data: str,
+             shared: dict[str, float] | None = None) -> dict[str, float]:
+    """The shared distribution metrics (``shared`` where already measured) plus the family's own: modes
+    for toys with known modes, pixel statistics for images."""
+    metrics = dict(shared) if shared is not None else scorer.score(points, labels)
+    if data in KNOWN_MODES:
+        metrics |= mode_statistics(points, KNOWN_MODES[data])
+    if points.dim() > 2:
+        metrics |= pixel_statistics(points)
+    return metrics
+
+
+def run_points_recipe(recipe: ScoreRecipe, run: Run) -> tuple[list[ScoreRow], dict]:
+    """Train (or load) the prior, move the particles by the guidance, and score them beside the real
+    draw, the initial state and the prior's own samples."""
+    splits = load_generative_data(recipe.data.name, recipe.data.options)
+    guidance = recipe.guidance.build()
+    labels = particle_labels(recipe, splits.num_classes)
+    init = initial_points(recipe, splits.input_shape)
+    ParticlesObjective(guidance, build_diffusion_model(recipe.prior, splits), init, recipe.train.steps, labels)
+    prior, prior_info = obtain_diffusion_model(recipe.data.model_dump(mode="json"), recipe.prior, splits, run, label="prior")
+    classifier_spec = recipe.evaluate.classifier
+    scorer = Scorer(splits, recipe.object.count, recipe.evaluate.seed, recipe.prior.conditional,
+                    obtain_metric_classifier(recipe.data, classifier_spec, splits, run), classifier_spec.layer)
+    objective = ParticlesObjective(guidance, prior, init, recipe.train.steps, labels)
+    result = run.train(objective, ParticlesObjective.dataset(recipe.object.count), recipe.train, "particles")
+    particles = objective.particles.detach()
+    np.savez(run.folder / PARTICLES_FILE, particles=particles.numpy(),
+             labels=(labels if labels is not None else torch.zeros(0)).numpy())
+    sampled = scorer.run("prior", OdeGenerator(prior, recipe.prior.solver), recipe.prior.steps)
+    data = recipe.data.name
+    evaluations = guidance.evaluations_per_step(prior, labels)
+    real = scorer.reference
+    rows = [ScoreRow("real data (noise floor)", describe(real, None, scorer, data, scorer.floor), real),
+            ScoreRow("initial state", describe(init, labels, scorer, data), init),
+            ScoreRow(f"prior ({recipe.prior.solver}, {recipe.prior.steps} steps)",
+                     describe(sampled.samples, scorer.labels if scorer.conditional else None, scorer, data),
+                     sampled.samples, {"nfe": sampled.nfe}),
+            ScoreRow(recipe.guidance.name, describe(particles, labels, scorer, data), particles,
+                     {"seconds": result.seconds, "evaluations_per_step": evaluations,
+                      "peak_memory_mb": peak_memory_mb()})]
+    details = {"guidance": recipe.guidance.name, "prior": prior_info, "floor": scorer.floor,
+               "train_seconds": result.seconds}
+    return rows, details

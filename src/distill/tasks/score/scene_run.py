@@ -1,0 +1,210 @@
+"""Run a ``task: score`` recipe on a 3-D object: mesh renders (cached), the view prior, the guidance,
+and the two references measured in the same run — the initial state and direct reconstruction from
+the prior's own training views.
+
+With several meshes the prior is trained on all their renders with no object label: the result is
+scored against the mesh it is closest to (Chamfer), and ``object`` names that mesh — the mode a
+mode-seeking guidance settled on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from distill.diffusion.process import build_process
+from distill.engine.cache import fit_or_load
+from distill.experiment.generative import build_diffusion_model, frozen, obtain_diffusion_model
+from distill.experiment.runner import Run
+from distill.tasks.score.metrics import peak_memory_mb
+from distill.tasks.score.recipe import SceneSpec, ScoreRecipe, ViewsSpec
+from distill.tasks.score.render import (
+    GaussianScene,
+    OrbitCameras,
+    VoxelGrid,
+    chamfer_distance,
+    load_mesh,
+    orbit,
+    random_cameras,
+    render_mesh,
+    sample_surface,
+    shipped_mesh,
+    write_ply,
+    write_voxels,
+)
+from distill.tasks.score.render.meshes import UP_AXIS
+from distill.tasks.score.run import ScoreRow
+from distill.tasks.score.scenes import ReconstructionObjective, SceneObjective, scene_metrics, scene_points
+from distill.tasks.score.views import POSE_DIM, ViewConditionedExactDenoiser, ViewSet, render_views
+
+CAMERA_POOL = 4096
+
+
+def resolve_mesh(name: str):
+    """A shipped mesh by name, or a mesh file by path."""
+    return shipped_mesh(name) if name in UP_AXIS else load_mesh(Path(name))
+
+
+def mesh_fingerprint(mesh) -> str:
+    """A content hash of a normalised mesh's vertices and faces (a renamed or edited file is new data)."""
+    digest = hashlib.sha256(np.ascontiguousarray(mesh.vertices, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(mesh.faces, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class _Renders(nn.Module):
+    """A render set as buffers, so the content-hash cache stores it like a model."""
+
+    def __init__(self, count: int, size: int) -> None:
+        super().__init__()
+        for name, shape in (("images", (count, 1, size, size)), ("azimuth", (count,)), ("elevation", (count,)),
+                            ("mesh_index", (count,))):
+            self.register_buffer(name, torch.zeros(shape))
+
+
+def obtain_views(spec: ViewsSpec, meshes: list) -> tuple[ViewSet, dict]:
+    """The renders of ``meshes`` the prior learns from, from the cache or rendered now."""
+    holder = _Renders(spec.count * len(meshes), spec.size)
+    identity = {"kind": "mesh-views", "meshes": [mesh_fingerprint(m) for m in meshes],
+                **spec.model_dump(mode="json", exclude={"held_out", "surface_points", "meshes"})}
+
+    def fit() -> dict:
+        started = time.perf_counter()
+        views = render_views(meshes, spec.count, spec.size, spec.seed, spec.elevation, spec.radius, spec.fov)
+        for name in ("images", "mesh_index"):
+            getattr(holder, name).copy_(getattr(views, name))
+        holder.azimuth.copy_(views.cameras.azimuth)
+        holder.elevation.copy_(views.cameras.elevation)
+        return {"seconds": time.perf_counter() - started}
+
+    info, _ = fit_or_load(holder, identity, fit)
+    cameras = OrbitCameras(holder.azimuth, holder.elevation, spec.radius, spec.fov)
+    return ViewSet(holder.images, cameras, holder.mesh_index.long()), {**info, "identity": identity}
+
+
+def initial_scene(spec: SceneSpec, seed: int) -> nn.Module:
+    """The object before any update, seeded."""
+    if spec.kind == "voxels":
+        return VoxelGrid(spec.resolution, spec.channels)
+    return GaussianScene.random(spec.count, spec.init_radius, channels=spec.channels,
+                                generator=torch.Generator().manual_seed(seed))
+
+
+def obtain_view_prior(recipe: ScoreRecipe, views: ViewSet, identity: dict, run: Run | None):
+    """The exact view prior, or a view-conditioned network (untrained when ``run`` is None, else cached
+    or trained on the renders, their pose vectors as conditioning)."""
+    spec = recipe.prior
+    if spec.kind == "exact":
+        return ViewConditionedExactDenoiser(views.images, views.poses, build_process(spec.process),
+                                            spec.kappa_degrees), {}
+    spec = spec.model_copy(update={"options": {**spec.options, "pose_dim": POSE_DIM}})
+    if run is None:
+        return build_diffusion_model(spec, views.splits()), {}
+    return obtain_diffusion_model(identity, spec, views.splits(), run, label="prior")
+
+
+@dataclass
+class SceneContext:
+    """Everything a 3-D run shares between its rows: the meshes, their renders, the frozen prior, the
+    camera pool of the guidance and the held-out cameras and surface points it is scored by."""
+
+    recipe: ScoreRecipe
+    meshes: list
+    names: list[str]
+    views: ViewSet
+    prior: nn.Module
+    prior_info: dict
+    views_info: dict
+    cameras: OrbitCameras
+    surfaces: list[Tensor]
+    held: OrbitCameras
+
+    @property
+    def size(self) -> int:
+        return self.recipe.views.size
+
+    @property
+    def background(self) -> float:
+        return self.recipe.object.background
+
+    def initial(self, seed: int) -> nn.Module:
+        return initial_scene(self.recipe.object, seed)
+
+    def score(self, label: str, scene: nn.Module, cost: dict | None = None) -> ScoreRow:
+        """Metrics against the mesh the scene is nearest to (Chamfer), which mesh that is, and a turntable."""
+        points = scene_points(scene)
+        nearest = min(range(len(self.meshes)), key=lambda k: chamfer_distance(points, self.surfaces[k]))
+        metrics = scene_metrics(scene, self.meshes[nearest], self.surfaces[nearest], self.held, self.size,
+                                self.background)
+        with torch.no_grad():
+            turntable = scene.render(orbit(8, elevation=15.0), self.size, self.background).clamp(0, 1)
+        return ScoreRow(label, {**metrics, "object": self.names[nearest]}, turntable.mean(dim=1, keepdim=True),
+                        cost or {})
+
+    def reconstruct(self, run: Run, seed: int) -> ScoreRow:
+        """Direct photometric reconstruction from the prior's training views, scored."""
+        objective = ReconstructionObjective(self.initial(seed), self.views, self.size, self.background)
+        config = self.recipe.train.model_copy(update={"seed": seed, "groups": {
+            k: v for k, v in self.recipe.train.groups.items() if k == "scene"}})
+        result = run.train(objective, objective.dataset(), config, "reconstruction")
+        return self.score("reconstruction (prior's training views)", objective.scene, {"seconds": result.seconds})
+
+    def distil(self, run: Run, guidance, label: str, seed: int) -> tuple[ScoreRow, nn.Module]:
+        """The guidance's object from the initial state of ``seed``, scored with its cost."""
+        objective = SceneObjective(guidance, self.prior, self.initial(seed), self.cameras, self.size,
+                                   self.recipe.train.steps, self.background)
+        result = run.train(objective, objective.dataset(), self.recipe.train.model_copy(update={"seed": seed}),
+                           label)
+        cost = {"seconds": result.seconds, "evaluations_per_step": guidance.evaluations_per_step(self.prior, None),
+                "peak_memory_mb": peak_memory_mb()}
+        return self.score(label, objective.scene, cost), objective.scene
+
+    def turntables(self) -> list[ScoreRow]:
+        """Each true mesh's turntable, for the figure."""
+        return [ScoreRow(f"true mesh: {name}", {}, render_mesh(mesh, orbit(8, elevation=15.0), self.size,
+                                                              self.background))
+                for name, mesh in zip(self.names, self.meshes)]
+
+
+def prepare_scene(recipe: ScoreRecipe, run: Run) -> SceneContext:
+    """Render the meshes (cached), check the guidance against an untrained prior, then obtain the prior."""
+    spec, views_spec = recipe.object, recipe.views
+    meshes = [resolve_mesh(name) for name in views_spec.meshes]
+    views, views_info = obtain_views(views_spec, meshes)
+    cameras = random_cameras(CAMERA_POOL, torch.Generator().manual_seed(recipe.train.seed + 1),
+                             elevation_range=views_spec.elevation, radius=views_spec.radius,
+                             fov_degrees=views_spec.fov)
+    untrained, _ = obtain_view_prior(recipe, views, views_info["identity"], None)
+    SceneObjective(recipe.guidance.build(), untrained, initial_scene(spec, recipe.train.seed), cameras,
+                   views_spec.size, recipe.train.steps)
+    prior, prior_info = obtain_view_prior(recipe, views, views_info["identity"], run)
+    surfaces = [sample_surface(m, views_spec.surface_points, views_spec.seed) for m in meshes]
+    held = orbit(views_spec.held_out, elevation=sum(views_spec.elevation) / 2, radius=views_spec.radius,
+                 fov_degrees=views_spec.fov, start_azimuth=180.0 / views_spec.held_out)
+    return SceneContext(recipe, meshes, [Path(name).stem for name in views_spec.meshes], views, frozen(prior),
+                        prior_info, views_info, cameras, surfaces, held)
+
+
+def run_scene_recipe(recipe: ScoreRecipe, run: Run) -> tuple[list[ScoreRow], dict, list[ScoreRow]]:
+    """The scene beside the initial state and direct reconstruction: the scored rows (each carrying a
+    turntable of 8 views), the run's details, and each true mesh's turntable for the figure. The object
+    is written as ``scene.ply`` (Gaussians) or ``scene.npz`` (voxels)."""
+    context = prepare_scene(recipe, run)
+    seed = recipe.train.seed
+    rows = [context.score("initial state", context.initial(seed)), context.reconstruct(run, seed)]
+    row, scene = context.distil(run, recipe.guidance.build(), recipe.guidance.name, seed)
+    rows.append(row)
+    if recipe.object.kind == "gaussians":
+        write_ply(scene, run.folder / "scene.ply")
+    else:
+        write_voxels(scene, run.folder / "scene.npz")
+    details = {"guidance": recipe.guidance.name, "prior": context.prior_info,
+               "views": {"seconds": context.views_info.get("seconds")}, "meshes": context.names,
+               "held_out_cameras": recipe.views.held_out}
+    return rows, details, context.turntables()

@@ -1,0 +1,109 @@
+"""3-D objects lifted out of a 2-D prior: a scene rendered from random cameras and moved by a
+guidance under a view-conditioned prior (DreamFusion's loop, Poole et al. 2022), the direct
+photometric reconstruction it is measured against, and the scene's metrics.
+
+Both objectives batch over ``{"index"}`` rows: indices into a fixed, seeded pool of cameras
+(guidance) or into the prior's own training views (reconstruction), so a run is deterministic
+and resumes exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from distill.data import TensorDictDataset
+from distill.errors import ConfigError
+from distill.tasks.score.render import OrbitCameras, chamfer_distance, pose_vector, render_mesh
+from distill.tasks.score.views import ViewSet
+
+
+def to_prior_range(images: Tensor) -> Tensor:
+    """Renders in [0, 1] as the prior sees images: [−1, 1]."""
+    return 2 * images - 1
+
+
+class SceneObjective(nn.Module):
+    """Move ``scene`` (a :class:`~distill.tasks.score.render.GaussianScene` or
+    :class:`~distill.tasks.score.render.VoxelGrid`) by ``guidance``: each step renders it from the
+    batch's cameras and hands the renders, with their pose vectors as the prior's conditioning, to
+    the guidance. Parameter groups: ``scene`` and, for VSD, ``fake`` (its camera-conditioned online
+    score, as ProlificDreamer conditions its LoRA on the camera)."""
+
+    def __init__(self, guidance, prior: nn.Module, scene: nn.Module, cameras: OrbitCameras, size: int,
+                 total_steps: int, background: float = 0.0) -> None:
+        super().__init__()
+        if total_steps < 1:
+            raise ConfigError(f"total_steps must be >= 1, got {total_steps}.")
+        self.guidance, self.prior, self.scene = guidance, prior.eval().requires_grad_(False), scene
+        self.fake = guidance.fake_network(prior) if hasattr(guidance, "fake_network") else None
+        self.cameras, self.size, self.background = cameras, size, background
+        self.total_steps, self.step = total_steps, 0
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {"scene": list(self.scene.parameters())}
+        if self.fake is not None:
+            groups["fake"] = list(self.fake.parameters())
+        return groups
+
+    def after_optimizer_step(self, step: int) -> None:
+        self.step = step
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        cameras = self.cameras[batch["index"].cpu()]
+        images = to_prior_range(self.scene.render(cameras, self.size, self.background))
+        extra = (self.fake,) if self.fake is not None else ()
+        # one object: every view shares particle 0's fixed noise where a guidance keeps one (CSD, DSD)
+        particle = torch.zeros(len(images), dtype=torch.long, device=images.device)
+        return self.guidance.loss(images, self.prior, *extra, y=pose_vector(cameras).to(images),
+                                  progress=self.step / self.total_steps, index=particle)
+
+    def dataset(self) -> TensorDictDataset:
+        """Indices into the camera pool."""
+        return TensorDictDataset(index=torch.arange(len(self.cameras)))
+
+
+class ReconstructionObjective(nn.Module):
+    """Direct photometric reconstruction: the mean squared error between the scene's renders and the
+    prior's own training views from their cameras — the upper bound a guidance is measured against,
+    since it sees the views the prior only learned from."""
+
+    def __init__(self, scene: nn.Module, views: ViewSet, size: int, background: float = 0.0) -> None:
+        super().__init__()
+        self.scene, self.views, self.size, self.background = scene, views, size, background
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"scene": list(self.scene.parameters())}
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        index = batch["index"].cpu()
+        images = to_prior_range(self.scene.render(self.views.cameras[index], self.size, self.background))
+        return {"loss": (images - self.views.images[index].to(images)).pow(2).mean()}
+
+    def dataset(self) -> TensorDictDataset:
+        return TensorDictDataset(index=torch.arange(len(self.views.images)))
+
+
+def scene_points(scene: nn.Module, min_opacity: float = 0.1) -> Tensor:
+    """Where the scene puts matter: Gaussian centres with opacity ≥ ``min_opacity`` (all of them if none
+    is), or voxel centres whose cell is at least that opaque."""
+    if hasattr(scene, "positions"):
+        keep = scene.opacities >= min_opacity
+        return (scene.positions[keep] if keep.any() else scene.positions).detach()
+    return scene.occupied_points(min_opacity).detach()
+
+
+@torch.no_grad()
+def scene_metrics(scene: nn.Module, mesh, surface: Tensor, cameras: OrbitCameras, size: int,
+                  background: float = 0.0) -> dict[str, float]:
+    """Chamfer distance from the scene's points to points on the true surface, and PSNR / SSIM of the
+    scene's renders against the mesh's own renders from ``cameras`` (held-out views, never seen by the
+    prior); images in [0, 1]."""
+    rendered = scene.render(cameras, size, background).clamp(0, 1).float()
+    truth = render_mesh(mesh, cameras, size, background).float()
+    if rendered.shape[1] != truth.shape[1]:
+        rendered = rendered.mean(dim=1, keepdim=True)
+    return {"chamfer": chamfer_distance(scene_points(scene), surface),
+            "psnr": float(peak_signal_noise_ratio(rendered, truth, data_range=1.0)),
+            "ssim": float(structural_similarity_index_measure(rendered, truth, data_range=1.0))}

@@ -1,0 +1,39 @@
+"""The ``score`` family in the ``TASKS`` registry: run a guidance into particles, images or 3-D scenes."""
+
+from __future__ import annotations
+
+from distill.experiment.runner import Run
+from distill.experiment.table import Table
+from distill.experiment.tasks import Task, register_task
+from distill.tasks.score.guidance import GUIDANCES
+from distill.tasks.score.recipe import SceneSpec, ScoreRecipe
+from distill.tasks.score.report import POINT_NOTES, SCENE_NOTES, plot_points, plot_turntables, score_table
+from distill.tasks.score.run import run_points_recipe
+from distill.tasks.score.scene_run import run_scene_recipe
+
+
+class ScoreTask(Task):
+    """Score distillation: a diffusion / flow prior distilled into a parametric object through its
+    score, measured beside the real data's floor, the initial state and the prior's own samples."""
+
+    name = "score"
+    recipe = ScoreRecipe
+    methods = GUIDANCES
+
+    def run(self, recipe: ScoreRecipe, run: Run) -> Table:
+        if isinstance(recipe.object, SceneSpec):
+            rows, details, truth = run_scene_recipe(recipe, run)
+            figure = ("Turntables (8 views at 15° elevation): the true meshes, then each result",
+                      plot_turntables(truth + rows, run.folder / "turntable.png"))
+            notes = SCENE_NOTES
+        else:
+            rows, details = run_points_recipe(recipe, run)
+            figure = ("Particles", plot_points(rows, run.folder / "particles.png"))
+            notes = POINT_NOTES
+        table = score_table(rows, recipe.name, notes)
+        run.write_results(self.name, table, details)
+        run.write_report(table, [figure])
+        return table
+
+
+register_task(ScoreTask())
