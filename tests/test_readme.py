@@ -43,3 +43,12 @@ def test_readme_step_distillation_example_runs():
     exec(compile(BLOCKS[2].replace("steps = 2000", "steps = 20"), "README.md", "exec"), namespace)
     assert namespace["samples"].shape == (1000, 2) and torch.isfinite(namespace["samples"]).all()
     assert namespace["slow"].shape == (1000, 2)
+
+
+def test_readme_score_distillation_example_runs():
+    namespace = {}
+    block = next(b for b in BLOCKS if "GUIDANCES" in b)
+    exec(compile(block.replace("steps = 200", "steps = 3"), "README.md", "exec"), namespace)
+    images = namespace["images"]
+    assert images.shape == (4, 1, 32, 32) and torch.isfinite(images).all()
+    assert namespace["scene"].positions.grad is not None

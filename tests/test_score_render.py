@@ -302,3 +302,18 @@ def _box_file(tmp_path):
     path = tmp_path / "box.off"
     box_mesh().export(path)
     return path
+
+
+def test_depth_maps_unproject_onto_the_surface_they_see():
+    from distill.tasks.score.scenes import surface_points
+
+    cameras = orbit(4, elevation=0.0, radius=3.0)
+    grid = VoxelGrid(resolution=8, channels=1, init_density=60.0)  # an opaque cube [-1, 1]^3
+    depth, opacity = grid.render_depth(cameras, 16, samples=128)
+    centre = depth[:, 7:9, 7:9]
+    assert (opacity[:, 7:9, 7:9] > 0.99).all() and torch.allclose(centre, torch.full_like(centre, 2.0), atol=0.05)
+    points = surface_points(grid, cameras, 16)
+    assert len(points) > 0 and torch.allclose(points.abs().amax(dim=1), torch.ones(len(points)), atol=0.06)
+    blob = GaussianScene(torch.zeros(1, 3), torch.full((1, 3), -1.0), torch.tensor([8.0]), torch.zeros(1, 1))
+    depth, opacity = blob.render_depth(cameras, 16)
+    assert (opacity[:, 7:9, 7:9] > 0.9).all() and torch.allclose(depth[:, 7:9, 7:9], torch.full((4, 2, 2), 3.0), atol=1e-3)

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from distill.data.generative import load_generative_data
+from distill.diffusion.exact import ClassConditionalExactDenoiser, ExactDenoiser
+from distill.diffusion.process import build_process
 from distill.diffusion.sampling import OdeGenerator
 from distill.experiment.generative import Scorer, build_diffusion_model, obtain_diffusion_model, obtain_metric_classifier
 from distill.experiment.runner import Run
@@ -45,6 +47,21 @@ def initial_points(recipe: ScoreRecipe, shape: tuple[int, ...]) -> Tensor:
     return recipe.object.init_std * torch.randn(recipe.object.count, *shape, generator=generator)
 
 
+def obtain_points_prior(recipe: ScoreRecipe, splits, run: Run | None) -> tuple[nn.Module, dict]:
+    """The exact prior of the training points (class-conditional when the recipe says so), or the
+    trained diffusion / flow model (untrained when ``run`` is None, else cached or trained now)."""
+    spec = recipe.prior
+    if spec.kind == "exact":
+        process = build_process(spec.process)
+        if spec.conditional:
+            return ClassConditionalExactDenoiser(splits.train.x, splits.train.y, process, splits.num_classes,
+                                                 spec.guidance), {}
+        return ExactDenoiser(splits.train.x, process), {}
+    if run is None:
+        return build_diffusion_model(spec, splits), {}
+    return obtain_diffusion_model(recipe.data.model_dump(mode="json"), spec, splits, run, label="prior")
+
+
 def describe(points: Tensor, labels: Tensor | None, scorer: Scorer, data: str,
              shared: dict[str, float] | None = None) -> dict[str, float]:
     """The shared distribution metrics (``shared`` where already measured) plus the family's own: modes
@@ -64,8 +81,8 @@ def run_points_recipe(recipe: ScoreRecipe, run: Run) -> tuple[list[ScoreRow], di
     guidance = recipe.guidance.build()
     labels = particle_labels(recipe, splits.num_classes)
     init = initial_points(recipe, splits.input_shape)
-    ParticlesObjective(guidance, build_diffusion_model(recipe.prior, splits), init, recipe.train.steps, labels)
-    prior, prior_info = obtain_diffusion_model(recipe.data.model_dump(mode="json"), recipe.prior, splits, run, label="prior")
+    ParticlesObjective(guidance, obtain_points_prior(recipe, splits, None)[0], init, recipe.train.steps, labels)
+    prior, prior_info = obtain_points_prior(recipe, splits, run)
     classifier_spec = recipe.evaluate.classifier
     scorer = Scorer(splits, recipe.object.count, recipe.evaluate.seed, recipe.prior.conditional,
                     obtain_metric_classifier(recipe.data, classifier_spec, splits, run), classifier_spec.layer)

@@ -40,7 +40,7 @@ from distill.tasks.score.render import (
 )
 from distill.tasks.score.render.meshes import UP_AXIS
 from distill.tasks.score.run import ScoreRow
-from distill.tasks.score.scenes import ReconstructionObjective, SceneObjective, scene_metrics, scene_points
+from distill.tasks.score.scenes import ReconstructionObjective, SceneObjective, scene_metrics, surface_points
 from distill.tasks.score.views import POSE_DIM, ViewConditionedExactDenoiser, ViewSet, render_views
 
 CAMERA_POOL = 4096
@@ -138,29 +138,34 @@ class SceneContext:
 
     def score(self, label: str, scene: nn.Module, cost: dict | None = None) -> ScoreRow:
         """Metrics against the mesh the scene is nearest to (Chamfer), which mesh that is, and a turntable."""
-        points = scene_points(scene)
-        nearest = min(range(len(self.meshes)), key=lambda k: chamfer_distance(points, self.surfaces[k]))
-        metrics = scene_metrics(scene, self.meshes[nearest], self.surfaces[nearest], self.held, self.size,
+        points = surface_points(scene, self.held, self.size)
+        found = points.float() if len(points) else torch.ones(1, 3)
+        nearest = min(range(len(self.meshes)), key=lambda k: chamfer_distance(found, self.surfaces[k]))
+        metrics = scene_metrics(scene, points, self.meshes[nearest], self.surfaces[nearest], self.held, self.size,
                                 self.background)
         with torch.no_grad():
             turntable = scene.render(orbit(8, elevation=15.0), self.size, self.background).clamp(0, 1)
         return ScoreRow(label, {**metrics, "object": self.names[nearest]}, turntable.mean(dim=1, keepdim=True),
                         cost or {})
 
-    def reconstruct(self, run: Run, seed: int) -> ScoreRow:
-        """Direct photometric reconstruction from the prior's training views, scored."""
-        objective = ReconstructionObjective(self.initial(seed), self.views, self.size, self.background)
+    def reconstruct(self, run: Run, seed: int, mesh: int | None = None) -> ScoreRow:
+        """Direct photometric reconstruction from the prior's training views (of mesh number ``mesh``
+        only, when several meshes share the prior), scored."""
+        views = self.views if mesh is None else self.views.subset(self.views.mesh_index == mesh)
+        objective = ReconstructionObjective(self.initial(seed), views, self.size, self.background)
         config = self.recipe.train.model_copy(update={"seed": seed, "groups": {
             k: v for k, v in self.recipe.train.groups.items() if k == "scene"}})
-        result = run.train(objective, objective.dataset(), config, "reconstruction")
+        result = run.train(objective, objective.dataset(), config,
+                           "reconstruction" if mesh is None else f"reconstruction_{self.names[mesh]}")
         return self.score("reconstruction (prior's training views)", objective.scene, {"seconds": result.seconds})
 
-    def distil(self, run: Run, guidance, label: str, seed: int) -> tuple[ScoreRow, nn.Module]:
-        """The guidance's object from the initial state of ``seed``, scored with its cost."""
+    def distil(self, run: Run, guidance, label: str, seed: int, train=None) -> tuple[ScoreRow, nn.Module]:
+        """The guidance's object from the initial state of ``seed``, scored with its cost; ``train``
+        replaces the recipe's training settings (e.g. a benchmark giving VSD its ``fake`` group)."""
+        config = (train or self.recipe.train).model_copy(update={"seed": seed})
         objective = SceneObjective(guidance, self.prior, self.initial(seed), self.cameras, self.size,
-                                   self.recipe.train.steps, self.background)
-        result = run.train(objective, objective.dataset(), self.recipe.train.model_copy(update={"seed": seed}),
-                           label)
+                                   config.steps, self.background)
+        result = run.train(objective, objective.dataset(), config, label)
         cost = {"seconds": result.seconds, "evaluations_per_step": guidance.evaluations_per_step(self.prior, None),
                 "peak_memory_mb": peak_memory_mb()}
         return self.score(label, objective.scene, cost), objective.scene

@@ -85,25 +85,32 @@ class ReconstructionObjective(nn.Module):
         return TensorDictDataset(index=torch.arange(len(self.views.images)))
 
 
-def scene_points(scene: nn.Module, min_opacity: float = 0.1) -> Tensor:
-    """Where the scene puts matter: Gaussian centres with opacity ≥ ``min_opacity`` (all of them if none
-    is), or voxel centres whose cell is at least that opaque."""
-    if hasattr(scene, "positions"):
-        keep = scene.opacities >= min_opacity
-        return (scene.positions[keep] if keep.any() else scene.positions).detach()
-    return scene.occupied_points(min_opacity).detach()
+@torch.no_grad()
+def surface_points(scene: nn.Module, cameras: OrbitCameras, size: int, min_opacity: float = 0.5) -> Tensor:
+    """The object's visible surface as points: every pixel at least ``min_opacity`` opaque in the depth
+    maps from ``cameras``, unprojected along its ray (depth map fusion, as NeRF and 3DGS geometry is
+    read). Empty only when nothing is that opaque from any camera."""
+    depth, opacity = scene.render_depth(cameras, size)
+    origins, directions = cameras.to(depth.dtype).rays(size)
+    forward = cameras.to(depth.dtype).rotation()[:, 2]
+    distance = depth / (directions * forward[:, None, None, :]).sum(-1)
+    points = origins[:, None, None, :] + distance[..., None] * directions
+    return points[opacity >= min_opacity]
 
 
 @torch.no_grad()
-def scene_metrics(scene: nn.Module, mesh, surface: Tensor, cameras: OrbitCameras, size: int,
+def scene_metrics(scene: nn.Module, points: Tensor, mesh, surface: Tensor, cameras: OrbitCameras, size: int,
                   background: float = 0.0) -> dict[str, float]:
-    """Chamfer distance from the scene's points to points on the true surface, and PSNR / SSIM of the
-    scene's renders against the mesh's own renders from ``cameras`` (held-out views, never seen by the
-    prior); images in [0, 1]."""
+    """Chamfer distance between the scene's visible surface ``points`` (:func:`surface_points` from
+    ``cameras``; a far corner of the unit box stands in when nothing is opaque) and points on the true
+    surface, and PSNR /
+    SSIM of the scene's renders against the mesh's own from ``cameras`` (held-out views, never seen by
+    the prior); images in [0, 1]."""
     rendered = scene.render(cameras, size, background).clamp(0, 1).float()
     truth = render_mesh(mesh, cameras, size, background).float()
     if rendered.shape[1] != truth.shape[1]:
         rendered = rendered.mean(dim=1, keepdim=True)
-    return {"chamfer": chamfer_distance(scene_points(scene), surface),
+    points = points if len(points) else torch.ones(1, 3)
+    return {"chamfer": chamfer_distance(points.float(), surface),
             "psnr": float(peak_signal_noise_ratio(rendered, truth, data_range=1.0)),
             "ssim": float(structural_similarity_index_measure(rendered, truth, data_range=1.0))}

@@ -64,6 +64,10 @@ class ViewSet:
     def poses(self) -> Tensor:
         return pose_vector(self.cameras)
 
+    def subset(self, keep: Tensor) -> ViewSet:
+        """The views selected by ``keep`` (a mask or indices)."""
+        return ViewSet(self.images[keep], self.cameras[keep], self.mesh_index[keep])
+
     def splits(self, name: str = "views") -> DataSplits:
         """The views as a data set whose labels are the pose vectors (what a view prior trains on)."""
         data = InMemoryDataset(self.images, self.poses)

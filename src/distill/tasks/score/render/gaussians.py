@@ -149,12 +149,29 @@ class GaussianScene(nn.Module):
             raise ConfigError(f"near must be > 0, got {near}.")
         background = background_tensor(background, self.channels, self.positions)
         per_chunk = max(1, max_elements // (height * width * len(self)))
-        images = [self._render_views(cameras[i:i + per_chunk], height, width, background, near)
-                  for i in range(0, len(cameras), per_chunk)]
+        images = []
+        for i in range(0, len(cameras), per_chunk):
+            weights, final, colours, _ = self._layers(cameras[i:i + per_chunk], height, width, near)
+            images.append(weights @ colours + final[..., None] * background)             # (b, HW, C)
         return torch.cat(images).reshape(len(cameras), height, width, self.channels).permute(0, 3, 1, 2)
 
-    def _render_views(self, cameras: OrbitCameras, height: int, width: int, background: Tensor,
-                      near: float) -> Tensor:
+    def render_depth(self, cameras: OrbitCameras, size, near: float = 0.01) -> tuple[Tensor, Tensor]:
+        """Expected camera depth ``(B, H, W)`` (Σ T_k α_k z_k, normalised by the opacity where it is > 0)
+        and accumulated opacity ``(B, H, W)``: the geometry a depth map unprojects."""
+        cameras = as_cameras(cameras).to(device=self.positions.device, dtype=self.positions.dtype)
+        height, width = image_size(size)
+        depths, opacities = [], []
+        for i in range(len(cameras)):
+            weights, final, _, z = self._layers(cameras[i:i + 1], height, width, near)
+            opacity = 1.0 - final
+            depths.append((weights @ z[..., None])[..., 0] / opacity.clamp_min(1e-6))
+            opacities.append(opacity)
+        shape = (len(cameras), height, width)
+        return torch.cat(depths).reshape(shape), torch.cat(opacities).reshape(shape)
+
+    def _layers(self, cameras: OrbitCameras, height: int, width: int, near: float):
+        """Compositing weights (b, HW, N) and final transmittance (b, HW) of the depth-sorted Gaussians,
+        with their colours (b, N, C) and camera depths (b, N) in that order."""
         focal = cameras.focal((height, width))
         rotation = cameras.rotation()
         points = cameras.world_to_camera(self.positions)                          # (b, N, 3)
@@ -185,7 +202,7 @@ class GaussianScene(nn.Module):
         power = _quadratic_form(mean, conic, height, width)                       # (b, HW, N)
         alpha = (opacity[:, None, :] * torch.exp(power)).clamp(max=MAX_ALPHA)
         weights, final = compositing_weights(alpha)
-        return weights @ colours + final[..., None] * background                  # (b, HW, C)
+        return weights, final, colours, z.gather(1, order)
 
 
 def _quadratic_form(mean: Tensor, conic: Tensor, height: int, width: int) -> Tensor:

@@ -93,9 +93,29 @@ class VoxelGrid(nn.Module):
         when a ``generator`` is given); rays missing the cube show the background."""
         cameras = as_cameras(cameras).to(device=self.density_logits.device, dtype=self.density_logits.dtype)
         height, width = image_size(size)
+        background = background_tensor(background, self.channels, self.density_logits)
+        weights, final, colour, _ = self._march(cameras, height, width, samples, generator)
+        image = (weights[..., None] * colour).sum(-2) + final[..., None] * background
+        return image.permute(0, 3, 1, 2)
+
+    def render_depth(self, cameras: OrbitCameras, size, samples: int = 64) -> tuple[Tensor, Tensor]:
+        """Expected camera depth ``(B, H, W)`` (normalised by the opacity where it is > 0) and
+        accumulated opacity ``(B, H, W)``."""
+        cameras = as_cameras(cameras).to(device=self.density_logits.device, dtype=self.density_logits.dtype)
+        height, width = image_size(size)
+        weights, final, _, t = self._march(cameras, height, width, samples, None)
+        opacity = 1.0 - final
+        forward = cameras.rotation()[:, 2]                                            # (B, 3)
+        _, directions = cameras.rays((height, width))
+        cosine = (directions * forward[:, None, None, :]).sum(-1)                     # ray distance → depth
+        return (weights * t).sum(-1) * cosine / opacity.clamp_min(1e-6), opacity
+
+    def _march(self, cameras: OrbitCameras, height: int, width: int, samples: int,
+               generator: torch.Generator | None):
+        """Compositing weights (B, H, W, K), final transmittance (B, H, W), colours (B, H, W, K, C) and
+        ray distances (B, H, W, K) of the samples along every pixel's ray."""
         if not isinstance(samples, int) or samples < 1:
             raise ConfigError(f"samples must be a positive int, got {samples!r}.")
-        background = background_tensor(background, self.channels, self.density_logits)
         origins, directions = cameras.rays((height, width))
         origins = origins[:, None, None, :].expand_as(directions)
         near, far = ray_box(origins, directions, self.bound)                        # (B, H, W)
@@ -108,8 +128,7 @@ class VoxelGrid(nn.Module):
         density, colour = self.query(points)
         alpha = -torch.expm1(-density * delta[..., None])
         weights, final = compositing_weights(alpha)
-        image = (weights[..., None] * colour).sum(-2) + final[..., None] * background
-        return image.permute(0, 3, 1, 2)
+        return weights, final, colour, t
 
 
 def ray_box(origins: Tensor, directions: Tensor, bound: float) -> tuple[Tensor, Tensor]:
