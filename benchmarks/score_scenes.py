@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from common import mean_std, print_table, write_json
 
 from distill.experiment.recipe import load_recipe
@@ -46,6 +47,16 @@ def scene_recipe(args, meshes: list[str]):
                         "object": {"kind": "gaussians", "count": args.gaussians, "channels": 1},
                         "train": {"steps": args.steps, "batch_size": args.batch, "lr": args.lr,
                                   "schedule": "constant", "progress": False}})
+
+
+def guidance_options(args) -> dict[str, dict]:
+    """``--option sds.schedule=sqrt_anneal`` → ``{"sds": {"schedule": "sqrt_anneal"}}`` (values read as YAML)."""
+    options: dict[str, dict] = {}
+    for item in args.option:
+        target, _, value = item.partition("=")
+        name, _, key = target.partition(".")
+        options.setdefault(name, {})[key] = yaml.safe_load(value)
+    return options
 
 
 def guidance_train(context, name: str, fake_lr: float):
@@ -78,8 +89,8 @@ def study_meshes(args) -> dict:
             row = context.reconstruct(run, seed)
             table.setdefault("reconstruction", []).append({**row.metrics, **row.cost})
             for name in args.guidances:
-                row, _ = context.distil(run, GUIDANCES.build(name), name, seed, guidance_train(context, name,
-                                                                                              args.fake_lr))
+                row, _ = context.distil(run, GUIDANCES.build(name, **guidance_options(args).get(name, {})), name,
+                                        seed, guidance_train(context, name, args.fake_lr))
                 table.setdefault(name, []).append({**row.metrics, **row.cost})
                 print(f"{mesh} seed {seed} {name}: chamfer {row.metrics['chamfer']:.4f} psnr "
                       f"{row.metrics['psnr']:.2f} ({row.cost['seconds']:.0f} s)", flush=True)
@@ -100,8 +111,9 @@ def study_modes(args) -> dict:
     for name in args.guidances:
         runs = []
         for seed in args.seeds:
-            row, _ = context.distil(Run(args.work / "modes" / f"seed{seed}", recipe), GUIDANCES.build(name), name,
-                                    seed, guidance_train(context, name, args.fake_lr))
+            row, _ = context.distil(Run(args.work / "modes" / f"seed{seed}", recipe),
+                                    GUIDANCES.build(name, **guidance_options(args).get(name, {})), name, seed,
+                                    guidance_train(context, name, args.fake_lr))
             nearest = row.metrics["object"]
             runs.append({**row.metrics, **row.cost,
                          "blend": row.metrics["chamfer"] > args.blend_factor * reference[nearest]})
@@ -136,6 +148,8 @@ def main() -> None:
     parser.add_argument("--kappa", type=float, default=15.0, help="exact prior's camera kernel width (degrees)")
     parser.add_argument("--prior-steps", type=int, default=3000)
     parser.add_argument("--blend-factor", type=float, default=1.5)
+    parser.add_argument("--option", action="append", default=[],
+                        help="a guidance option, e.g. sds.schedule=sqrt_anneal (repeatable)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("/tmp/distill_score_scenes"))
     parser.add_argument("--out", type=Path, default=None)

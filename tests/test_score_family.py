@@ -64,6 +64,9 @@ def test_the_view_exact_prior_returns_the_render_of_the_nearest_camera_at_low_no
     x = torch.full((1, 1, 4, 4), 0.375)
     x0, _ = prior.split(x, torch.tensor([0.3]), pose_vector(query))
     assert torch.allclose(x0, images[2:3], atol=1e-3)
+    # even pixels identical to the opposite camera's render get this camera's render: the kernel is cut
+    x0, _ = prior.split(images[0:1].clone(), torch.tensor([0.05]), pose_vector(query))
+    assert torch.allclose(x0, images[2:3], atol=1e-3)
     assert torch.allclose(view_directions(pose_vector(cameras)).norm(dim=1), torch.ones(4))
 
 

@@ -33,6 +33,9 @@ class ViewConditionedExactDenoiser(ExactDenoiser):
     """The ideal denoiser of renders ``images`` (N, C, H, W) taken from cameras ``poses`` (N, 4),
     each render weighted by a Gaussian kernel of the angle between its camera and the query's
     (``kappa_degrees`` wide): E[x0 | x_t, c] = Σ_i w_i(c) N(x_t; α x_i, σ²) x_i / Σ_i w_i(c) N(…).
+    The kernel is cut at 2κ (the nearest camera always kept): at low noise the image term of a
+    soft kernel outweighs any camera distance, and the prior would answer every camera with the
+    render nearest in pixels, whichever side of the object it shows.
     The score distillation analogue of a view-conditioned diffusion model (Liu et al. 2023,
     Zero-1-to-3) with nothing learned, so any error of a guidance is the guidance's own."""
 
@@ -49,7 +52,9 @@ class ViewConditionedExactDenoiser(ExactDenoiser):
         if y.dim() != 2 or y.shape[1] != POSE_DIM:
             raise ConfigError(f"a view-conditioned prior takes pose vectors (B, {POSE_DIM}) as y, got {tuple(y.shape)}.")
         cosine = (view_directions(y.float()) @ self.directions.T).clamp(-1.0, 1.0)
-        return -torch.arccos(cosine).pow(2) / (2 * self.kappa**2)
+        angle = torch.arccos(cosine)
+        window = angle.amin(dim=1, keepdim=True).clamp(min=2 * self.kappa)
+        return torch.where(angle <= window, -angle.pow(2) / (2 * self.kappa**2), -1e9)
 
 
 @dataclass
