@@ -157,3 +157,29 @@ def test_a_points_run_under_the_exact_prior_needs_no_training(tmp_path, monkeypa
     table = get_task("score").run(loaded, Run(tmp_path / "run", loaded))
     assert not (tmp_path / "run" / "prior").exists()
     assert table.rows[-1]["swd"] < table.rows[1]["swd"]  # the particles moved towards the data
+
+
+def test_a_scene_run_under_a_trained_view_prior_with_vsd_and_a_voxel_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    mesh_file = tmp_path / "blob.off"
+    ellipsoid_mesh().export(mesh_file)
+    views = {"meshes": [str(mesh_file)], "count": 6, "size": 8, "held_out": 2, "surface_points": 128}
+    loaded = load_recipe({"name": "v", "task": "score", "views": views,
+                          "prior": {"kind": "trained", "model": "unet", "options": {"channels": [8, 16]},
+                                    "train": {"steps": 3, "batch_size": 4}},
+                          "guidance": {"name": "vsd"}, "object": {"kind": "gaussians", "count": 8},
+                          "train": {"steps": 2, "batch_size": 2, "groups": {"fake": {"lr": 1e-4}}}})
+    table = get_task("score").run(loaded, Run(tmp_path / "vsd", loaded))
+    assert table.rows[-1]["model"] == "vsd" and (tmp_path / "vsd" / "prior").exists()
+    voxels = load_recipe({"name": "x", "task": "score", "views": views, "prior": {"kind": "exact"},
+                          "guidance": {"name": "csd"}, "object": {"kind": "voxels", "resolution": 6},
+                          "train": {"steps": 2, "batch_size": 2}})
+    get_task("score").run(voxels, Run(tmp_path / "vox", voxels))
+    assert (tmp_path / "vox" / "scene.npz").exists()
+
+
+def test_eval_and_export_of_a_score_run_say_where_the_object_is(tmp_path):
+    loaded = load_recipe(POINTS)
+    for call in (lambda t: t.evaluate(tmp_path, loaded), lambda t: t.export(tmp_path, loaded, "onnx")):
+        with pytest.raises(ConfigError, match="particles.npz"):
+            call(get_task("score"))

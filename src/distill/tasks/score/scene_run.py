@@ -144,7 +144,7 @@ class SceneContext:
         metrics = scene_metrics(scene, points, self.meshes[nearest], self.surfaces[nearest], self.held, self.size,
                                 self.background)
         with torch.no_grad():
-            turntable = scene.render(orbit(8, elevation=15.0), self.size, self.background).clamp(0, 1)
+            turntable = scene.render(orbit(8, elevation=15.0), self.size, background=self.background).clamp(0, 1)
         return ScoreRow(label, {**metrics, "object": self.names[nearest]}, turntable.mean(dim=1, keepdim=True),
                         cost or {})
 

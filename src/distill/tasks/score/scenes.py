@@ -52,7 +52,7 @@ class SceneObjective(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         cameras = self.cameras[batch["index"].cpu()]
-        images = to_prior_range(self.scene.render(cameras, self.size, self.background))
+        images = to_prior_range(self.scene.render(cameras, self.size, background=self.background))
         extra = (self.fake,) if self.fake is not None else ()
         # one object: every view shares particle 0's fixed noise where a guidance keeps one (CSD, DSD)
         particle = torch.zeros(len(images), dtype=torch.long, device=images.device)
@@ -78,7 +78,8 @@ class ReconstructionObjective(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         index = batch["index"].cpu()
-        images = to_prior_range(self.scene.render(self.views.cameras[index], self.size, self.background))
+        cameras = self.views.cameras[index]
+        images = to_prior_range(self.scene.render(cameras, self.size, background=self.background))
         return {"loss": (images - self.views.images[index].to(images)).pow(2).mean()}
 
     def dataset(self) -> TensorDictDataset:
@@ -106,7 +107,7 @@ def scene_metrics(scene: nn.Module, points: Tensor, mesh, surface: Tensor, camer
     surface, and PSNR /
     SSIM of the scene's renders against the mesh's own from ``cameras`` (held-out views, never seen by
     the prior); images in [0, 1]."""
-    rendered = scene.render(cameras, size, background).clamp(0, 1).float()
+    rendered = scene.render(cameras, size, background=background).clamp(0, 1).float()
     truth = render_mesh(mesh, cameras, size, background).float()
     if rendered.shape[1] != truth.shape[1]:
         rendered = rendered.mean(dim=1, keepdim=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from distill.errors import ConfigError
 from distill.experiment.runner import Run
 from distill.experiment.table import Table
 from distill.experiment.tasks import Task, register_task
@@ -10,6 +13,8 @@ from distill.tasks.score.recipe import SceneSpec, ScoreRecipe
 from distill.tasks.score.report import POINT_NOTES, SCENE_NOTES, plot_points, plot_turntables, score_table
 from distill.tasks.score.run import run_points_recipe
 from distill.tasks.score.scene_run import run_scene_recipe
+
+OUTPUTS = "particles.npz, or scene.ply for Gaussians and scene.npz for voxels"
 
 
 class ScoreTask(Task):
@@ -34,6 +39,15 @@ class ScoreTask(Task):
         run.write_results(self.name, table, details)
         run.write_report(table, [figure])
         return table
+
+    def evaluate(self, folder: Path, recipe: ScoreRecipe, weights: Path | None = None) -> Table:
+        raise ConfigError(f"a score run has no student to re-evaluate: its result is the object itself "
+                          f"({OUTPUTS}) in {folder}, scored in its results.json when it was made.")
+
+    def export(self, folder: Path, recipe: ScoreRecipe, fmt: str, weights: Path | None = None,
+               out: Path | None = None) -> list[Path]:
+        raise ConfigError(f"a score run has no network to export: the object it made is already written in "
+                          f"{folder} ({OUTPUTS}), in formats viewers open.")
 
 
 register_task(ScoreTask())
