@@ -12,39 +12,26 @@ import torch
 from torch import Tensor, nn
 
 from distill.data import TensorDictDataset
-from distill.errors import ConfigError
+from distill.tasks.score.objective import GuidedObjective
 
 
-class ParticlesObjective(nn.Module):
+class ParticlesObjective(GuidedObjective):
     """Move ``count`` particles (initialised from ``init``) by ``guidance`` under a frozen ``prior``;
     ``total_steps`` lets annealed noise schedules know the training progress."""
 
+    object_group = "particles"
+
     def __init__(self, guidance, prior: nn.Module, init: Tensor, total_steps: int, y: Tensor | None = None) -> None:
-        super().__init__()
-        if total_steps < 1:
-            raise ConfigError(f"total_steps must be >= 1, got {total_steps}.")
-        self.guidance, self.prior = guidance, prior.eval().requires_grad_(False)
+        super().__init__(guidance, prior, total_steps)
         self.particles = nn.Parameter(init.detach().clone().float())
-        self.fake = guidance.fake_network(prior) if hasattr(guidance, "fake_network") else None
         self.register_buffer("labels", y if y is not None else torch.zeros(0, dtype=torch.long))
-        self.total_steps, self.step = total_steps, 0
 
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        groups = {"particles": [self.particles]}
-        if self.fake is not None:
-            groups["fake"] = list(self.fake.parameters())
-        return groups
-
-    def after_optimizer_step(self, step: int) -> None:
-        self.step = step
+    def object_parameters(self) -> list[nn.Parameter]:
+        return [self.particles]
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         index = batch["index"]
-        x = self.particles[index]
-        y = self.labels[index] if len(self.labels) else None
-        progress = self.step / self.total_steps
-        extra = (self.fake,) if self.fake is not None else ()
-        return self.guidance.loss(x, self.prior, *extra, y=y, progress=progress, index=index)
+        return self.guided_loss(self.particles[index], self.labels[index] if len(self.labels) else None, index)
 
     @staticmethod
     def dataset(count: int) -> TensorDictDataset:

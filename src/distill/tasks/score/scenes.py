@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from distill.data import TensorDictDataset
-from distill.errors import ConfigError
+from distill.tasks.score.objective import GuidedObjective
 from distill.tasks.score.render import OrbitCameras, chamfer_distance, pose_vector, render_mesh
 from distill.tasks.score.views import ViewSet
 
@@ -24,40 +24,29 @@ def to_prior_range(images: Tensor) -> Tensor:
     return 2 * images - 1
 
 
-class SceneObjective(nn.Module):
+class SceneObjective(GuidedObjective):
     """Move ``scene`` (a :class:`~distill.tasks.score.render.GaussianScene` or
     :class:`~distill.tasks.score.render.VoxelGrid`) by ``guidance``: each step renders it from the
     batch's cameras and hands the renders, with their pose vectors as the prior's conditioning, to
     the guidance. Parameter groups: ``scene`` and, for VSD, ``fake`` (its camera-conditioned online
     score, as ProlificDreamer conditions its LoRA on the camera)."""
 
+    object_group = "scene"
+
     def __init__(self, guidance, prior: nn.Module, scene: nn.Module, cameras: OrbitCameras, size: int,
                  total_steps: int, background: float = 0.0) -> None:
-        super().__init__()
-        if total_steps < 1:
-            raise ConfigError(f"total_steps must be >= 1, got {total_steps}.")
-        self.guidance, self.prior, self.scene = guidance, prior.eval().requires_grad_(False), scene
-        self.fake = guidance.fake_network(prior) if hasattr(guidance, "fake_network") else None
-        self.cameras, self.size, self.background = cameras, size, background
-        self.total_steps, self.step = total_steps, 0
+        super().__init__(guidance, prior, total_steps)
+        self.scene, self.cameras, self.size, self.background = scene, cameras, size, background
 
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        groups = {"scene": list(self.scene.parameters())}
-        if self.fake is not None:
-            groups["fake"] = list(self.fake.parameters())
-        return groups
-
-    def after_optimizer_step(self, step: int) -> None:
-        self.step = step
+    def object_parameters(self) -> list[nn.Parameter]:
+        return list(self.scene.parameters())
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         cameras = self.cameras[batch["index"].cpu()]
         images = to_prior_range(self.scene.render(cameras, self.size, background=self.background))
-        extra = (self.fake,) if self.fake is not None else ()
         # one object: every view shares particle 0's fixed noise where a guidance keeps one (CSD, DSD)
         particle = torch.zeros(len(images), dtype=torch.long, device=images.device)
-        return self.guidance.loss(images, self.prior, *extra, y=pose_vector(cameras).to(images),
-                                  progress=self.step / self.total_steps, index=particle)
+        return self.guided_loss(images, pose_vector(cameras).to(images), particle)
 
     def dataset(self) -> TensorDictDataset:
         """Indices into the camera pool."""
