@@ -10,7 +10,8 @@ Two studies, each through the same runner pieces as ``distill run`` (``prepare_s
 * ``--study modes``: one prior sees renders of all ``--meshes`` with no object label; each guidance
   runs from every seed; a result is "recovered" as the mesh nearest to it (Chamfer), and a "blend"
   when even that Chamfer exceeds ``--blend-factor`` × the Chamfer of a direct reconstruction of the
-  same mesh. Reported: distinct objects recovered across seeds, blends, and the per-seed Chamfer.
+  same mesh. Reported: distinct objects recovered across seeds, blends, the per-seed Chamfer, and
+  diversity: the mean Chamfer distance between the results of two seeds.
 
     python benchmarks/score_scenes.py --meshes cow elephant --seeds 0 1 2
     python benchmarks/score_scenes.py --prior trained --meshes cow elephant --seeds 0 1 2
@@ -30,7 +31,9 @@ from common import mean_std, print_table, write_json
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
 from distill.tasks.score.guidance import GUIDANCES
+from distill.tasks.score.render import chamfer_distance
 from distill.tasks.score.scene_run import prepare_scene
+from distill.tasks.score.scenes import surface_points
 
 KEYS = ("chamfer", "psnr", "ssim", "seconds", "evaluations_per_step")
 
@@ -107,27 +110,33 @@ def study_modes(args) -> dict:
     for k, mesh in enumerate(context.names):
         row = context.reconstruct(Run(args.work / "modes" / "reconstruction", recipe), args.seeds[0], mesh=k)
         reference[mesh] = row.metrics["chamfer"]
-    results = {"reconstruction_chamfer": reference, "guidances": {}}
+    results = {"reconstruction_chamfer": reference, "guidances": {}, "diversity": {}}
     for name in args.guidances:
-        runs = []
+        runs, shapes = [], []
         for seed in args.seeds:
-            row, _ = context.distil(Run(args.work / "modes" / f"seed{seed}", recipe),
+            row, scene = context.distil(Run(args.work / "modes" / f"seed{seed}", recipe),
                                     GUIDANCES.build(name, **guidance_options(args).get(name, {})), name, seed,
                                     guidance_train(context, name, args.fake_lr))
+            shapes.append(surface_points(scene, context.held, context.size).float())
             nearest = row.metrics["object"]
             runs.append({**row.metrics, **row.cost,
                          "blend": row.metrics["chamfer"] > args.blend_factor * reference[nearest]})
             print(f"modes {name} seed {seed}: nearest {nearest} chamfer {row.metrics['chamfer']:.4f} "
                   f"(reconstruction {reference[nearest]:.4f})", flush=True)
         results["guidances"][name] = runs
+        pairs = [(a, b) for i, a in enumerate(shapes) for b in shapes[i + 1:] if len(a) and len(b)]
+        results["diversity"][name] = mean_std([chamfer_distance(a, b) for a, b in pairs]) if pairs else None
     lines = []
     for name, runs in results["guidances"].items():
         objects = sorted({r["object"] for r in runs if not r["blend"]})
+        diversity = results["diversity"][name]
         lines.append([name, str(len(objects)), ", ".join(objects) or "–", f"{sum(r['blend'] for r in runs)}/{len(runs)}",
-                      *summarise(runs, ("chamfer", "psnr"))])
+                      *summarise(runs, ("chamfer", "psnr")),
+                      "–" if diversity is None else f"{diversity[0]:.4f} ± {diversity[1]:.4f}"])
     print(f"\nmode seeking over {', '.join(context.names)} ({args.prior} prior; reconstruction Chamfer "
           + ", ".join(f"{m} {c:.4f}" for m, c in reference.items()) + ")")
-    print_table(["guidance", "distinct objects", "which", "blends", "chamfer (nearest)", "psnr (nearest)"], lines)
+    print_table(["guidance", "distinct objects", "which", "blends", "chamfer (nearest)", "psnr (nearest)",
+                 "diversity (Chamfer between seeds)"], lines)
     return results
 
 
