@@ -8,6 +8,12 @@ held-out points, and on 8 Gaussians the mean distance to the nearest mode, the m
 spread and the modes covered. Mean ± std over seeds.
 
     python benchmarks/score_particles.py --seeds 0 1 2
+    python benchmarks/score_particles.py --recipes digits --toys digits --seeds 0 1   # images, CFG prior
+
+With ``--recipes digits`` the runs are ``recipes/score/digits_<guidance>.yaml`` where one exists, else
+``digits_sds.yaml`` with its guidance replaced: 100 digit images under a class-conditional prior with
+classifier-free guidance, scored by Fréchet distance, precision / recall, label agreement and the share
+of over-saturated pixels.
 """
 
 from __future__ import annotations
@@ -23,7 +29,19 @@ from distill.experiment.runner import Run
 from distill.tasks.score.run import run_points_recipe
 
 GUIDANCES = ("sds", "vsd", "ism", "ssd", "csd", "dsd")
-KEYS = ("swd", "mmd", "mode_distance", "mode_spread", "modes_covered", "seconds", "evaluations_per_step")
+KEYS = ("swd", "mmd", "mode_distance", "mode_spread", "modes_covered", "fd", "precision", "recall", "agreement",
+        "out_of_range", "pixel_mean", "pixel_std", "seconds", "evaluations_per_step")
+
+
+def recipe_for(family: str, guidance: str, toy: str, seed: int):
+    """The recipe of ``guidance`` in ``family`` (``particles`` or ``digits``) at ``seed``."""
+    path = Path(f"recipes/score/{family}_{guidance}.yaml")
+    overrides = [f"train.seed={seed}", "train.progress=false", "prior.train.progress=false"]
+    if not path.exists():
+        path, overrides = Path(f"recipes/score/{family}_sds.yaml"), [*overrides, f"guidance.name={guidance}"]
+    if family == "particles":
+        overrides.append(f"data.name={toy}")
+    return load_recipe(path, overrides)
 
 
 def main() -> None:
@@ -31,6 +49,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--toys", nargs="+", default=["8gaussians", "checkerboard"])
     parser.add_argument("--guidances", nargs="+", default=list(GUIDANCES))
+    parser.add_argument("--recipes", choices=["particles", "digits"], default="particles")
     parser.add_argument("--work", type=Path, default=Path("/tmp/distill_score_particles"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/score_particles.json"))
     args = parser.parse_args()
@@ -40,9 +59,7 @@ def main() -> None:
         table = results.setdefault(toy, {})
         for guidance in args.guidances:
             for seed in args.seeds:
-                recipe = load_recipe(Path(f"recipes/score/particles_{guidance}.yaml"),
-                                     [f"data.name={toy}", f"train.seed={seed}", "train.progress=false",
-                                      "prior.train.progress=false"])
+                recipe = recipe_for(args.recipes, guidance, toy, seed)
                 rows, _ = run_points_recipe(recipe, Run(args.work / toy / f"{guidance}_seed{seed}", recipe))
                 for row in rows:
                     name = guidance if row.model == guidance else row.model
@@ -63,12 +80,13 @@ def main() -> None:
                     cells.append("–")
                     continue
                 mean, std = mean_std([float(v) for v in values])
-                cells.append(f"{mean:.4f} ± {std:.4f}" if key in ("mmd",) else f"{mean:.3f} ± {std:.3f}")
+                cells.append(f"{mean:.4f} ± {std:.4f}" if key in ("mmd", "out_of_range") else f"{mean:.3f} ± {std:.3f}")
             lines.append(cells)
         print(f"\n{toy}")
         print_table(["particles", *keys], lines)
-    write_json(args.out, {"command": "python benchmarks/score_particles.py --seeds "
-                                     + " ".join(map(str, args.seeds)), "results": results})
+    write_json(args.out, {"command": f"python benchmarks/score_particles.py --recipes {args.recipes} --toys "
+                                     f"{' '.join(args.toys)} --seeds {' '.join(map(str, args.seeds))}",
+                          "results": results})
 
 
 if __name__ == "__main__":

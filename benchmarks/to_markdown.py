@@ -86,9 +86,59 @@ def steps(data: dict) -> str:
                    "ms / sample", "goal"], rows)
 
 
+def _mean_std(values: list[float], spec: str) -> str:
+    if not values:
+        return "–"
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return f"{mean:{spec}} ± {std:{spec}}"
+
+
+SCORE_COLUMNS = {"swd": ("sliced W2", ".3f"), "mmd": ("MMD²", ".4f"), "mode_distance": ("dist. to mode", ".3f"),
+                 "mode_spread": ("per-mode std", ".3f"), "modes_covered": ("modes", ".1f"),
+                 "fd": ("Fréchet dist.", ".2f"), "precision": ("precision", ".2f"), "recall": ("recall", ".2f"),
+                 "agreement": ("label agreement", ".2f"), "out_of_range": ("pixels beyond ±1.1", ".3f"),
+                 "chamfer": ("Chamfer", ".4f"), "psnr": ("held-out PSNR (dB)", ".2f"), "ssim": ("held-out SSIM", ".3f"),
+                 "seconds": ("train s", ".1f"), "evaluations_per_step": ("prior evals / update", ".0f")}
+
+
+def _score_rows(table: dict[str, list[dict]]) -> str:
+    keys = [k for k in SCORE_COLUMNS if any(k in r for rows in table.values() for r in rows)]
+    body = [[name, *(_mean_std([float(r[k]) for r in rows if r.get(k) is not None], SCORE_COLUMNS[k][1]) for k in keys)]
+            for name, rows in table.items()]
+    return _table(["object", *(SCORE_COLUMNS[k][0] for k in keys)], body)
+
+
+def score_points(data: dict) -> str:
+    return "\n\n".join(f"**{toy}**\n\n{_score_rows(table)}" for toy, table in data["results"].items())
+
+
+def score_scenes(data: dict) -> str:
+    return "\n\n".join(f"**{mesh}** (prior and renders: {entry['prior_seconds']:.0f} s)\n\n{_score_rows(entry['rows'])}"
+                        for mesh, entry in data["results"].items())
+
+
+def score_modes(data: dict) -> str:
+    results = data["results"]
+    rows = []
+    for name, runs in results["guidances"].items():
+        kept = sorted({r["object"] for r in runs if not r["blend"]})
+        diversity = results["diversity"].get(name)
+        rows.append([name, str(len(kept)), ", ".join(kept) or "–", f"{sum(r['blend'] for r in runs)}/{len(runs)}",
+                     ", ".join(r["object"] for r in runs), _mean_std([r["chamfer"] for r in runs], ".4f"),
+                     "–" if diversity is None else f"{diversity[0]:.4f} ± {diversity[1]:.4f}"])
+    reference = ", ".join(f"{m} {c:.4f}" for m, c in results["reconstruction_chamfer"].items())
+    return (f"Reconstruction Chamfer per mesh (blend threshold: 1.5× these): {reference}\n\n"
+            + _table(["guidance", "distinct objects", "which", "blends", "nearest mesh per seed", "Chamfer (nearest)",
+                      "diversity (Chamfer between seeds)"], rows))
+
+
 RENDERERS = {"quickstart.json": quickstart, "methods_mnist1d.json": methods, "methods_mnist.json": methods,
              "steps_toys.json": steps, "steps_mnist.json": steps, "step_cost.json": step_cost, "engine_overhead.json": engine_overhead,
-             "hinton_mnist.json": hinton, "cross_sensor.json": cross_sensor, "heterogeneous.json": heterogeneous}
+             "hinton_mnist.json": hinton, "cross_sensor.json": cross_sensor, "heterogeneous.json": heterogeneous,
+             "score_particles.json": score_points, "score_images.json": score_points,
+             "score_scenes_meshes_exact.json": score_scenes, "score_scenes_meshes_trained.json": score_scenes,
+             "score_scenes_modes_exact.json": score_modes}
 
 
 def main() -> None:
