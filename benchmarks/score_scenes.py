@@ -40,8 +40,8 @@ KEYS = ("chamfer", "psnr", "ssim", "seconds", "evaluations_per_step")
 
 def scene_recipe(args, meshes: list[str]):
     prior = {"kind": "exact", "process": "flow", "kappa_degrees": args.kappa} if args.prior == "exact" else {
-        "kind": "trained", "model": "unet", "options": {"channels": [32, 64]}, "process": "flow",
-        "prediction": "velocity", "train": {"steps": args.prior_steps, "batch_size": 64, "lr": 1e-3,
+        "kind": "trained", "model": "unet", "options": {"channels": [16, 32]}, "process": "flow",
+        "prediction": "velocity", "train": {"steps": args.prior_steps, "batch_size": 32, "lr": 1e-3,
                                             "schedule": "cosine", "progress": False}}
     return load_recipe({"name": "bench", "task": "score",
                         "views": {"meshes": meshes, "count": args.views, "size": args.size, "elevation": [0.0, 30.0],
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--fake-lr", type=float, default=1e-4, help="VSD's online score learning rate")
     parser.add_argument("--kappa", type=float, default=15.0, help="exact prior's camera kernel width (degrees)")
-    parser.add_argument("--prior-steps", type=int, default=3000)
+    parser.add_argument("--prior-steps", type=int, default=2000)
     parser.add_argument("--blend-factor", type=float, default=1.5)
     parser.add_argument("--option", action="append", default=[],
                         help="a guidance option, e.g. sds.schedule=sqrt_anneal (repeatable)")
@@ -168,7 +168,7 @@ def main() -> None:
     out = args.out or Path(f"benchmarks/results/score_scenes_{args.study}_{args.prior}.json")
     write_json(out, {"command": "python benchmarks/score_scenes.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if k not in ("work", "out")), "results": results})
+        for k, v in vars(args).items() if k not in ("work", "out") and v != []), "results": results})
 
 
 if __name__ == "__main__":
