@@ -114,7 +114,10 @@ def score_points(data: dict) -> str:
 
 
 def score_scenes(data: dict) -> str:
-    return "\n\n".join(f"**{mesh}** (prior and renders: {entry['prior_seconds']:.0f} s)\n\n{_score_rows(entry['rows'])}"
+    def made(seconds: float) -> str:
+        return "renders and prior from the cache" if seconds < 1 else f"renders and prior: {seconds:.0f} s"
+
+    return "\n\n".join(f"**{mesh}** ({made(entry['prior_seconds'])})\n\n{_score_rows(entry['rows'])}"
                         for mesh, entry in data["results"].items())
 
 
