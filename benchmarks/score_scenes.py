@@ -28,6 +28,7 @@ import torch
 import yaml
 from common import mean_std, print_table, write_json
 
+from distill.engine.config import GroupConfig
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
 from distill.tasks.score.guidance import GUIDANCES
@@ -64,7 +65,7 @@ def guidance_options(args) -> dict[str, dict]:
 
 def guidance_train(context, name: str, fake_lr: float):
     train = context.recipe.train
-    return train.model_copy(update={"groups": {"fake": {"lr": fake_lr}}}) if name == "vsd" else train
+    return train.model_copy(update={"groups": {"fake": GroupConfig(lr=fake_lr)}}) if name == "vsd" else train
 
 
 def summarise(rows: list[dict], keys) -> list[str]:

@@ -27,8 +27,9 @@ POINT_NOTES = ["The first row is an independent real draw scored like every othe
          "'initial state' is where the guidance started; 'prior' is the prior sampled by its own ODE, the "
          "best any guidance can reach under this prior.",
          "Peak MB is the process's peak resident memory on CPU (interpreter and libraries included)."]
-SCENE_NOTES = ["Chamfer: mean nearest-neighbour distance between the object's points (opaque Gaussian centres or "
-               "voxels) and points on the true surface, both ways, halved; the mesh is scaled into the unit sphere.",
+SCENE_NOTES = ["Chamfer: mean nearest-neighbour distance between the object's visible surface (its depth maps from "
+               "the held-out cameras, fused where opacity ≥ 0.5) and points on the true surface, both ways, halved; "
+               "the mesh is scaled into the unit sphere.",
                "PSNR / SSIM: the object's renders against the mesh's own from held-out cameras the prior never saw.",
                "'initial state' is where every guidance started; 'reconstruction' fits the prior's own training views "
                "directly (photometric loss) with the same steps and optimiser: the upper bound.",
