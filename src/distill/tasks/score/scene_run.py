@@ -44,6 +44,8 @@ from distill.tasks.score.scenes import ReconstructionObjective, SceneObjective, 
 from distill.tasks.score.views import POSE_DIM, ViewConditionedExactDenoiser, ViewSet, render_views
 
 CAMERA_POOL = 4096
+#: what made the renders, in the cache key: a change of shading or ray casting must not reuse old views
+RENDERER = "render_mesh: exact ray casting, headlight Lambertian 0.15 + 0.85·|n·d|"
 
 
 def resolve_mesh(name: str):
@@ -71,7 +73,7 @@ class _Renders(nn.Module):
 def obtain_views(spec: ViewsSpec, meshes: list) -> tuple[ViewSet, dict]:
     """The renders of ``meshes`` the prior learns from, from the cache or rendered now."""
     holder = _Renders(spec.count * len(meshes), spec.size)
-    identity = {"kind": "mesh-views", "meshes": [mesh_fingerprint(m) for m in meshes],
+    identity = {"kind": "mesh-views", "renderer": RENDERER, "meshes": [mesh_fingerprint(m) for m in meshes],
                 **spec.model_dump(mode="json", exclude={"held_out", "surface_points", "meshes"})}
 
     def fit() -> dict:
