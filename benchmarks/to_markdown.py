@@ -141,7 +141,7 @@ RENDERERS = {"quickstart.json": quickstart, "methods_mnist1d.json": methods, "me
              "hinton_mnist.json": hinton, "cross_sensor.json": cross_sensor, "heterogeneous.json": heterogeneous,
              "score_particles.json": score_points, "score_images.json": score_points,
              "score_scenes_meshes_exact.json": score_scenes, "score_scenes_meshes_trained.json": score_scenes,
-             "score_scenes_modes_exact.json": score_modes}
+             "score_scenes_modes_exact.json": score_modes, "score_scenes_modes_trained.json": score_modes}
 
 
 def main() -> None:
