@@ -40,7 +40,7 @@ from distill.tasks.score.render import (
 )
 from distill.tasks.score.render.meshes import UP_AXIS
 from distill.tasks.score.run import ScoreRow
-from distill.tasks.score.scenes import ReconstructionObjective, SceneObjective, scene_metrics, surface_points
+from distill.tasks.score.scenes import ReconstructionObjective, SceneObjective, image_metrics, surface_points
 from distill.tasks.score.views import POSE_DIM, ViewConditionedExactDenoiser, ViewSet, render_views
 
 CAMERA_POOL = 4096
@@ -126,6 +126,7 @@ class SceneContext:
     cameras: OrbitCameras
     surfaces: list[Tensor]
     held: OrbitCameras
+    held_truth: list[Tensor]  # each mesh's own renders from the held-out cameras
 
     @property
     def size(self) -> int:
@@ -140,11 +141,12 @@ class SceneContext:
 
     def score(self, label: str, scene: nn.Module, cost: dict | None = None) -> ScoreRow:
         """Metrics against the mesh the scene is nearest to (Chamfer), which mesh that is, and a turntable."""
-        points = surface_points(scene, self.held, self.size)
-        found = points.float() if len(points) else torch.ones(1, 3)
-        nearest = min(range(len(self.meshes)), key=lambda k: chamfer_distance(found, self.surfaces[k]))
-        metrics = scene_metrics(scene, points, self.meshes[nearest], self.surfaces[nearest], self.held, self.size,
-                                self.background)
+        points = surface_points(scene, self.held, self.size).float()
+        points = points if len(points) else torch.ones(1, 3)  # nothing opaque: a far corner of the box
+        chamfers = [chamfer_distance(points, surface) for surface in self.surfaces]
+        nearest = min(range(len(chamfers)), key=chamfers.__getitem__)
+        metrics = {"chamfer": chamfers[nearest],
+                   **image_metrics(scene, self.held_truth[nearest], self.held, self.size, self.background)}
         with torch.no_grad():
             turntable = scene.render(orbit(8, elevation=15.0), self.size, background=self.background).clamp(0, 1)
         return ScoreRow(label, {**metrics, "object": self.names[nearest]}, turntable.mean(dim=1, keepdim=True),
@@ -194,8 +196,9 @@ def prepare_scene(recipe: ScoreRecipe, run: Run) -> SceneContext:
     surfaces = [sample_surface(m, views_spec.surface_points, views_spec.seed) for m in meshes]
     held = orbit(views_spec.held_out, elevation=sum(views_spec.elevation) / 2, radius=views_spec.radius,
                  fov_degrees=views_spec.fov, start_azimuth=180.0 / views_spec.held_out)
+    truth = [render_mesh(m, held, views_spec.size, spec.background).float() for m in meshes]
     return SceneContext(recipe, meshes, [Path(name).stem for name in views_spec.meshes], views, frozen(prior),
-                        prior_info, views_info, cameras, surfaces, held)
+                        prior_info, views_info, cameras, surfaces, held, truth)
 
 
 def run_scene_recipe(recipe: ScoreRecipe, run: Run) -> tuple[list[ScoreRow], dict, list[ScoreRow]]:

@@ -15,7 +15,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from distill.data import TensorDictDataset
 from distill.tasks.score.objective import GuidedObjective
-from distill.tasks.score.render import OrbitCameras, chamfer_distance, pose_vector, render_mesh
+from distill.tasks.score.render import OrbitCameras, pose_vector
 from distill.tasks.score.views import ViewSet
 
 
@@ -89,18 +89,12 @@ def surface_points(scene: nn.Module, cameras: OrbitCameras, size: int, min_opaci
 
 
 @torch.no_grad()
-def scene_metrics(scene: nn.Module, points: Tensor, mesh, surface: Tensor, cameras: OrbitCameras, size: int,
+def image_metrics(scene: nn.Module, truth: Tensor, cameras: OrbitCameras, size: int,
                   background: float = 0.0) -> dict[str, float]:
-    """Chamfer distance between the scene's visible surface ``points`` (:func:`surface_points` from
-    ``cameras``; a far corner of the unit box stands in when nothing is opaque) and points on the true
-    surface, and PSNR /
-    SSIM of the scene's renders against the mesh's own from ``cameras`` (held-out views, never seen by
-    the prior); images in [0, 1]."""
+    """PSNR / SSIM of the scene's renders from ``cameras`` against ``truth``, the mesh's own renders from
+    them (held-out views, never seen by the prior); images in [0, 1]."""
     rendered = scene.render(cameras, size, background=background).clamp(0, 1).float()
-    truth = render_mesh(mesh, cameras, size, background).float()
     if rendered.shape[1] != truth.shape[1]:
         rendered = rendered.mean(dim=1, keepdim=True)
-    points = points if len(points) else torch.ones(1, 3)
-    return {"chamfer": chamfer_distance(points.float(), surface),
-            "psnr": float(peak_signal_noise_ratio(rendered, truth, data_range=1.0)),
+    return {"psnr": float(peak_signal_noise_ratio(rendered, truth, data_range=1.0)),
             "ssim": float(structural_similarity_index_measure(rendered, truth, data_range=1.0))}
