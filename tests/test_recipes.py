@@ -21,7 +21,8 @@ from distill.experiment import load_run_recipe
 from distill.losses import LOSSES
 from distill.tasks.classification.run import build_student, load_student_data
 
-RECIPES = sorted(p for p in Path(__file__).parents[1].glob("recipes/**/*.yaml") if p.parent.name not in ("steps", "score"))
+LANGUAGE_RECIPES = sorted(Path(__file__).parents[1].glob("recipes/language/*.yaml"))
+RECIPES = sorted(p for p in Path(__file__).parents[1].glob("recipes/**/*.yaml") if p.parent.name not in ("steps", "score", "language"))
 
 #: Steps per phase. ViT recipes cost ~0.25 s per backward pass on one CPU thread, so they get fewer.
 STEPS, VIT_STEPS = 40, 12
@@ -107,4 +108,5 @@ def test_recipe_runs_and_learns(recipe, tmp_path):
 
 def test_every_method_has_a_recipe():
     used = {pair["loss"] for p in RECIPES for pair in yaml.safe_load(p.read_text())["distill"]["pairs"]}
+    used |= {yaml.safe_load(p.read_text())["method"]["loss"] for p in LANGUAGE_RECIPES}
     assert set(LOSSES.names()) - used == set()

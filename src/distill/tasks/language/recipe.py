@@ -1,0 +1,130 @@
+"""Language-model recipes (``task: language``): a teacher, a student, text, a loss, teacher signals."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from distill.engine.config import TrainConfig
+from distill.experiment.recipe import StrictModel, check_builds
+
+#: the token-level losses a recipe can name (registered in distill.losses.token); "ce" trains without a teacher
+TOKEN_LOSSES = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "taid")
+
+
+class TeacherSpec(StrictModel):
+    """``source``: ``smollm2`` (the packaged SmolLM2-135M-Instruct), a ``.gguf`` file or a local model folder."""
+
+    source: str = "smollm2"
+
+
+class StudentSpec(StrictModel):
+    """A student built from ``preset`` with the teacher's vocabulary, or a local model ``folder``;
+    ``init_layers`` copies the teacher's embeddings and those decoder layers (teacher width)."""
+
+    preset: str = "tiny"
+    folder: str | None = None
+    init_layers: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StudentSpec:
+        from distill.tasks.language.models import STUDENT_PRESETS
+
+        if self.folder and self.init_layers:
+            raise ValueError("student: give either folder (a model of your own) or init_layers (layers of the teacher), not both")
+        if not self.folder and not self.init_layers and self.preset not in STUDENT_PRESETS:
+            raise ValueError(f"student.preset {self.preset!r} is unknown; use one of {sorted(STUDENT_PRESETS)}")
+        return self
+
+
+class TextSpec(StrictModel):
+    """The text: ``corpus`` (``shakespeare``, ``generated``, or ``files`` with ``files`` listed), split by
+    document (``heldout`` share), packed into blocks of ``block_length`` tokens; ``train_blocks`` /
+    ``eval_blocks`` keep a seeded choice of that many blocks of each side (None: all)."""
+
+    corpus: Literal["shakespeare", "generated", "files"] = "shakespeare"
+    files: list[str] = Field(default_factory=list)
+    heldout: float = Field(0.1, gt=0, lt=1)
+    block_length: PositiveInt = 128
+    train_blocks: PositiveInt | None = 256
+    eval_blocks: PositiveInt | None = 32
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _files_given(self) -> TextSpec:
+        if (self.corpus == "files") != bool(self.files):
+            raise ValueError("data.files lists the .txt/.jsonl files exactly when data.corpus is 'files'")
+        if self.block_length < 8:
+            raise ValueError(f"data.block_length must be at least 8 tokens, got {self.block_length}")
+        return self
+
+
+class SignalSpec(StrictModel):
+    """Where the teacher's targets come from: ``cache`` (top-``k`` log-probabilities + tail, written
+    once) or ``live`` (the full distribution, a teacher forward per batch)."""
+
+    source: Literal["cache", "live"] = "cache"
+    k: PositiveInt = 32
+
+
+class MethodSpec(StrictModel):
+    """``loss``: a token loss (forward_kl, reverse_kl, jsd, skew_kl, skew_reverse_kl, taid) or ``ce`` (no
+    teacher); ``ce_weight`` mixes in next-token cross-entropy; ``on_policy``: the share λ of batches whose
+    continuations the student samples itself and the live teacher scores (GKD); ``sequence_kd``: train
+    with cross-entropy on teacher-generated continuations instead (Kim & Rush 2016)."""
+
+    loss: str = "forward_kl"
+    options: dict[str, Any] = Field(default_factory=dict)
+    temperature: float = Field(1.0, gt=0)
+    ce_weight: float = Field(0.0, ge=0)
+    on_policy: float = Field(0.0, ge=0, le=1)
+    prompt_tokens: PositiveInt = 32
+    sequence_kd: bool = False
+    generations: PositiveInt = 64
+
+    @model_validator(mode="after")
+    def _loss_builds(self) -> MethodSpec:
+        from distill.losses import LOSSES
+
+        if self.loss == "ce":
+            if self.on_policy or self.options or self.ce_weight:
+                raise ValueError("method.loss 'ce' trains without a teacher: on_policy, options and ce_weight do not apply")
+            return self
+        if self.sequence_kd:
+            raise ValueError("method.sequence_kd trains with cross-entropy on teacher generations; set method.loss: ce")
+        if self.loss not in TOKEN_LOSSES:
+            raise ValueError(f"method.loss {self.loss!r} is not a token-level loss; use 'ce' or one of {list(TOKEN_LOSSES)}")
+        check_builds(LOSSES, self.loss, {"temperature": self.temperature, "ce_weight": self.ce_weight, **self.options})
+        return self
+
+
+class EvalSpec(StrictModel):
+    """Samples from teacher and student for the same ``prompts`` (``sample_tokens`` each, greedy)."""
+
+    prompts: list[str] = Field(default_factory=lambda: ["HAMLET.\nTo be, or not to be,", "KING.\nMy lord,",
+                                                        "ROMEO.\nBut soft, what light"])
+    sample_tokens: PositiveInt = 40
+
+
+class LanguageRecipe(StrictModel):
+    """One language-model distillation: ``distill run recipes/language/<name>.yaml``."""
+
+    name: str
+    task: Literal["language"]
+    teacher: TeacherSpec = Field(default_factory=TeacherSpec)
+    student: StudentSpec = Field(default_factory=StudentSpec)
+    data: TextSpec = Field(default_factory=TextSpec)
+    signals: SignalSpec = Field(default_factory=SignalSpec)
+    method: MethodSpec = Field(default_factory=MethodSpec)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=120, batch_size=8, lr=3e-3, warmup_steps=10,
+                                                                   schedule="cosine", max_grad_norm=1.0, eval_every=20,
+                                                                   log_every=10))
+    evaluate: EvalSpec = Field(default_factory=EvalSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LanguageRecipe:
+        if self.method.prompt_tokens >= self.data.block_length and (self.method.on_policy or self.method.sequence_kd):
+            raise ValueError(f"method.prompt_tokens ({self.method.prompt_tokens}) must be shorter than data.block_length "
+                             f"({self.data.block_length}): the rest of each block is generated")
+        return self

@@ -1,0 +1,46 @@
+"""The ``language`` family's table, perplexity curve and samples section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from distill.experiment.table import Column, Table, number  # noqa: E402
+
+
+def language_table(rows: list[dict], title: str, notes: list[str] | None = None) -> Table:
+    """Held-out perplexity, top-1 agreement with the teacher and KL(teacher ‖ student) per model."""
+    return Table(title, [Column("model", "model"), Column("parameters", "params", number(".3g", 1e-6, "M")),
+                         Column("tokens", "train tokens", number(",.0f")), Column("perplexity", "held-out ppl", number(".1f")),
+                         Column("agreement", "top-1 agree", number(".1%")), Column("kl", "KL(t‖s)", number(".3f"))],
+                 rows, notes or [])
+
+
+def plot_curves(curves: dict[str, list[dict]], path: Path, teacher_perplexity: float | None = None) -> Path | None:
+    """Held-out perplexity against training tokens, one line per student (log scale)."""
+    if not any(curves.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, curve in curves.items():
+        ax.plot([p["tokens"] for p in curve], [p["perplexity"] for p in curve], marker="o", ms=3, label=label)
+    if teacher_perplexity is not None:
+        ax.axhline(teacher_perplexity, color="k", ls="--", lw=1, label="teacher")
+    ax.set(xlabel="training tokens", ylabel="held-out perplexity", yscale="log", title="Perplexity during training")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def samples_markdown(samples: dict) -> str:
+    """Teacher and student continuations of the same prompts, as Markdown."""
+    parts = ["## Samples (greedy, same prompts)", ""]
+    for prompt, teacher, student in zip(samples["prompts"], samples["teacher"], samples["student"]):
+        parts += [f"**Prompt:** `{prompt!r}`", "", "Teacher:", "", "```", teacher, "```", "", "Student:", "", "```",
+                  student, "```", ""]
+    return "\n".join(parts)

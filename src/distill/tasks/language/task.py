@@ -1,0 +1,57 @@
+"""The ``language`` family in the ``TASKS`` registry: distil a causal LM, score a student on held-out text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distill.errors import ConfigError
+from distill.experiment.runner import Run
+from distill.experiment.table import Table
+from distill.experiment.tasks import Task, register_task
+from distill.losses import LOSSES
+from distill.tasks.language.models import load_causal_lm, parameter_count
+from distill.tasks.language.recipe import LanguageRecipe
+from distill.tasks.language.report import language_table, plot_curves, samples_markdown
+from distill.tasks.language.run import EVAL_K, STUDENT_FOLDER, evaluate_model, prepare, run_language_recipe, teacher_cache
+
+
+class LanguageTask(Task):
+    """Language-model distillation: a Hugging Face causal LM (SmolLM2 by default) into a small LM with
+    its tokenizer, from a top-k teacher cache or the live teacher."""
+
+    name = "language"
+    recipe = LanguageRecipe
+    methods = LOSSES
+
+    def run(self, recipe: LanguageRecipe, run: Run) -> Table:
+        rows, details = run_language_recipe(recipe, run)
+        notes = [f"held-out: {details['eval_tokens']:,} predicted tokens of documents never trained on; agreement and "
+                 f"KL against the teacher's top-{EVAL_K} + tail (a lower bound of the full KL)",
+                 f"student trained {details['training']['seconds']:.0f} s; saved to {STUDENT_FOLDER}/ (transformers loads it)"]
+        table = language_table(rows, recipe.name, notes)
+        run.write_results(self.name, table, details)
+        curve = plot_curves({rows[1]["model"]: details["training"]["curve"]}, run.folder / "perplexity.png",
+                            details["teacher"]["perplexity"])
+        report = run.write_report(table, [("Held-out perplexity during training", curve)])
+        report.write_text(report.read_text() + "\n" + samples_markdown(details["samples"]))
+        return table
+
+    def evaluate(self, folder: Path, recipe: LanguageRecipe, weights: Path | None = None) -> Table:
+        model_folder = Path(weights) if weights else Path(folder) / STUDENT_FOLDER
+        if not (model_folder / "config.json").is_file():
+            raise ConfigError(f"{model_folder} is not a Hugging Face model folder (no config.json); pass --weights "
+                              "a folder written by save_pretrained.")
+        context = prepare(recipe)
+        cache = teacher_cache(context, "eval", EVAL_K)
+        model = load_causal_lm(model_folder)
+        scores = evaluate_model(model, context.eval_blocks, cache)
+        return language_table([{"model": str(model_folder), "parameters": parameter_count(model), **scores}],
+                              f"{recipe.name}: evaluation")
+
+    def export(self, folder: Path, recipe: LanguageRecipe, fmt: str, weights: Path | None = None,
+               out: Path | None = None) -> list[Path]:
+        raise ConfigError(f"a language run's student is already exported as a Hugging Face folder: "
+                          f"{Path(folder) / STUDENT_FOLDER} (load it with AutoModelForCausalLM.from_pretrained).")
+
+
+register_task(LanguageTask())
