@@ -35,9 +35,9 @@ RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "language" / "smol
 ROWS = {
     "scratch (CE)": ["method.loss=ce"],
     "forward KL": ["method.loss=forward_kl"],
+    "TAID": ["method.loss=taid"],
     "reverse KL": ["method.loss=reverse_kl"],
     "JSD(0.5)": ["method.loss=jsd"],
-    "TAID": ["method.loss=taid"],
     "on-policy GKD (JSD, λ=0.25)": ["method.loss=jsd", "method.on_policy=0.25"],
 }
 

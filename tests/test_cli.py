@@ -109,3 +109,11 @@ def test_missing_field_is_named(tmp_path, capsys):
 def test_eval_of_a_foreign_folder(tmp_path, capsys):
     assert main(["eval", str(tmp_path)]) == 2
     assert "not a distill run folder" in capsys.readouterr().err
+
+
+def test_eval_text_is_refused_for_other_families(tmp_path, capsys):
+    from pathlib import Path
+
+    (tmp_path / "recipe.yaml").write_text((Path(__file__).parents[1] / "recipes" / "steps" / "reflow.yaml").read_text())
+    assert main(["eval", str(tmp_path), "--text", str(tmp_path / "play.txt")]) != 0
+    assert "--text scores a language model" in capsys.readouterr().err

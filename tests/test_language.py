@@ -177,6 +177,10 @@ def test_full_run_writes_a_loadable_student(teacher_folder, tmp_path, overrides)
     again = task.evaluate(tmp_path / "run", recipe)
     assert abs(again.rows[0]["perplexity"] - student_row["perplexity"]) < 1e-3 * student_row["perplexity"]
     assert table.rows[1]["tokens"] == 6 * 4 * 15
+    text = tmp_path / "other.txt"
+    text.write_text("\n".join(generated_text(documents=1, sentences=30, seed=9).texts))
+    on_file = task.evaluate(tmp_path / "run", recipe, text=text)
+    assert on_file.rows[0]["perplexity"] != again.rows[0]["perplexity"] and "other.txt" in on_file.title
 
 
 @pytest.mark.parametrize("path", sorted(__import__("pathlib").Path(__file__).parents[1].glob("recipes/language/*.yaml")),

@@ -52,3 +52,18 @@ def test_readme_score_distillation_example_runs():
     images = namespace["images"]
     assert images.shape == (4, 1, 32, 32) and torch.isfinite(images).all()
     assert namespace["scene"].positions.grad is not None
+
+
+def test_readme_language_loss_example_runs():
+    namespace = {}
+    block = next(b for b in BLOCKS if "TopKTargets" in b)
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["loss"].item() > 0 and namespace["sparse"].item() > 0
+    assert namespace["sparse"].item() <= dense_forward_kl(namespace) + 1e-5
+
+
+def dense_forward_kl(namespace) -> float:
+    """The dense forward KL of the README example: the top-k value never exceeds it (data processing)."""
+    from distill.losses import LOSSES
+
+    return LOSSES.build("forward_kl")(namespace["student_logits"], namespace["teacher_logits"]).item()

@@ -45,7 +45,11 @@ def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
 
     recipe = load_run_recipe(Path(args.run_dir))
     weights = Path(args.weights) if args.weights else None
-    get_task(recipe.task).evaluate(Path(args.run_dir), recipe, weights).print(console)
+    task = get_task(recipe.task)
+    if args.text and not getattr(task, "accepts_text", False):
+        raise DistillError(f"--text scores a language model on a text file; this is a {recipe.task} run.")
+    options = {"text": Path(args.text)} if args.text else {}
+    task.evaluate(Path(args.run_dir), recipe, weights, **options).print(console)
     return 0
 
 
@@ -105,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("eval", "evaluate a run's student"), ("export", "export a run's student")):
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("run_dir", help="folder written by `distill run`")
-        cmd.add_argument("--weights", help="a .safetensors file or checkpoint folder instead of the run's student")
+        cmd.add_argument("--weights", help="a .safetensors file or checkpoint folder instead of the run's student "
+                                           "(language runs: any local Hugging Face model folder)")
+        if name == "eval":
+            cmd.add_argument("--text", help="language runs: score on this .txt / .jsonl file instead of the held-out text")
         if name == "export":
             cmd.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
             cmd.add_argument("--out", help="output file (steps runs: the stem of one file per step count)")

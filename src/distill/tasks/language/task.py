@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from distill.errors import ConfigError
@@ -9,6 +10,7 @@ from distill.experiment.runner import Run
 from distill.experiment.table import Table
 from distill.experiment.tasks import Task, register_task
 from distill.losses import LOSSES
+from distill.tasks.language.corpus import pack_blocks, text_files
 from distill.tasks.language.models import load_causal_lm, parameter_count
 from distill.tasks.language.recipe import LanguageRecipe
 from distill.tasks.language.report import language_table, plot_curves, samples_markdown
@@ -22,6 +24,7 @@ class LanguageTask(Task):
     name = "language"
     recipe = LanguageRecipe
     methods = LOSSES
+    accepts_text = True  # `distill eval --text FILE` scores on another text
 
     def run(self, recipe: LanguageRecipe, run: Run) -> Table:
         rows, details = run_language_recipe(recipe, run)
@@ -36,17 +39,24 @@ class LanguageTask(Task):
         report.write_text(report.read_text() + "\n" + samples_markdown(details["samples"]))
         return table
 
-    def evaluate(self, folder: Path, recipe: LanguageRecipe, weights: Path | None = None) -> Table:
+    def evaluate(self, folder: Path, recipe: LanguageRecipe, weights: Path | None = None,
+                 text: Path | None = None) -> Table:
+        """The student (or the model folder ``weights``) on the run's held-out text, or on the ``text`` file."""
         model_folder = Path(weights) if weights else Path(folder) / STUDENT_FOLDER
         if not (model_folder / "config.json").is_file():
             raise ConfigError(f"{model_folder} is not a Hugging Face model folder (no config.json); pass --weights "
                               "a folder written by save_pretrained.")
         context = prepare(recipe)
+        if text is not None:
+            corpus = text_files([str(text)])
+            blocks = pack_blocks(context.tokenizer, corpus, recipe.data.block_length, recipe.data.eval_blocks, 0)
+            identity = {**context.identity["eval"], "text": corpus.digest(), "packing": f"eval-file blocks={len(blocks)}"}
+            context = dataclasses.replace(context, eval_blocks=blocks, identity={**context.identity, "eval": identity})
         cache = teacher_cache(context, "eval", EVAL_K)
         model = load_causal_lm(model_folder)
         scores = evaluate_model(model, context.eval_blocks, cache)
         return language_table([{"model": str(model_folder), "parameters": parameter_count(model), **scores}],
-                              f"{recipe.name}: evaluation")
+                              f"{recipe.name}: evaluation on {text or 'the held-out plays'}")
 
     def export(self, folder: Path, recipe: LanguageRecipe, fmt: str, weights: Path | None = None,
                out: Path | None = None) -> list[Path]:
