@@ -14,6 +14,8 @@ TAID) uses none, and the default temperature is 1. ``ce_weight > 0`` adds
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import math
 
 import torch
@@ -193,17 +195,22 @@ class SkewKLLoss(TokenDistillLoss):
     which is this plus the teacher's entropy (same gradient); here it is 0 when q = p.
     """
 
+    #: skew reverse KL swaps the roles: the student is mixed into the teacher
+    reverse: ClassVar[bool] = False
+
     def __init__(self, alpha: float = 0.1, temperature: float = 1.0, ce_weight: float = 0.0) -> None:
         super().__init__(temperature, ce_weight)
-        self.alpha = _check_weight("alpha", alpha, "the teacher's share of the skewed student; 1 would compare "
-                                   "the teacher with itself", open_right=True)
+        mixed, other = ("student", "teacher") if self.reverse else ("teacher", "student")
+        self.alpha = _check_weight("alpha", alpha, f"the {mixed}'s share of the skewed {other}; 1 would compare "
+                                   f"the {mixed} with itself", open_right=True)
 
     def divergence(self, log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
-        return kl_divergence(log_p, log_mixture(log_p, log_q, self.alpha))
+        first, second = (log_q, log_p) if self.reverse else (log_p, log_q)
+        return kl_divergence(first, log_mixture(first, second, self.alpha))
 
 
 @LOSSES.register("skew_reverse_kl")
-class SkewReverseKLLoss(TokenDistillLoss):
+class SkewReverseKLLoss(SkewKLLoss):
     """Skew reverse KL of DistiLLM (Ko et al., 2024, "DistiLLM: Towards Streamlined Distillation for Large Language Models").
 
     ``SRKL_α = KL(q ‖ (1 − α)·p + α·q)`` per position, ``alpha`` in [0, 1) (0: reverse KL):
@@ -211,13 +218,7 @@ class SkewReverseKLLoss(TokenDistillLoss):
     (``skewed_reverse_kl``: ``mixed = (1 − λ)·p_teacher + λ·q_student``).
     """
 
-    def __init__(self, alpha: float = 0.1, temperature: float = 1.0, ce_weight: float = 0.0) -> None:
-        super().__init__(temperature, ce_weight)
-        self.alpha = _check_weight("alpha", alpha, "the student's share of the skewed teacher; 1 would compare "
-                                   "the student with itself", open_right=True)
-
-    def divergence(self, log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
-        return kl_divergence(log_q, log_mixture(log_q, log_p, self.alpha))
+    reverse = True
 
 
 @LOSSES.register("taid")
