@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -135,7 +136,7 @@ def main() -> None:
                 [[name, f"{speed[name]['tokens_per_second']:.0f}", f"{speed[name]['seconds'] / speed['ce_step']['seconds']:.2f}",
                   f"{speed[name]['peak_rss_gb']:.2f}"] for name in ("ce_step", "cached_step", "live_step")])
     plot_curves(curves, args.out.with_suffix(".png"), teacher["perplexity"])
-    write_json(args.out, {"machine": machine(), "threads": args.threads, "seeds": args.seeds, "overrides": args.set,
+    write_json(args.out, {"command": "python " + " ".join(sys.argv), "machine": machine(), "threads": args.threads, "seeds": args.seeds, "overrides": args.set,
                           "teacher": teacher, "teacher_forward": build, "cache_error": errors, "throughput": speed,
                           "rows": results, "curves": curves, "eval_tokens": int(context.eval_blocks[:, 1:].numel()),
                           "recipe": base.model_dump(mode="json"), "seconds": time.perf_counter() - started})

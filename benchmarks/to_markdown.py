@@ -136,12 +136,39 @@ def score_modes(data: dict) -> str:
                       "diversity (Chamfer between seeds)"], rows))
 
 
+def language(data: dict) -> str:
+    rows = data["rows"]
+    base = rows.get("scratch (CE)")
+    out = [["teacher (SmolLM2-135M-Instruct)", f"{data['teacher']['perplexity']:.1f}", "–", "100 %", "0", "–"]]
+    for label, r in rows.items():
+        (m, sd), verdict = r["perplexity"], "baseline"
+        if base is not None and r is not base:
+            (bm, bsd) = base["perplexity"]
+            change = 100 * (m - bm) / bm
+            apart = abs(m - bm) > 2 * max(sd, bsd)
+            verdict = f"{change:+.1f} % ({'> 2σ' if apart else 'tie'})"
+        out.append([label, f"{m:.1f} ± {sd:.1f}", verdict, "{:.1%} ± {:.1%}".format(*r["agreement"]),
+                    "{:.3f} ± {:.3f}".format(*r["kl"]), "{:.0f} ± {:.0f}".format(*r["seconds"])])
+    table = _table(["row", "held-out perplexity", "vs scratch", "top-1 agreement", "KL(t‖s), top-128 bins",
+                    "train s"], out)
+    errors = _table(["k", "bytes / token", "mean tail mass", "KL(full ‖ top-k + uniform tail)"],
+                    [[str(e["k"]), str(e["bytes_per_token"]), f"{e['tail_mass']:.3f}", f"{e['kl']:.4f}"]
+                     for e in data["cache_error"]])
+    speed = data["throughput"]
+    steps = _table(["step (same student, same batch)", "tokens / s", "× cross-entropy step", "peak RSS (GB)"],
+                   [[name.replace("_", " "), f"{speed[name]['tokens_per_second']:.0f}",
+                     f"{speed[name]['seconds'] / speed['ce_step']['seconds']:.2f}", f"{speed[name]['peak_rss_gb']:.2f}"]
+                    for name in ("ce_step", "cached_step", "live_step")])
+    return "\n\n".join([table, errors, steps])
+
+
 RENDERERS = {"quickstart.json": quickstart, "methods_mnist1d.json": methods, "methods_mnist.json": methods,
              "steps_toys.json": steps, "steps_mnist.json": steps, "step_cost.json": step_cost, "engine_overhead.json": engine_overhead,
              "hinton_mnist.json": hinton, "cross_sensor.json": cross_sensor, "heterogeneous.json": heterogeneous,
              "score_particles.json": score_points, "score_images.json": score_points,
              "score_scenes_meshes_exact.json": score_scenes, "score_scenes_meshes_trained.json": score_scenes,
-             "score_scenes_modes_exact.json": score_modes, "score_scenes_modes_trained.json": score_modes}
+             "score_scenes_modes_exact.json": score_modes, "score_scenes_modes_trained.json": score_modes,
+             "language.json": language}
 
 
 def main() -> None:
