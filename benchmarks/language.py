@@ -40,6 +40,7 @@ ROWS = {
     "reverse KL": ["method.loss=reverse_kl"],
     "JSD(0.5)": ["method.loss=jsd"],
     "on-policy GKD (JSD, λ=0.25)": ["method.loss=jsd", "method.on_policy=0.25"],
+    "forward KL + CE (weight 1)": ["method.loss=forward_kl", "method.ce_weight=1.0"],
 }
 
 
