@@ -108,8 +108,8 @@ def main() -> None:
     build = teacher_stats(train_cache)
     print(f"teacher: held-out perplexity {teacher['perplexity']:.1f}; forward {build['tokens_per_second']:.0f} tokens/s "
           f"({args.threads} threads); caches ready after {time.perf_counter() - started:.0f} s")
+    speed = throughput(base, context, train_cache)  # first: its memory peaks are those of the steps alone
     errors = cache_error(context, [8, 32, 128])
-    speed = throughput(base, context, train_cache)
     results, curves = {}, {}
     for label in args.rows:
         per_seed = []

@@ -75,9 +75,9 @@ def binned_log_probs(student_logits: torch.Tensor, targets: TopKTargets, tempera
         raise DistillError(f"top-k targets with k={targets.k} need a vocabulary larger than k, the student has {vocabulary}.")
     log_all = torch.log_softmax(student_logits.float() / temperature, dim=-1)
     log_top = log_all.gather(-1, targets.indices.long())
-    # the student's mass outside the listed tokens, summed in log space (stable when it is tiny)
-    log_outside = log_all.scatter(-1, targets.indices.long(), float("-inf")).logsumexp(dim=-1, keepdim=True)
-    log_q = torch.cat([log_top, log_outside.clamp(min=math.log(_TAIL_FLOOR))], dim=-1)
+    # the student's mass outside the listed tokens: 1 − Σ top, without a second pass over the vocabulary
+    outside = (1.0 - log_top.exp().sum(dim=-1, keepdim=True)).clamp(min=_TAIL_FLOOR)
+    log_q = torch.cat([log_top, outside.log()], dim=-1)
     teacher_top = targets.logprobs.float()
     tail = targets.tail_mass().unsqueeze(-1).clamp(min=_TAIL_FLOOR)
     log_p = torch.cat([teacher_top, tail.log()], dim=-1)
