@@ -12,9 +12,16 @@ from distill.experiment.tasks import Task, register_task
 from distill.losses import LOSSES
 from distill.tasks.language.corpus import pack_blocks, text_files
 from distill.tasks.language.models import load_causal_lm, parameter_count
-from distill.tasks.language.recipe import LanguageRecipe
+from distill.registry import Registry
+from distill.tasks.language.recipe import TOKEN_LOSSES, LanguageRecipe
 from distill.tasks.language.report import language_table, plot_curves, samples_markdown
 from distill.tasks.language.run import EVAL_K, STUDENT_FOLDER, evaluate_model, prepare, run_language_recipe, teacher_cache
+
+
+#: the token-level losses a language recipe can name (the same classes as in LOSSES)
+LANGUAGE_LOSSES = Registry("language loss")
+for _name in TOKEN_LOSSES:
+    LANGUAGE_LOSSES.register(_name)(LOSSES.get(_name))
 
 
 class LanguageTask(Task):
@@ -23,7 +30,7 @@ class LanguageTask(Task):
 
     name = "language"
     recipe = LanguageRecipe
-    methods = LOSSES
+    methods = LANGUAGE_LOSSES
     accepts_text = True  # `distill eval --text FILE` scores on another text
 
     def run(self, recipe: LanguageRecipe, run: Run) -> Table:
