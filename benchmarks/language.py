@@ -28,7 +28,7 @@ from distill.experiment.runner import Run
 from distill.losses import LOSSES
 from distill.tasks.language.objective import LanguageObjective, live_signal
 from distill.tasks.language.report import plot_curves
-from distill.tasks.language.run import (EVAL_K, cached_signal, evaluate_model, make_student, prepare, teacher_cache,
+from distill.tasks.language.run import (EVAL_K, cached_signal, make_student, prepare, teacher_cache,
                                         teacher_stats, train_student)
 from distill.token_cache import tail_mass, topk_reconstruction_kl
 
@@ -116,8 +116,8 @@ def main() -> None:
         for seed in args.seeds:
             recipe = load_recipe(RECIPE, [*args.set, *ROWS[label], f"train.seed={seed}", "train.progress=false"])
             run = Run(Path("runs/bench_language") / f"{label.split(' (')[0].replace(' ', '_')}_s{seed}", recipe)
-            student, facts = train_student(recipe, context, run, eval_cache)
-            scores = evaluate_model(student, context.eval_blocks, eval_cache)
+            _, facts = train_student(recipe, context, run, eval_cache)
+            scores = facts["scores"]
             per_seed.append({**scores, "seconds": facts["seconds"], "train_tokens": facts["train_tokens"]})
             if seed == args.seeds[0]:
                 curves[label] = facts["curve"]

@@ -36,6 +36,15 @@ def prediction_mask(ids: Tensor, first: int = 0) -> Tensor:
     return mask
 
 
+@torch.no_grad()
+def sample_continuations(model: nn.Module, prompt: Tensor, length: int) -> Tensor:
+    """``prompt`` continued to ``length`` tokens by ``model``'s own samples (temperature 1, no top-k / top-p cut)."""
+    new = length - prompt.shape[1]
+    return model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=True, top_k=0,
+                          top_p=1.0, temperature=1.0, max_new_tokens=new, min_new_tokens=new,
+                          pad_token_id=model.config.eos_token_id)
+
+
 def live_signal(teacher: nn.Module) -> Signal:
     """Targets from the live teacher: its full logits for the batch."""
 
@@ -62,14 +71,9 @@ class LanguageObjective(nn.Module):
 
     def _rollout(self, ids: Tensor) -> tuple[Tensor, Tensor]:
         """The block's prompt continued by the student's own samples, and the mask of the sampled positions."""
-        prompt = ids[:, : self.prompt_tokens]
         was_training = self.model.training
         self.model.eval()
-        with torch.no_grad():
-            sampled = self.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
-                                          top_k=0, top_p=1.0, temperature=1.0, max_new_tokens=ids.shape[1] - prompt.shape[1],
-                                          min_new_tokens=ids.shape[1] - prompt.shape[1],
-                                          pad_token_id=self.model.config.eos_token_id)
+        sampled = sample_continuations(self.model, ids[:, : self.prompt_tokens], ids.shape[1])
         self.model.train(was_training)
         return sampled, prediction_mask(sampled, self.prompt_tokens - 1)
 

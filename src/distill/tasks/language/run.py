@@ -20,10 +20,11 @@ from distill.errors import ConfigError
 from distill.experiment.runner import Run
 from distill.losses import LOSSES
 from distill.losses.sparse import TopKTargets, binned_log_probs
+from distill.losses.token import kl_divergence
 from distill.tasks.language.corpus import Corpus, generated_text, pack_blocks, shakespeare_plays, split_documents, text_files
 from distill.tasks.language.models import (build_student, load_causal_lm, load_tokenizer, parameter_count,
                                           resolve_model_folder, tokenizer_hash, weights_hash)
-from distill.tasks.language.objective import LanguageObjective, live_signal, prediction_mask
+from distill.tasks.language.objective import LanguageObjective, live_signal, prediction_mask, sample_continuations
 from distill.tasks.language.recipe import LanguageRecipe
 from distill.token_cache import TopKCache, blocks_hash, build_topk_cache
 
@@ -139,7 +140,7 @@ def evaluate_model(model: nn.Module, blocks: Tensor, cache: TopKCache, batch_siz
         nll += float(torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten(), reduction="sum"))
         targets = cache.targets(torch.arange(start, start + len(ids)))
         log_q, log_p = binned_log_probs(logits, targets, targets.temperature)
-        kl += float(((log_p.exp() * (log_p - log_q)).sum(-1) * mask).sum())
+        kl += float((kl_divergence(log_p, log_q) * mask).sum())
         agree += float(((logits.argmax(-1) == targets.indices[..., 0]) & mask).sum())
         count += float(mask.sum())
     return {"perplexity": math.exp(nll / count), "agreement": agree / count, "kl": kl / count}
@@ -164,12 +165,8 @@ def teacher_generations(context: LanguageContext, prompt_tokens: int, count: int
         out = []
         with progress_bar("teacher generations", len(blocks)) as bar:
             for start in range(0, len(blocks), 8):
-                prompt = blocks[start:start + 8, :prompt_tokens]
-                new = blocks.shape[1] - prompt_tokens
-                out.append(context.teacher.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
-                                                    top_k=0, max_new_tokens=new, min_new_tokens=new,
-                                                    pad_token_id=context.tokenizer.eos_token_id))
-                bar.update(start + len(prompt))
+                out.append(sample_continuations(context.teacher, blocks[start:start + 8, :prompt_tokens], blocks.shape[1]))
+                bar.update(start + len(out[-1]))
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(torch.cat(out), path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
@@ -204,7 +201,8 @@ def train_student(recipe: LanguageRecipe, context: LanguageContext, run: Run,
     result = run.train(objective, data, config, "student", evaluator)
     curve = [{"step": r["step"], "tokens": r["step"] * config.batch_size * (recipe.data.block_length - 1),
               "perplexity": r["val_perplexity"]} for r in result.history if "val_perplexity" in r]
-    facts = {"steps": result.steps, "train_tokens": total * config.batch_size * (recipe.data.block_length - 1),
+    scores = {k: result.final[f"val_{k}"] for k in ("perplexity", "agreement", "kl")}  # the evaluator ran at the end
+    facts = {"scores": scores, "steps": result.steps, "train_tokens": total * config.batch_size * (recipe.data.block_length - 1),
              "seconds": result.seconds, "tokens_per_second": result.samples_per_second * recipe.data.block_length,
              "parameters": parameter_count(student), "curve": curve}
     return student, facts
@@ -237,7 +235,7 @@ def run_language_recipe(recipe: LanguageRecipe, run: Run) -> tuple[list[dict], d
     stats = teacher_stats(eval_cache)
     student, facts = train_student(recipe, context, run, eval_cache)
     save_student(student, context.tokenizer, run.folder / STUDENT_FOLDER)
-    scores = evaluate_model(student, context.eval_blocks, eval_cache)
+    scores = facts["scores"]
     rows = [{"model": "teacher", "parameters": parameter_count(context.teacher), "perplexity": stats["perplexity"],
              "agreement": 1.0, "kl": 0.0, "tokens": None},
             {"model": f"student ({recipe.method.loss}{', on-policy' if recipe.method.on_policy else ''}"
