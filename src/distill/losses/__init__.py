@@ -9,6 +9,7 @@ from distill.losses.fitnet import FitNetLoss
 from distill.losses.functional import masked_cross_entropy, soft_kl
 from distill.losses.kd import KDLoss
 from distill.losses.logit_standardization import LogitStandardizedKDLoss
+from distill.losses.minilm import AttentionRelationLoss
 from distill.losses.mmd import MMDLoss
 from distill.losses.nst import NSTLoss
 from distill.losses.ofa import OFALoss
@@ -31,6 +32,7 @@ from distill.losses.vkd import VkDLoss
 __all__ = [
     "IGNORE_INDEX",
     "LOSSES",
+    "AttentionRelationLoss",
     "AttentionTransferLoss",
     "CRDLoss",
     "ChannelWiseLoss",

@@ -20,10 +20,14 @@ def check_positive(name: str, value: float) -> float:
     return float(value)
 
 
-def check_fraction(name: str, value: float) -> float:
-    """``value`` if it lies in [0, 1], else a ConfigError naming the argument."""
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name} must lie in [0, 1] (the weight of the soft term), got {value}.")
+def check_fraction(name: str, value: float, meaning: str = "the weight of the soft term", *,
+                   open_right: bool = False) -> float:
+    """``value`` if it lies in [0, 1] (or [0, 1) with ``open_right``), else a ConfigError naming the argument
+    and what it weighs."""
+    upper_ok = value < 1.0 if open_right else value <= 1.0
+    if not (0.0 <= value and upper_ok):
+        interval = "[0, 1)" if open_right else "[0, 1]"
+        raise ConfigError(f"{name} must lie in {interval} ({meaning}), got {value}.")
     return float(value)
 
 

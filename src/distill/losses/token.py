@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from distill.errors import ConfigError, DistillError
 from distill.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
 from distill.losses.functional import (
+    check_fraction,
     check_mask,
     check_pair,
     check_positive,
@@ -35,15 +36,6 @@ from distill.losses.sparse import TopKTargets, binned_log_probs
 
 #: Added to the previous loss in TAID's relative improvement, as in the official code.
 _TAID_EPS = 1e-15
-
-
-def _check_weight(name: str, value: float, meaning: str, *, open_right: bool = False) -> float:
-    """``value`` if it lies in [0, 1] (or [0, 1) with ``open_right``), else a ConfigError saying what it weighs."""
-    upper_ok = value < 1.0 if open_right else value <= 1.0
-    if not (0.0 <= value and upper_ok):
-        interval = "[0, 1)" if open_right else "[0, 1]"
-        raise ConfigError(f"{name} must lie in {interval} ({meaning}), got {value}.")
-    return float(value)
 
 
 def token_log_probs(loss: str, student_logits: torch.Tensor, teacher: torch.Tensor | TopKTargets,
@@ -174,7 +166,7 @@ class GeneralizedJSDLoss(TokenDistillLoss):
 
     def __init__(self, beta: float = 0.5, temperature: float = 1.0, ce_weight: float = 0.0) -> None:
         super().__init__(temperature, ce_weight)
-        self.beta = _check_weight("beta", beta, "the teacher's weight in the mixture; 0: forward KL, 1: reverse KL")
+        self.beta = check_fraction("beta", beta, "the teacher's weight in the mixture; 0: forward KL, 1: reverse KL")
 
     def divergence(self, log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
         if self.beta == 0.0:
@@ -201,7 +193,7 @@ class SkewKLLoss(TokenDistillLoss):
     def __init__(self, alpha: float = 0.1, temperature: float = 1.0, ce_weight: float = 0.0) -> None:
         super().__init__(temperature, ce_weight)
         mixed, other = ("student", "teacher") if self.reverse else ("teacher", "student")
-        self.alpha = _check_weight("alpha", alpha, f"the {mixed}'s share of the skewed {other}; 1 would compare "
+        self.alpha = check_fraction("alpha", alpha, f"the {mixed}'s share of the skewed {other}; 1 would compare "
                                    f"the {mixed} with itself", open_right=True)
 
     def divergence(self, log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
@@ -253,12 +245,12 @@ class TAIDLoss(TokenDistillLoss):
         ce_weight: float = 0.0,
     ) -> None:
         super().__init__(temperature, ce_weight)
-        self.t_end = _check_weight("t_end", t_end, "the final interpolation weight of the teacher")
-        self.t_start = _check_weight("t_start", t_start, "the initial interpolation weight of the teacher")
+        self.t_end = check_fraction("t_end", t_end, "the final interpolation weight of the teacher")
+        self.t_start = check_fraction("t_start", t_start, "the initial interpolation weight of the teacher")
         if self.t_start > self.t_end:
             raise ConfigError(f"t_start ({t_start}) must not exceed t_end ({t_end}); t only grows from t_start to t_end.")
-        self.step_size = _check_weight("step_size", step_size, "the largest adaptive step of t, times (1 − t)")
-        self.momentum = _check_weight("momentum", momentum, "the momentum of the relative loss improvement",
+        self.step_size = check_fraction("step_size", step_size, "the largest adaptive step of t, times (1 − t)")
+        self.momentum = check_fraction("momentum", momentum, "the momentum of the relative loss improvement",
                                       open_right=True)
         self.adaptive = bool(adaptive)
         self.register_buffer("t", torch.tensor(self.t_start, dtype=torch.float32))

@@ -5,7 +5,8 @@ cache or the live teacher. On-policy batches (GKD, Agarwal et al., ICLR 2024) ke
 block's first ``prompt_tokens`` tokens, let the student sample the rest, and score the
 sampled continuation with the live teacher; only the sampled positions count. With no
 loss the objective is next-token cross-entropy (the from-scratch baseline, and
-sequence-level KD on teacher generations, Kim & Rush 2016).
+sequence-level KD on teacher generations, Kim & Rush 2016). Hidden-state and
+self-attention-relation terms (``internals``) are added from the same teacher forward pass.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from distill.errors import ConfigError
 from distill.losses import IGNORE_INDEX, DistillLoss, masked_cross_entropy
 from distill.losses.sparse import TopKTargets
+from distill.tasks.language.internals import InternalMatching
 
 #: ``(input_ids, rows) -> dense teacher logits or TopKTargets`` for the batch's positions
 Signal = Callable[[Tensor, Tensor], "Tensor | TopKTargets"]
@@ -60,10 +63,13 @@ class LanguageObjective(nn.Module):
 
     def __init__(self, student: nn.Module, loss: DistillLoss | None = None, signal: Signal | None = None,
                  teacher: nn.Module | None = None, on_policy: float = 0.0, prompt_tokens: int = 32,
-                 total_steps: int = 1) -> None:
+                 total_steps: int = 1, internals: InternalMatching | None = None) -> None:
         super().__init__()
+        if internals is not None and teacher is None:
+            raise ConfigError("hidden-state and relation terms need the live teacher: pass teacher=")
         self.model = student
         self.loss = loss
+        self.internals = internals
         self.signal = signal
         self.teacher = teacher  # frozen; the engine leaves ``teacher.*`` out of checkpoints
         self.on_policy, self.prompt_tokens, self.total_steps = on_policy, prompt_tokens, total_steps
@@ -83,19 +89,24 @@ class LanguageObjective(nn.Module):
         on_policy = self.on_policy > 0 and bool(torch.rand(()) < self.on_policy)
         if on_policy:
             ids, mask = self._rollout(ids)
-        logits = self.model(input_ids=ids).logits
+        hidden = self.internals is not None and self.internals.needs_hidden_states
+        student_out = self.model(input_ids=ids, output_hidden_states=hidden)
+        teacher_out = None
+        if self.internals is not None or on_policy:
+            with torch.no_grad():
+                teacher_out = self.teacher(input_ids=ids, output_hidden_states=hidden)
         labels = next_token_labels(ids, mask)
         if self.loss is None:
-            value = masked_cross_entropy(logits, labels)
+            value = masked_cross_entropy(student_out.logits, labels)
         else:
-            if on_policy:
-                targets = live_signal(self.teacher)(ids, batch["row"])
-            else:
-                targets = self.signal(ids, batch["row"])
+            targets = teacher_out.logits if teacher_out is not None else self.signal(ids, batch["row"])
             # sampled continuations carry no ground truth: their cross-entropy term would train on the student's own draws
-            value = self.loss(logits, targets, target=None if on_policy else labels, mask=mask)
-        self._last = value.detach()
-        return {"loss": value, "on_policy": torch.tensor(float(on_policy))}
+            value = self.loss(student_out.logits, targets, target=None if on_policy else labels, mask=mask)
+        terms = self.internals(student_out, teacher_out, mask) if self.internals is not None else {}
+        self._last = value.detach()  # TAID adapts to its own loss, not to the internal terms
+        logged = {name: term.detach() for name, term in terms.items()}
+        value = value + sum(terms.values())
+        return {"loss": value, "on_policy": torch.tensor(float(on_policy)), **logged}
 
     def after_optimizer_step(self, step: int) -> None:
         """TAID moves its interpolation towards the teacher once per optimizer step (Shing et al., ICLR 2025)."""

@@ -68,11 +68,30 @@ class SignalSpec(StrictModel):
     k: PositiveInt = 32
 
 
+class HiddenSpec(StrictModel):
+    """Hidden-state matching: ``layers`` lists ``[student, teacher]`` indices into the models' hidden states
+    (0 is the embeddings; None maps every student layer uniformly onto the teacher's, as TinyBERT)."""
+
+    weight: float = Field(1.0, gt=0)
+    layers: list[tuple[int, int]] | None = None
+
+
+class RelationSpec(StrictModel):
+    """MiniLMv2 self-attention relations of ``student_layer`` against ``teacher_layer`` (-1: the last), split
+    into ``heads`` relation heads (must divide every q/k/v width of both models)."""
+
+    weight: float = Field(1.0, gt=0)
+    heads: PositiveInt = 4
+    student_layer: int = -1
+    teacher_layer: int = -1
+
+
 class MethodSpec(StrictModel):
     """``loss``: a token loss (forward_kl, reverse_kl, jsd, skew_kl, skew_reverse_kl, taid) or ``ce`` (no
     teacher); ``ce_weight`` mixes in next-token cross-entropy; ``on_policy``: the share λ of batches whose
     continuations the student samples itself and the live teacher scores (GKD); ``sequence_kd``: train
-    with cross-entropy on teacher-generated continuations instead (Kim & Rush 2016)."""
+    with cross-entropy on teacher-generated continuations instead (Kim & Rush 2016); ``hidden`` and
+    ``relations`` add hidden-state and MiniLM relation terms from the live teacher (any width of student)."""
 
     loss: str = "forward_kl"
     options: dict[str, Any] = Field(default_factory=dict)
@@ -82,11 +101,20 @@ class MethodSpec(StrictModel):
     prompt_tokens: PositiveInt = 32
     sequence_kd: bool = False
     generations: PositiveInt = 64
+    hidden: HiddenSpec | None = None
+    relations: RelationSpec | None = None
+
+    @property
+    def internals(self) -> bool:
+        """Whether hidden-state or relation terms are configured (they need the live teacher)."""
+        return self.hidden is not None or self.relations is not None
 
     @model_validator(mode="after")
     def _loss_builds(self) -> MethodSpec:
         from distill.losses import LOSSES
 
+        if self.sequence_kd and self.internals:
+            raise ValueError("method.sequence_kd trains on teacher generations only; hidden and relations do not apply")
         if self.loss == "ce":
             if self.on_policy or self.options or self.ce_weight:
                 raise ValueError("method.loss 'ce' trains without a teacher: on_policy, options and ce_weight do not apply")
@@ -127,4 +155,7 @@ class LanguageRecipe(StrictModel):
         if self.method.prompt_tokens >= self.data.block_length and (self.method.on_policy or self.method.sequence_kd):
             raise ValueError(f"method.prompt_tokens ({self.method.prompt_tokens}) must be shorter than data.block_length "
                              f"({self.data.block_length}): the rest of each block is generated")
+        if self.method.internals and self.signals.source != "live":
+            raise ValueError("method.hidden / method.relations need the teacher's hidden states, which the top-k cache does "
+                             "not hold; set signals.source: live")
         return self

@@ -24,6 +24,7 @@ from distill.losses.token import kl_divergence
 from distill.tasks.language.corpus import Corpus, generated_text, pack_blocks, shakespeare_plays, split_documents, text_files
 from distill.tasks.language.models import (build_student, load_causal_lm, load_tokenizer, parameter_count,
                                           resolve_model_folder, tokenizer_hash, weights_hash)
+from distill.tasks.language.internals import HiddenStateMatching, InternalMatching, RelationMatching, uniform_layer_map
 from distill.tasks.language.objective import LanguageObjective, live_signal, prediction_mask, sample_continuations
 from distill.tasks.language.recipe import LanguageRecipe
 from distill.token_cache import TopKCache, blocks_hash, build_topk_cache
@@ -174,6 +175,21 @@ def teacher_generations(context: LanguageContext, prompt_tokens: int, count: int
     return TensorDictDataset(input_ids=ids, row=torch.arange(len(ids)), loss_mask=prediction_mask(ids, prompt_tokens - 1))
 
 
+def internal_matching(recipe: LanguageRecipe, student: nn.Module, teacher: nn.Module) -> InternalMatching | None:
+    """The recipe's hidden-state and relation terms, or None; bad layers or relation heads fail here, before training."""
+    hidden, relations = recipe.method.hidden, recipe.method.relations
+    if hidden is None and relations is None:
+        return None
+    hidden_states = attention = None
+    if hidden is not None:
+        pairs = hidden.layers or uniform_layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
+        hidden_states = HiddenStateMatching(pairs, student.config, teacher.config, recipe.data.block_length)
+    if relations is not None:
+        attention = RelationMatching(student, teacher, relations.student_layer, relations.teacher_layer, relations.heads)
+    return InternalMatching(hidden_states, hidden.weight if hidden else 1.0, attention,
+                            relations.weight if relations else 1.0)
+
+
 def train_student(recipe: LanguageRecipe, context: LanguageContext, run: Run,
                   eval_cache: TopKCache) -> tuple[nn.Module, dict]:
     """Train the recipe's student; returns it and the run's facts (budget, timings, curve)."""
@@ -191,9 +207,10 @@ def train_student(recipe: LanguageRecipe, context: LanguageContext, run: Run,
             signal = cached_signal(teacher_cache(context, "train", recipe.signals.k))
         else:
             signal = live_signal(context.teacher)
-        if method.on_policy or recipe.signals.source == "live":
-            teacher = context.teacher
-    objective = LanguageObjective(student, loss, signal, teacher, method.on_policy, method.prompt_tokens, total)
+    if method.on_policy or recipe.signals.source == "live":
+        teacher = context.teacher
+    objective = LanguageObjective(student, loss, signal, teacher, method.on_policy, method.prompt_tokens, total,
+                                  internal_matching(recipe, student, context.teacher))
 
     def evaluator(model, accelerator):
         return {f"val_{k}": v for k, v in evaluate_model(model, context.eval_blocks, eval_cache).items()}
