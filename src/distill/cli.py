@@ -48,7 +48,11 @@ def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
     task = get_task(recipe.task)
     if args.text and not getattr(task, "accepts_text", False):
         raise DistillError(f"--text scores a language model on a text file; this is a {recipe.task} run.")
+    if args.network and not getattr(task, "accepts_network", False):
+        raise DistillError(f"--network trains another architecture on a synthetic set; this is a {recipe.task} run.")
     options = {"text": Path(args.text)} if args.text else {}
+    if args.network:
+        options["network"] = args.network
     task.evaluate(Path(args.run_dir), recipe, weights, **options).print(console)
     return 0
 
@@ -110,9 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("run_dir", help="folder written by `distill run`")
         cmd.add_argument("--weights", help="a .safetensors file or checkpoint folder instead of the run's student "
-                                           "(language runs: any local Hugging Face model folder)")
+                                           "(language runs: any local Hugging Face model folder; dataset runs: a "
+                                           "synthetic set)")
         if name == "eval":
             cmd.add_argument("--text", help="language runs: score on this .txt / .jsonl file instead of the held-out text")
+            cmd.add_argument("--network", help="dataset runs: train this architecture (convnet, mlp, resnet) on the "
+                                               "synthetic set instead of the recipe's")
         if name == "export":
             cmd.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
             cmd.add_argument("--out", help="output file (steps runs: the stem of one file per step count)")

@@ -8,3 +8,4 @@ from distill.tasks.classification import task as _classification  # noqa: F401
 from distill.tasks.steps import task as _steps  # noqa: F401
 from distill.tasks.score import task as _score  # noqa: F401
 from distill.tasks.language import task as _language  # noqa: F401
+from distill.tasks.dataset import task as _dataset  # noqa: F401

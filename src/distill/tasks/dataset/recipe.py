@@ -1,0 +1,116 @@
+"""Dataset-distillation recipes (``task: dataset``): a real training set, a method, an IPC, the evaluation protocol."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from distill.errors import DistillError
+from distill.experiment.recipe import StrictModel
+
+#: the real training sets a recipe can condense (MNIST 28×28 for benchmarks, sklearn's 8×8 digits for tests)
+DATASETS = ("mnist", "digits")
+#: the architectures the evaluation protocol trains (distill.tasks.dataset.networks)
+ARCHITECTURES = ("convnet", "mlp", "resnet")
+
+
+class DataSpec(StrictModel):
+    """The real data: ``name`` (mnist or digits); ``limit_train`` keeps the first that many MNIST training images."""
+
+    name: Literal["mnist", "digits"] = "mnist"
+    limit_train: PositiveInt | None = None
+
+
+class NetworkSpec(StrictModel):
+    """The network family the method condenses with (and the evaluation's default): the field's ConvNet of
+    ``depth`` blocks, ``width`` channels (128 in the papers; narrower on a CPU), instance norm, average pooling."""
+
+    name: Literal["convnet", "mlp", "resnet"] = "convnet"
+    width: PositiveInt = 32
+    depth: PositiveInt = 3
+
+
+class ExpertSpec(StrictModel):
+    """MTT's expert trajectories: ``count`` networks trained ``epochs`` epochs on the real data (SGD, ``lr``),
+    parameters saved after every epoch; ``limit_train`` real images per expert epoch (None: all)."""
+
+    count: PositiveInt = 5
+    epochs: PositiveInt = 10
+    lr: float = Field(0.01, gt=0)
+    batch_size: PositiveInt = 256
+    limit_train: PositiveInt | None = None
+
+
+class MethodSpec(StrictModel):
+    """``name``: dc, dsa, dm or mtt; ``ipc`` synthetic images per class started from ``init`` (real images or
+    noise); ``iterations`` outer iterations; ``dsa``: Siamese augmentation while condensing (DC without it is
+    the original DC); ``options``: the method's own (loops, learning rates; see ``distill list dataset-methods``)."""
+
+    name: str = "dm"
+    ipc: PositiveInt = 10
+    init: Literal["real", "noise"] = "real"
+    iterations: PositiveInt = 1000
+    dsa: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+    experts: ExpertSpec = Field(default_factory=ExpertSpec)
+
+    @model_validator(mode="after")
+    def _method_known(self) -> MethodSpec:
+        from distill.tasks.dataset.methods import CONDENSERS
+
+        try:
+            CONDENSERS.get(self.name).check_options(self.options, self.ipc)
+        except DistillError as err:
+            raise ValueError(str(err)) from None
+        if "trajectories" in self.options:
+            raise ValueError("method.options.trajectories: a recipe's experts are trained by distill (method.experts)")
+        if self.name == "dsa" and not self.dsa:
+            raise ValueError("method.name 'dsa' is gradient matching with Siamese augmentation; set method.dsa: true "
+                             "or use method.name: dc")
+        return self
+
+
+class SoftLabelSpec(StrictModel):
+    """Soft labels from a teacher (the full-data ConvNet) at ``temperature``: reported in rows of their own,
+    beside a random real subset with the same soft labels, never mixed into the hard-label results."""
+
+    enabled: bool = False
+    temperature: float = Field(1.0, gt=0)
+
+
+class EvaluateSpec(StrictModel):
+    """The protocol: every set trains ``networks`` fresh networks of each of ``architectures`` for ``epochs``
+    epochs (SGD lr ``lr``, momentum 0.9, ×0.1 at half), with and/or without DSA (``augment``), scored once at
+    the end on the test split. Baselines with the same protocol: a random real subset and herding at the same
+    IPC (and at ``baseline_ipcs`` for the accuracy-vs-IPC plot), and the full training set (``full_epochs``)."""
+
+    networks: PositiveInt = 3
+    epochs: PositiveInt = 300
+    lr: float = Field(0.01, gt=0)
+    batch_size: PositiveInt = 256
+    augment: list[bool] = Field(default_factory=lambda: [False, True])
+    architectures: list[Literal["convnet", "mlp", "resnet"]] = Field(default_factory=lambda: list(ARCHITECTURES))
+    baseline_ipcs: list[PositiveInt] = Field(default_factory=lambda: [1, 10, 50])
+    full_epochs: PositiveInt = 3
+    seeds: list[int] = Field(default_factory=lambda: [0], description="distillation seeds")
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> EvaluateSpec:
+        for name in ("augment", "architectures", "seeds"):
+            if not getattr(self, name):
+                raise ValueError(f"evaluate.{name} must list at least one entry")
+        return self
+
+
+class DatasetRecipe(StrictModel):
+    """One condensation: ``distill run recipes/dataset/<method>_mnist_ipc<N>.yaml``."""
+
+    name: str
+    task: Literal["dataset"]
+    data: DataSpec = Field(default_factory=DataSpec)
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    method: MethodSpec = Field(default_factory=MethodSpec)
+    soft_labels: SoftLabelSpec = Field(default_factory=SoftLabelSpec)
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    progress: bool = True
