@@ -5,7 +5,8 @@ number of steps on the same training blocks (equal token budget), and is scored 
 never trained on: perplexity, top-1 agreement with the teacher and KL(teacher ‖ student) on the
 teacher's top-128 + tail. Rows: cross-entropy from scratch (the baseline), forward KL, reverse KL,
 JSD(0.5), TAID — all from the top-k cache — and on-policy GKD (λ share of batches sampled by the
-student and scored by the live teacher). Also measured: the cache's size per token and its error
+student and scored by the live teacher); forward KL from the live teacher alone and with hidden-state
+matching (projected, uniform layer map) and MiniLMv2 relations of the last layers. Also measured: the cache's size per token and its error
 (KL(full ‖ top-k reconstruction)) for k in {8, 32, 128}, and throughput of a teacher forward, a
 cross-entropy step, a cached step and a live-teacher step. Mean ± std over seeds.
 
@@ -41,6 +42,9 @@ ROWS = {
     "JSD(0.5)": ["method.loss=jsd"],
     "on-policy GKD (JSD, λ=0.25)": ["method.loss=jsd", "method.on_policy=0.25"],
     "forward KL + CE (weight 1)": ["method.loss=forward_kl", "method.ce_weight=1.0"],
+    "forward KL, live teacher": ["method.loss=forward_kl", "signals.source=live"],
+    "forward KL + hidden + relations, live": ["method.loss=forward_kl", "signals.source=live", "method.hidden={weight: 1.0}",
+                                              "method.relations={heads: 4}"],
 }
 
 
