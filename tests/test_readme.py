@@ -67,3 +67,11 @@ def dense_forward_kl(namespace) -> float:
     from distill.losses import LOSSES
 
     return LOSSES.build("forward_kl")(namespace["student_logits"], namespace["teacher_logits"]).item()
+
+
+def test_readme_dataset_distillation_example_runs():
+    namespace = {}
+    block = next(b for b in BLOCKS if "condense(" in b)
+    exec(compile(block, "README.md", "exec"), namespace)
+    result = namespace["result"]
+    assert result.synthetic.images.shape == (10, 1, 8, 8) and len(result.history) == 20
