@@ -12,6 +12,7 @@ named in ``--cross``. The full-data ConvNet (herding's features) is trained once
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -55,6 +56,18 @@ def gain_row(ipc: int, name: str, result: dict, random: dict, full: dict, augmen
     return [str(ipc), name, "DSA" if augment else "none", *cells, verdict, f"{full['mean'] - own['mean']:.1f}"]
 
 
+def full_data(recipe, bank, test, path: Path, networks: int) -> dict:
+    """The full training set under the protocol (ConvNet, ``evaluate.full_epochs``), cached in ``path`` so that
+    several invocations (one per IPC) share one measurement."""
+    if path.exists():
+        return json.loads(path.read_text())
+    factory = network_factory("convnet", bank, recipe.network.width, recipe.network.depth)
+    result = evaluate_set(bank.images, bank.labels, *test, factory, networks=networks, seed=0,
+                          epochs=recipe.evaluate.full_epochs, lr=recipe.evaluate.lr, batch_size=recipe.evaluate.batch_size)
+    path.write_text(json.dumps(result))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
@@ -62,10 +75,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="distillation seeds")
     parser.add_argument("--cross", nargs="+", default=["dm", "random"], help="sets also scored with mlp and resnet")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every recipe")
+    parser.add_argument("--method-seeds", nargs="+", default=[], metavar="METHOD=S,S",
+                        help="distillation seeds of one method (default: --seeds), e.g. dc=0")
+    parser.add_argument("--full-networks", type=int, default=2, help="networks trained on the full data")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/dataset.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    method_seeds = {k: [int(v) for v in seeds.split(",")] for k, seeds in (m.split("=") for m in args.method_seeds)}
     started = time.perf_counter()
     seeds = [f"evaluate.seeds={args.seeds}".replace(" ", "")]
     base = recipe_for("dm", 10, [*args.set, *seeds])
@@ -74,10 +91,7 @@ def main() -> None:
     test = tuple(test)
     run = Run(Path("runs/bench_dataset/shared"), base)
     teacher = full_data_teacher(base, run, bank)
-    full = evaluate_set(bank.images, bank.labels, *test, network_factory("convnet", bank, base.network.width,
-                                                                          base.network.depth),
-                        networks=base.evaluate.networks, seed=0, epochs=base.evaluate.full_epochs, lr=base.evaluate.lr,
-                        batch_size=base.evaluate.batch_size)
+    full = full_data(base, bank, test, run.folder / "full_data.json", args.full_networks)
     print(f"full training set: {full['mean']:.2f} ± {full['std']:.2f} % ({time.perf_counter() - started:.0f} s)", flush=True)
     out = {"command": "python " + " ".join(sys.argv), "machine": machine(), "threads": args.threads,
            "seeds": args.seeds, "overrides": args.set, "full": full, "protocol": base.evaluate.model_dump(mode="json"),
@@ -100,15 +114,16 @@ def main() -> None:
             factory = network_factory(recipe.network.name, bank, recipe.network.width, recipe.network.depth)
             trajectories = (expert_trajectories(recipe, method_run, bank, factory, DSA() if recipe.method.dsa else None)
                             if method == "mtt" else None)
-            condensed = [condense_seed(recipe, method_run, bank, s, trajectories) for s in args.seeds]
+            seeds_here = method_seeds.get(method, args.seeds)
+            condensed = [condense_seed(recipe, method_run, bank, s, trajectories) for s in seeds_here]
             result = pooled([protocol(recipe, bank, test, c["synthetic"].images.detach(), c["synthetic"].labels, s)
-                             for c, s in zip(condensed, args.seeds)])
+                             for c, s in zip(condensed, seeds_here)])
             per_ipc["sets"][method] = result
             per_ipc["ranking"][method] = ranking(recipe, {method: result, "random": per_ipc["sets"]["random"]}, {}, full)
             per_ipc["condensation"][method] = [
                 {"seed": s, "seconds": c["seconds"], "iterations": len(c["history"]),
                  "iterations_per_second": len(c["history"]) / c["seconds"] if c["seconds"] else None,
-                 "final_loss": c["history"][-1]["loss"] if c["history"] else None} for s, c in zip(args.seeds, condensed)]
+                 "final_loss": c["history"][-1]["loss"] if c["history"] else None} for s, c in zip(seeds_here, condensed)]
             per_ipc["recipes"][method] = recipe.model_dump(mode="json")
             plot_grid(condensed[0]["synthetic"].images, ipc, args.out.with_name(f"dataset_{method}_ipc{ipc}.png"))
             print(f"ipc {ipc} {method}: {result['convnet'][False]['mean']:.2f} % "
@@ -118,6 +133,7 @@ def main() -> None:
             for augment in base.evaluate.augment:
                 rows.append(gain_row(ipc, name, result, per_ipc["sets"]["random"], full, augment, architectures))
         out["ipcs"][ipc] = per_ipc
+        write_json(args.out, {**out, "seconds": time.perf_counter() - started})  # each finished IPC is kept
     print_table(["IPC", "set", "eval aug", *[f"{a} %" for a in architectures], "gain over random (convnet)",
                  "gap to full"], rows)
     curves = {name: {ipc: out["ipcs"][ipc]["sets"][name]["convnet"][False] for ipc in args.ipc

@@ -138,7 +138,8 @@ def score_modes(data: dict) -> str:
 
 def language(data: dict) -> str:
     rows = data["rows"]
-    base = rows.get("scratch (CE)")
+    base_label = "scratch (CE)" if "scratch (CE)" in rows else next(iter(rows))
+    base = rows[base_label]
     out = [["teacher (SmolLM2-135M-Instruct)", f"{data['teacher']['perplexity']:.1f}", "–", "100 %", "0", "–"]]
     for label, r in rows.items():
         (m, sd), verdict = r["perplexity"], "baseline"
@@ -149,7 +150,7 @@ def language(data: dict) -> str:
             verdict = f"{change:+.1f} % ({'> 2σ' if apart else 'tie'})"
         out.append([label, f"{m:.1f} ± {sd:.1f}", verdict, "{:.1%} ± {:.1%}".format(*r["agreement"]),
                     "{:.3f} ± {:.3f}".format(*r["kl"]), "{:.0f} ± {:.0f}".format(*r["seconds"])])
-    table = _table(["row", "held-out perplexity", "vs scratch", "top-1 agreement", "KL(t‖s), top-128 bins",
+    table = _table(["row", "held-out perplexity", f"vs {base_label}", "top-1 agreement", "KL(t‖s), top-128 bins",
                     "train s"], out)
     errors = _table(["k", "bytes / token", "mean tail mass", "KL(full ‖ top-k + uniform tail)"],
                     [[str(e["k"]), str(e["bytes_per_token"]), f"{e['tail_mass']:.3f}", f"{e['kl']:.4f}"]
@@ -162,13 +163,40 @@ def language(data: dict) -> str:
     return "\n\n".join([table, errors, steps])
 
 
+def dataset(data: dict) -> str:
+    full = data["full"]
+    architectures = data["protocol"]["architectures"]
+    rows = []
+    for ipc, per_ipc in data["ipcs"].items():
+        sets = per_ipc["sets"]
+        random = sets["random"]["convnet"]
+        for name, result in sets.items():
+            for augment in ("false", "true"):
+                own = result["convnet"][augment]
+                spread = (own["std"] ** 2 + random[augment]["std"] ** 2) ** 0.5
+                gain = own["mean"] - random[augment]["mean"]
+                verdict = "–" if name == "random" else f"{gain:+.1f} ({'> 2σ' if gain > 2 * spread else 'tie'})"
+                speed = per_ipc["condensation"].get(name)
+                rate = "–" if not speed or not speed[0]["iterations_per_second"] else \
+                    f"{speed[0]['iterations']} it, {speed[0]['iterations_per_second']:.2f} it/s"
+                rows.append([ipc, name, "DSA" if augment == "true" else "none",
+                             *[f"{result[a][augment]['mean']:.1f} ± {result[a][augment]['std']:.1f}" if a in result
+                               else "–" for a in architectures],
+                             verdict, f"{full['mean'] - own['mean']:.1f}", rate])
+    rows.append(["all", "full training set", "none", f"{full['mean']:.1f} ± {full['std']:.1f}",
+                 *["–"] * (len(architectures) - 1), "–", "0", "–"])
+    return _table(["IPC", "set", "eval aug", *[f"{a} acc (%)" for a in architectures], "gain over random (ConvNet)",
+                   "gap to full (pts)", "condensation"], rows)
+
+
 RENDERERS = {"quickstart.json": quickstart, "methods_mnist1d.json": methods, "methods_mnist.json": methods,
              "steps_toys.json": steps, "steps_mnist.json": steps, "step_cost.json": step_cost, "engine_overhead.json": engine_overhead,
              "hinton_mnist.json": hinton, "cross_sensor.json": cross_sensor, "heterogeneous.json": heterogeneous,
              "score_particles.json": score_points, "score_images.json": score_points,
              "score_scenes_meshes_exact.json": score_scenes, "score_scenes_meshes_trained.json": score_scenes,
              "score_scenes_modes_exact.json": score_modes, "score_scenes_modes_trained.json": score_modes,
-             "language.json": language}
+             "language.json": language, "language_internals.json": language, "dataset_ipc1.json": dataset,
+             "dataset_ipc10.json": dataset}
 
 
 def main() -> None:
