@@ -25,6 +25,7 @@ from distill.experiment.runner import Run
 from distill.tasks.dataset.augment import DSA
 from distill.tasks.dataset.evaluate import evaluate_set, herding_subset, random_subset
 from distill.tasks.dataset.report import plot_accuracy_vs_ipc, plot_grid
+from distill.tasks.dataset.recipe import ARCHITECTURES
 from distill.tasks.dataset.run import (BASELINE_SEED, condense_seed, expert_trajectories, full_data_teacher, load_real,
                                        network_factory, pooled, protocol, ranking)
 
@@ -68,6 +69,15 @@ def full_data(recipe, bank, test, path: Path, networks: int) -> dict:
     return result
 
 
+def cross_architecture(recipe, bank, test, images, labels, networks: int) -> dict:
+    """The first seed's set trained by every architecture, without evaluation augmentation, ``networks`` each:
+    the cross-architecture check (cheaper than the main protocol: a ResNet costs ~15× a ConvNet here)."""
+    spec = recipe.evaluate.model_copy(update={"architectures": list(ARCHITECTURES), "augment": [False],
+                                              "networks": networks})
+    return {a: r[False] for a, r in protocol(recipe.model_copy(update={"evaluate": spec}), bank, test, images, labels,
+                                            0).items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
@@ -77,6 +87,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every recipe")
     parser.add_argument("--method-seeds", nargs="+", default=[], metavar="METHOD=S,S",
                         help="distillation seeds of one method (default: --seeds), e.g. dc=0")
+    parser.add_argument("--cross-networks", type=int, default=2, help="networks per architecture in the cross check")
     parser.add_argument("--full-networks", type=int, default=2, help="networks trained on the full data")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/dataset.json"))
@@ -86,7 +97,7 @@ def main() -> None:
     started = time.perf_counter()
     seeds = [f"evaluate.seeds={args.seeds}".replace(" ", "")]
     base = recipe_for("dm", 10, [*args.set, *seeds])
-    architectures = base.evaluate.architectures
+    architectures = ["convnet"]
     bank, *test = load_real(base)
     test = tuple(test)
     run = Run(Path("runs/bench_dataset/shared"), base)
@@ -98,18 +109,19 @@ def main() -> None:
            "network": base.network.model_dump(mode="json"), "ipcs": {}}
     rows = []
     for ipc in args.ipc:
-        per_ipc = {"sets": {}, "condensation": {}, "ranking": {}, "recipes": {}}
+        per_ipc = {"sets": {}, "cross": {}, "condensation": {}, "ranking": {}, "recipes": {}}
         for name in ("random", "herding"):
             chosen = ([random_subset(bank, ipc, torch.Generator().manual_seed(BASELINE_SEED + s)) for s in args.seeds]
                       if name == "random" else [herding_subset(bank, ipc, teacher.embed)] * len(args.seeds))
-            recipe = scoped(base, architectures if name in args.cross else ["convnet"])
-            per_ipc["sets"][name] = pooled([protocol(recipe, bank, test, *subset, seed)
+            per_ipc["sets"][name] = pooled([protocol(scoped(base, ["convnet"]), bank, test, *subset, seed)
                                             for subset, seed in zip(chosen, args.seeds)])
+            if name in args.cross:
+                per_ipc["cross"][name] = cross_architecture(base, bank, test, *chosen[0], args.cross_networks)
             print(f"ipc {ipc} {name}: {per_ipc['sets'][name]['convnet'][False]['mean']:.2f} % "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
         for method in args.methods or METHODS.get(ipc, ["dm"]):
             recipe = recipe_for(method, ipc, [*args.set, *seeds])
-            recipe = scoped(recipe, architectures if method in args.cross else ["convnet"])
+            recipe = scoped(recipe, ["convnet"])
             method_run = Run(Path("runs/bench_dataset") / f"{method}_ipc{ipc}", recipe)
             factory = network_factory(recipe.network.name, bank, recipe.network.width, recipe.network.depth)
             trajectories = (expert_trajectories(recipe, method_run, bank, factory, DSA() if recipe.method.dsa else None)
@@ -119,6 +131,10 @@ def main() -> None:
             result = pooled([protocol(recipe, bank, test, c["synthetic"].images.detach(), c["synthetic"].labels, s)
                              for c, s in zip(condensed, seeds_here)])
             per_ipc["sets"][method] = result
+            if method in args.cross:
+                synthetic = condensed[0]["synthetic"]
+                per_ipc["cross"][method] = cross_architecture(base, bank, test, synthetic.images.detach(),
+                                                              synthetic.labels, args.cross_networks)
             per_ipc["ranking"][method] = ranking(recipe, {method: result, "random": per_ipc["sets"]["random"]}, {}, full)
             per_ipc["condensation"][method] = [
                 {"seed": s, "seconds": c["seconds"], "iterations": len(c["history"]),
@@ -136,6 +152,10 @@ def main() -> None:
         write_json(args.out, {**out, "seconds": time.perf_counter() - started})  # each finished IPC is kept
     print_table(["IPC", "set", "eval aug", *[f"{a} %" for a in architectures], "gain over random (convnet)",
                  "gap to full"], rows)
+    cross = [[str(ipc), name, *[f"{r[a]['mean']:.1f} ± {r[a]['std']:.1f}" for a in ARCHITECTURES]]
+             for ipc in args.ipc for name, r in out["ipcs"][ipc]["cross"].items()]
+    if cross:
+        print_table(["IPC", "set (seed 0)", *[f"{a} %, no aug" for a in ARCHITECTURES]], cross)
     curves = {name: {ipc: out["ipcs"][ipc]["sets"][name]["convnet"][False] for ipc in args.ipc
                      if name in out["ipcs"][ipc]["sets"]}
               for name in dict.fromkeys(n for ipc in args.ipc for n in out["ipcs"][ipc]["sets"])}
