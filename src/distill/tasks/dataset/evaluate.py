@@ -69,7 +69,8 @@ def train_on_set(images: Tensor, labels: Tensor, network: Callable[[], nn.Module
     possibly smaller (as a shuffling ``DataLoader`` with ``drop_last=False``).
 
     ``augment``, when given, is called as ``augment(batch, generator)`` on every minibatch, so
-    every minibatch gets a fresh draw (evaluation-time DSA). With ``soft_labels`` (``(N, K)``
+    every minibatch gets a fresh draw (evaluation-time DSA; with ``DSA`` the images of one minibatch share
+    the draw, where the reference draws per image). With ``soft_labels`` (``(N, K)``
     logits) the loss is ``T² · KL(softmax(soft_labels/T) ‖ softmax(outputs/T))`` (batch mean,
     Hinton's ``T²`` keeps the gradient scale of ``T = 1``); otherwise cross-entropy on ``labels``.
 
