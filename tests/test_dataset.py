@@ -13,7 +13,8 @@ from distill.errors import ConfigError, DistillError
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
 from distill.experiment.tasks import get_task
-from distill.tasks.dataset.condense import condense
+from distill.tasks.dataset.condense import class_bank, condense
+from distill.tasks.dataset.run import condense_seed
 from distill.tasks.dataset.synthetic import SyntheticSet
 
 RECIPES = sorted(Path(__file__).parents[1].glob("recipes/dataset/*.yaml"))
@@ -101,6 +102,12 @@ def test_full_run_scores_the_set_beside_its_baselines(tmp_path):
         task.evaluate(folder, recipe, network="vit")
 
     assert main(["eval", str(folder), "--network", "mlp"]) == 0
+
+    bank = class_bank("digits")
+    assert condense_seed(recipe, Run(folder, recipe), bank, 0, None)["history"] == []  # the stored set is reused
+    changed = load_recipe({**recipe.model_dump(mode="json"), "method": {**recipe.method.model_dump(mode="json"),
+                                                                         "iterations": 2}})
+    assert len(condense_seed(changed, Run(folder, changed), bank, 0, None)["history"]) == 2  # not a stale one
 
 
 def test_soft_labels_are_reported_apart(tmp_path):

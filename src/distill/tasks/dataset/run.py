@@ -3,7 +3,10 @@ the evaluation protocol applied alike to the synthetic sets and to their baselin
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -26,6 +29,24 @@ SET_FILE = "synthetic_seed{seed}.safetensors"
 BASELINE_SEED = 10_000
 
 
+def stage_key(*parts) -> str:
+    """A content key of the recipe parts a stored stage was made from (pydantic models or plain values)."""
+    plain = [p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parts]
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def stored(path: Path, key: str) -> bool:
+    """Whether ``path`` holds the stage made from ``key`` (its ``.key`` file says so): a run folder reused with a
+    changed recipe recomputes what changed instead of serving a stale set, teacher or expert."""
+    marker = path.with_suffix(".key")
+    return path.exists() and marker.exists() and marker.read_text() == key
+
+
+def mark(path: Path, key: str) -> None:
+    """Record that ``path`` (already written) was made from ``key``."""
+    path.with_suffix(".key").write_text(key)
+
+
 def load_real(recipe: DatasetRecipe) -> tuple[ClassBank, Tensor, Tensor]:
     """The training set as a ClassBank, and the test images and labels."""
     options = {"limit_train": recipe.data.limit_train} if recipe.data.limit_train else {}
@@ -37,7 +58,9 @@ def full_data_teacher(recipe: DatasetRecipe, run: Run, bank: ClassBank):
     """A ConvNet trained on the full training set (cached in the run): herding's features and the soft labels' teacher."""
     factory = network_factory(recipe.network.name, bank, recipe.network.width, recipe.network.depth)
     path = run.folder / "full_data_teacher.safetensors"
-    if path.exists():
+    key = stage_key(recipe.data, recipe.network, recipe.evaluate.full_epochs, recipe.evaluate.lr,
+                    recipe.evaluate.batch_size)
+    if stored(path, key):
         model = factory()
         model.load_state_dict(load_file(str(path)))
         return model.eval()
@@ -45,15 +68,17 @@ def full_data_teacher(recipe: DatasetRecipe, run: Run, bank: ClassBank):
                          batch_size=recipe.evaluate.batch_size, generator=torch.Generator().manual_seed(BASELINE_SEED),
                          progress=recipe.progress)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    mark(path, key)
     return model.eval()
 
 
 def expert_trajectories(recipe: DatasetRecipe, run: Run, bank: ClassBank, factory, augment) -> list[Tensor]:
     """MTT's experts, trained once per run folder (expert_trajectories.safetensors)."""
     path = run.folder / "expert_trajectories.safetensors"
-    if path.exists():
-        return load_trajectories(path)
     spec = recipe.method.experts
+    key = stage_key(recipe.data, recipe.network, spec, recipe.method.dsa)
+    if stored(path, key):
+        return load_trajectories(path)
     data = bank
     if spec.limit_train:
         generator = torch.Generator().manual_seed(BASELINE_SEED)
@@ -64,6 +89,7 @@ def expert_trajectories(recipe: DatasetRecipe, run: Run, bank: ClassBank, factor
                                              generator=torch.Generator().manual_seed(BASELINE_SEED + 1),
                                              progress=recipe.progress)
     save_trajectories(trajectories, path)
+    mark(path, key)
     return trajectories
 
 
@@ -71,7 +97,8 @@ def condense_seed(recipe: DatasetRecipe, run: Run, bank: ClassBank, seed: int, t
     """One distillation seed's synthetic set (resumed from the run folder when it was written already)."""
     method, network = recipe.method, recipe.network
     path = run.folder / SET_FILE.format(seed=seed)
-    if path.exists():
+    key = stage_key(recipe.data, network, method, seed)
+    if stored(path, key):
         return {"synthetic": SyntheticSet.load(path), "history": [], "seconds": None}
     factory = network_factory(network.name, bank, network.width, network.depth)
     generator = torch.Generator().manual_seed(seed)
@@ -84,6 +111,7 @@ def condense_seed(recipe: DatasetRecipe, run: Run, bank: ClassBank, seed: int, t
     history = run_condenser(condenser, method.iterations, generator, recipe.progress, f"{method.name} seed {seed}")
     seconds = time.perf_counter() - started
     synthetic.save(path)
+    mark(path, key)
     return {"synthetic": synthetic, "history": history, "seconds": seconds}
 
 
