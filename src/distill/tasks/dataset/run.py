@@ -191,13 +191,13 @@ def ranking(recipe: DatasetRecipe, sets: dict, soft: dict, full: dict) -> dict:
     name, architecture = recipe.method.name, recipe.network.name
     out = {}
     for augment in recipe.evaluate.augment:
+        # per run: each network of the method against the random subsets' mean (their seeds are not paired)
         hard = sets[name][architecture][augment]["accuracies"]
-        out[augment] = {"hard": ddranking_scores(hard, sets["random"][architecture][augment]["accuracies"],
-                                                 full["mean"], hard)}
+        out[augment] = {"hard": ddranking_scores(hard, sets["random"][architecture][augment]["mean"], full["mean"], hard)}
         if soft:
-            out[augment]["soft"] = ddranking_scores(soft[name][architecture][augment]["accuracies"],
-                                                    soft["random"][architecture][augment]["accuracies"],
-                                                    full["mean"], hard)
+            own = soft[name][architecture][augment]["accuracies"]
+            out[augment]["soft"] = ddranking_scores(own, soft["random"][architecture][augment]["mean"], full["mean"],
+                                                    hard if len(hard) == len(own) else sum(hard) / len(hard))
     return out
 
 
