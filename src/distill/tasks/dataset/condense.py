@@ -62,15 +62,24 @@ def network_factory(name: str, bank: ClassBank, width: int = 32, depth: int = 3)
     return fresh
 
 
+def seeded_start(bank: ClassBank, ipc: int, init: str, seed: int) -> tuple[SyntheticSet, torch.Generator]:
+    """The initial set (``ipc`` real images per class, or noise) and the generator the condensation then draws
+    from, both from ``seed``; the global generator is seeded too (fresh networks draw their weights from it)."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    return (SyntheticSet.from_real if init == "real" else SyntheticSet.from_noise)(bank, ipc, generator), generator
+
+
 def run_condenser(condenser, iterations: int, generator: torch.Generator, progress: bool = False,
-                  label: str = "condense") -> list[dict[str, float]]:
-    """``iterations`` outer iterations of ``condenser``; the logged numbers of each."""
+                  label: str = "condense") -> Condensation:
+    """``iterations`` outer iterations of ``condenser``: its set, the logged numbers of each, the time taken."""
     history = []
+    started = time.perf_counter()
     with progress_bar(label, iterations, enabled=progress) as bar:
         for i in range(iterations):
             history.append(condenser.iteration(generator))
             bar.update(i + 1, {k: v for k, v in history[-1].items() if k == "loss"})
-    return history
+    return Condensation(condenser.synthetic, history, time.perf_counter() - started)
 
 
 def condense(dataset, method: str = "dm", ipc: int = 10, *, iterations: int = 1000, init: str = "real",
@@ -96,14 +105,10 @@ def condense(dataset, method: str = "dm", ipc: int = 10, *, iterations: int = 10
     CONDENSERS.get(method).check_options(options, ipc)
     factory = network_factory(network, bank, width, depth)
     augment = DSA() if dsa else None
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # fresh networks draw their initial weights from the global generator
-    synthetic = (SyntheticSet.from_real if init == "real" else SyntheticSet.from_noise)(bank, ipc, generator)
+    synthetic, generator = seeded_start(bank, ipc, init, seed)
     if method == "mtt" and "trajectories" not in options:
         options["trajectories"] = train_expert_trajectories(bank, factory, generator=generator, augment=augment,
                                                             progress=progress, **{"experts": 5, "epochs": 10,
                                                                                   **(experts or {})})
     condenser = CONDENSERS.get(method)(synthetic, bank, factory, augment, **options)
-    started = time.perf_counter()
-    history = run_condenser(condenser, iterations, generator, progress, f"{method} ipc={ipc}")
-    return Condensation(synthetic, history, time.perf_counter() - started)
+    return run_condenser(condenser, iterations, generator, progress, f"{method} ipc={ipc}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -15,7 +14,7 @@ from torch import Tensor
 from distill.data.base import DATASETS
 from distill.experiment.runner import Run
 from distill.tasks.dataset.augment import DSA
-from distill.tasks.dataset.condense import class_bank, network_factory, run_condenser
+from distill.tasks.dataset.condense import class_bank, network_factory, run_condenser, seeded_start
 from distill.tasks.dataset.evaluate import (ddranking_scores, evaluate_set, herding_subset, random_subset,
                                             train_on_set)
 from distill.tasks.dataset.experts import load_trajectories, save_trajectories, train_expert_trajectories
@@ -101,15 +100,11 @@ def condense_seed(recipe: DatasetRecipe, run: Run, bank: ClassBank, seed: int, t
     if stored(path, key):
         return {"synthetic": SyntheticSet.load(path), "history": [], "seconds": None}
     factory = network_factory(network.name, bank, network.width, network.depth)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    start = SyntheticSet.from_real if method.init == "real" else SyntheticSet.from_noise
-    synthetic = start(bank, method.ipc, generator)
+    synthetic, generator = seeded_start(bank, method.ipc, method.init, seed)
     options = {**method.options, **({"trajectories": trajectories} if trajectories is not None else {})}
     condenser = CONDENSERS.get(method.name)(synthetic, bank, factory, DSA() if method.dsa else None, **options)
-    started = time.perf_counter()
-    history = run_condenser(condenser, method.iterations, generator, recipe.progress, f"{method.name} seed {seed}")
-    seconds = time.perf_counter() - started
+    done = run_condenser(condenser, method.iterations, generator, recipe.progress, f"{method.name} seed {seed}")
+    history, seconds = done.history, done.seconds
     synthetic.save(path)
     mark(path, key)
     return {"synthetic": synthetic, "history": history, "seconds": seconds}
