@@ -173,18 +173,19 @@ def test_ddim_lands_on_a_constant_x0_on_the_cosine_path(steps):
     assert torch.allclose(sample, a0 * C + s0 * (noise - a1 * C) / s1, atol=1e-5)
 
 
-def test_evaluations_count_heun_twice_and_guidance_twice():
+def test_evaluations_count_heun_2n_minus_1_and_guidance_twice():
     plain = _denoiser()
     assert OdeGenerator(plain, "ddim").evaluations(4) == 4
     assert OdeGenerator(plain, "euler").evaluations(4) == 4
-    assert OdeGenerator(plain, "heun").evaluations(4) == 8
+    assert OdeGenerator(plain, "heun").evaluations(4) == 7  # the last step into t = 0 is Euler
+    assert OdeGenerator(plain, "heun").evaluations(1) == 1
     y = torch.tensor([0, 1, 2])
     guided = _denoiser(num_classes=3, guidance=2.0)
-    assert OdeGenerator(guided, "heun").evaluations(4, y) == 16
+    assert OdeGenerator(guided, "heun").evaluations(4, y) == 14
     assert OdeGenerator(guided, "ddim").evaluations(4, y) == 8
     assert OdeGenerator(guided, "ddim").evaluations(4, None) == 4  # no labels, no guidance
-    assert OdeGenerator(_denoiser(num_classes=3, guidance=1.0), "heun").evaluations(4, y) == 8
-    assert OdeGenerator(plain, "heun").evaluations(4, y) == 8  # unconditional: labels ignored
+    assert OdeGenerator(_denoiser(num_classes=3, guidance=1.0), "heun").evaluations(4, y) == 7
+    assert OdeGenerator(plain, "heun").evaluations(4, y) == 7  # unconditional: labels ignored
 
 
 def test_guidance_combines_conditional_and_null_predictions():
@@ -258,7 +259,7 @@ def test_two_step_target_turns_one_ddim_step_into_two_teacher_steps(name):
 
 def test_progressive_objective_trains_only_the_student():
     teacher, student = _denoiser(seed=1), _denoiser(seed=2)
-    out = ProgressiveObjective(student, teacher, steps=2)({"x": torch.randn(16, 2), "y": None})
+    out = ProgressiveObjective(student, teacher, steps=2, ema_decay=0.999)({"x": torch.randn(16, 2), "y": None})
     assert torch.isfinite(out["loss"]) and out["loss"] > 0
     out["loss"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
@@ -293,29 +294,31 @@ def test_consistency_distance_l2_and_huber():
 
 
 def _consistency(student, teacher, **kwargs):
-    options = {"intervals": 4, "skip": 1, "solver": "ddim", "distance": "l2", "ema_decay": 0.5, "scale": 10.0}
+    options = {"intervals": 4, "skip": 1, "solver": "ddim", "distance": "l2", "target_decay": 0.5, "scale": 10.0,
+               "ema_decay": 0.999}
     return ConsistencyObjective(student, teacher, **{**options, **kwargs})
 
 
-def test_consistency_ema_moves_halfway_to_the_student_after_an_optimizer_step_only():
+def test_consistency_target_moves_halfway_to_the_student_after_an_optimizer_step_only():
     student, teacher = _denoiser(seed=1), _denoiser(seed=2)
     objective = _consistency(student, teacher)
     with torch.no_grad():
         for p in student.parameters():
             p.add_(torch.randn_like(p))
-    old = [p.detach().clone() for p in objective.ema.parameters()]
-    for mode in (False, True):  # forward passes never touch the EMA; optimizer steps do
+    old = [p.detach().clone() for p in objective.target.parameters()]
+    for mode in (False, True):  # forward passes never touch the target; optimizer steps do
         objective.train(mode)
         out = objective({"x": torch.randn(8, 2), "y": None})
-        assert all(torch.equal(o, p) for o, p in zip(old, objective.ema.parameters()))
+        assert all(torch.equal(o, p) for o, p in zip(old, objective.target.parameters()))
     objective.after_optimizer_step(1)
-    for before, ema, online in zip(old, objective.ema.parameters(), student.parameters()):
+    for before, ema, online in zip(old, objective.target.parameters(), student.parameters()):
         assert not torch.allclose(before, online)
         assert torch.allclose(ema, (before + online) / 2, atol=1e-6)
     assert torch.isfinite(out["loss"])
     out["loss"].backward()
     assert any(p.grad is not None for p in student.parameters())
-    assert all(p.grad is None for p in (*teacher.parameters(), *objective.ema.parameters()))
+    assert all(p.grad is None for p in (*teacher.parameters(), *objective.target.parameters(),
+                                        *objective.ema.parameters()))
 
 
 def test_consistency_loss_is_finite_at_the_data_end_for_an_x0_model_on_the_flow_path():
@@ -329,7 +332,7 @@ def test_consistency_loss_is_finite_at_the_data_end_for_an_x0_model_on_the_flow_
 
 def test_reflow_loss_is_the_mse_to_the_pair_velocity():
     v = torch.tensor([0.3, -0.7])
-    objective = ReflowObjective(Denoiser(Constant(v), build_process("flow"), "velocity"))
+    objective = ReflowObjective(Denoiser(Constant(v), build_process("flow"), "velocity"), 0.999)
     sample, noise = torch.randn(10, 2), torch.randn(10, 2)
     expected = ((v - (noise - sample)) ** 2).mean()
     assert torch.allclose(objective({"sample": sample, "noise": noise, "y": None})["loss"], expected, atol=1e-6)
@@ -337,13 +340,13 @@ def test_reflow_loss_is_the_mse_to_the_pair_velocity():
 
 def test_reflow_distillation_draws_t_on_the_k_step_grid():
     recorder = Recorder(_net())
-    objective = ReflowObjective(Denoiser(recorder, build_process("flow"), "velocity"), steps=4)
+    objective = ReflowObjective(Denoiser(recorder, build_process("flow"), "velocity"), 0.999, steps=4)
     objective({"sample": torch.randn(200, 2), "noise": torch.randn(200, 2), "y": None})
     (t, _), = recorder.calls
     assert torch.allclose(t * 4, torch.round(t * 4))
     assert set(torch.round(t * 4).long().tolist()) == {1, 2, 3, 4}
     recorder.calls.clear()
-    ReflowObjective(Denoiser(recorder, build_process("flow"), "velocity"))({"sample": torch.randn(200, 2), "noise": torch.randn(200, 2), "y": None})
+    ReflowObjective(Denoiser(recorder, build_process("flow"), "velocity"), 0.999)({"sample": torch.randn(200, 2), "noise": torch.randn(200, 2), "y": None})
     (t, _), = recorder.calls
     assert ((t >= 0) & (t < 1)).all() and len(set(t.tolist())) == 200
 
@@ -419,21 +422,24 @@ def test_self_consistency_target_chains_two_steps_of_d():
     assert [float(call[0][0]) for call in recorder.calls[:2]] == [0.75, 0.5]
 
 
-def test_shortcut_objective_draws_consistency_times_on_multiples_of_d():
+def test_shortcut_objective_draws_consistency_times_on_multiples_of_2d_and_bootstraps_from_the_ema():
     recorder = Recorder(_net(step_conditioned=True, seed=1))
     student = Denoiser(recorder, build_process("flow"), "velocity")
-    objective = ShortcutObjective(student, _denoiser(seed=2), min_step=16, consistency=0.5)
+    objective = ShortcutObjective(student, _denoiser(seed=2), min_step=16, consistency=0.5, ema_decay=0.999)
     out = objective({"x": torch.randn(256, 2), "y": None})
+    assert len(recorder.calls) == 1  # the online student only predicts; the EMA builds the targets
     t, step = recorder.calls[-1]  # the student's prediction: consistency rows first, then flow rows
     rows = torch.arange(256) < 128
     assert torch.equal(step[~rows], torch.full((128,), 1 / 16))  # flow rows train the smallest step
     d = step[rows] / 2
     t_self = t[rows]
     assert set(d.tolist()) <= {0.5, 0.25, 0.125, 0.0625} and len(set(d.tolist())) == 4
-    assert torch.allclose(t_self / d, torch.round(t_self / d), atol=1e-5)
+    # only the points a sampler of step 2d visits: t = 1, 1 − 2d, ..., 2d
+    assert torch.allclose(t_self / (2 * d), torch.round(t_self / (2 * d)), atol=1e-5)
     assert (t_self - 2 * d >= -1e-6).all() and (t_self <= 1 + 1e-6).all()
-    # the first two calls build the 2d target from two chained steps of d from the same rows
-    (t1, d1), (t2, d2) = recorder.calls[:2]
+    assert (t_self == 1).any() and (t_self[d == 0.0625] < 1).any()
+    # the EMA's two calls build the 2d target from two chained steps of d from the same rows
+    (t1, d1), (t2, d2) = objective.ema.net.calls[-2:]
     assert torch.equal(t1, t_self) and torch.equal(d1, d) and torch.equal(d2, d)
     assert torch.allclose(t2, t_self - d)
     assert torch.allclose(out["loss"], (out["self_consistency"] + out["flow"]) / 2, atol=1e-6)

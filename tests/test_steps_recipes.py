@@ -86,12 +86,14 @@ def test_recipe_runs_end_to_end(path, tmp_path):
     results["rows"] = rows
     teacher_name = f"teacher ({recipe.teacher.solver})"
     guided = recipe.teacher.conditional and recipe.teacher.guidance != 1.0
-    per_call = (2 if recipe.teacher.solver == "heun" else 1) * (2 if guided else 1)
+    heun = recipe.teacher.solver == "heun"
+    per_call = 2 if guided else 1
     teacher_rows = [r for r in results["rows"] if r["model"] == teacher_name]
     student_rows = [r for r in results["rows"] if r["model"] == f"student ({method})"]
     assert len(teacher_rows) + len(student_rows) == len(results["rows"])
     assert [r["steps"] for r in teacher_rows] == [1, 2, TEACHER_STEPS]
-    assert [r["nfe"] for r in teacher_rows] == [per_call * r["steps"] for r in teacher_rows]
+    assert [r["nfe"] for r in teacher_rows] == [per_call * (2 * r["steps"] - 1 if heun else r["steps"])
+                                                for r in teacher_rows]
     assert student_rows
     if method in STUDENT_STEPS:
         assert [r["steps"] for r in student_rows] == STUDENT_STEPS[method]

@@ -42,7 +42,9 @@ def ode_step(denoiser: Denoiser, x: Tensor, t: Tensor | float, s: Tensor | float
 
     'ddim': ``x_s = α_s x̂0 + σ_s ε̂`` (Song et al., ICLR 2021; for the flow process it is
     exactly Euler); 'euler': ``x + (s − t)·dx/dt``; 'heun': Euler, then the average of
-    the slopes at both ends (Karras et al., NeurIPS 2022).
+    the slopes at both ends — except into s = 0, where it stays Euler, as Karras et al.
+    (NeurIPS 2022, Algorithm 1) do: the corrector there would average in the slope at the data
+    end and leave about (t/2)·ε̂ of noise in every sample.
     """
     if solver not in SOLVERS:
         raise ConfigError(f"unknown ODE solver {solver!r}; choose one of {list(SOLVERS)}.")
@@ -56,11 +58,11 @@ def ode_step(denoiser: Denoiser, x: Tensor, t: Tensor | float, s: Tensor | float
     euler = x + step * slope
     if solver == "euler":
         return euler
+    last = s == 0
+    if bool(last.all()):  # the sampler's last step: one evaluation, not two
+        return euler
     slope_end = process.velocity(*denoiser.split(euler, s, y), s)
-    # Where the parameterisation cannot give the end slope (x0 prediction at σ(s) = 0: ε, so the
-    # slope, is undetermined) end with the Euler step, as Karras et al. do on σ = 0 (Algorithm 1).
-    slope_end = torch.where(torch.isfinite(slope_end), slope_end, slope)
-    return x + step * 0.5 * (slope + slope_end)
+    return torch.where(broadcast(last, x), euler, x + step * 0.5 * (slope + slope_end))
 
 
 class OdeGenerator:
@@ -84,7 +86,8 @@ class OdeGenerator:
         return x
 
     def evaluations(self, steps: int, y: Tensor | None = None) -> int:
-        return steps * (2 if self.solver == "heun" else 1) * self.denoiser.evaluations_per_call(y)
+        calls = 2 * steps - 1 if self.solver == "heun" else steps  # Heun's last step into t = 0 is Euler
+        return calls * self.denoiser.evaluations_per_call(y)
 
 
 class RenoisingGenerator:

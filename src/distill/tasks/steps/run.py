@@ -20,13 +20,12 @@ from distill.experiment.generative import (
     Scorer,
     build_diffusion_model,
     build_diffusion_net,
-    frozen,
     obtain_diffusion_model,
     obtain_metric_classifier,
 )
 from distill.experiment.runner import Run
 from distill.tasks.steps.methods import STEP_METHODS, StepsContext
-from distill.tasks.steps.methods.base import StepMethod
+from distill.tasks.steps.methods.base import StepMethod, counting_evaluations
 from distill.tasks.steps.recipe import StepsRecipe
 
 STUDENTS_FILE = "students.safetensors"
@@ -65,7 +64,7 @@ def restore_students(recipe: StepsRecipe, method: StepMethod, splits, teacher: D
         except RuntimeError as err:
             raise CheckpointError(f"{weights} does not fit the recipe's {recipe.method.name} students: "
                                   f"{str(err).splitlines()[0]}") from None
-        students[steps] = frozen(student)
+        students[steps] = context.for_sampling(student)
     if not students:
         raise CheckpointError(f"{weights} holds no step-distillation students (expected entries '<steps>.<weight>').")
     return students
@@ -98,12 +97,17 @@ def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Sc
     method.check(build_teacher(recipe, splits))  # before the teacher trains
     teacher, teacher_info = obtain_diffusion_model(recipe.data.model_dump(mode="json"), recipe.teacher, splits, run)
     scorer = make_scorer(recipe, splits, run)
+    context = _context(recipe, splits, teacher, run)
     started = time.perf_counter()
-    students = method.train(_context(recipe, splits, teacher, run))
+    with counting_evaluations(teacher.net) as teacher_evaluations:
+        students = method.train(context)
     student_seconds = time.perf_counter() - started
     save_students(students, run.folder / STUDENTS_FILE)
     generators = {steps: method.generator(student) for steps, student in students.items()}
     rows = score_rows(recipe, teacher, generators, scorer)
+    budget = {"train_steps": context.train_steps, "teacher_evaluations": teacher_evaluations[0],
+              "seconds": student_seconds}
     details = {"method": recipe.method.name, "floor": scorer.floor, "student_train_seconds": student_seconds,
+               "budget": budget,
                "teacher": {"steps": recipe.teacher.steps, "solver": recipe.teacher.solver, **teacher_info}}
     return rows, scorer, details

@@ -4,12 +4,18 @@ A method is a registered class with ``train(context) -> {steps: trained student 
 and ``generator(denoiser)``, the few-step sampler it uses (so a saved run is restored by
 loading the student weights into fresh networks and wrapping them again); methods whose
 student is told its step size set ``step_conditioned = True``.
+
+Students train without x0 clipping (a clamp would zero the gradient of every pixel predicted
+outside the range) and keep an exponential moving average of their weights
+(:class:`StudentObjective`); what a method returns, samples with and saves is that EMA,
+wrapped by :meth:`StepsContext.for_sampling` with the teacher's clipping back on.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -62,9 +68,12 @@ class StepsContext:
     teacher_steps: int
     build_net: Callable[[bool], nn.Module]  # step_conditioned → a fresh net of the teacher's architecture
     pair_count: int = 0
+    #: optimizer steps taken by every stage of the method (the budget column of the tables)
+    train_steps: int = 0
 
     def student(self, step_conditioned: bool = False) -> Denoiser:
-        """A trainable copy of the teacher without guidance (students absorb it, Meng et al., CVPR 2023).
+        """A trainable copy of the teacher without guidance (students absorb it, Meng et al., CVPR 2023)
+        and without x0 clipping (the training path must keep every pixel's gradient).
 
         A step-conditioned student takes every teacher weight; only its (zero-initialised)
         step-size embedding is new, and any other mismatch is an error."""
@@ -82,25 +91,81 @@ class StepsContext:
             net = copy.deepcopy(self.teacher.net)
         net.requires_grad_(True).train()
         teacher = self.teacher
-        return Denoiser(net, teacher.process, teacher.prediction, teacher.num_classes, 1.0, teacher.clip)
+        return Denoiser(net, teacher.process, teacher.prediction, teacher.num_classes, 1.0, None)
+
+    def for_sampling(self, student: Denoiser) -> Denoiser:
+        """``student``'s network (shared, and frozen in place), with the teacher's x0 clipping: what a method
+        returns and samples — pass it the EMA, or a copy of what still trains."""
+        return frozen(Denoiser(student.net, student.process, student.prediction, student.num_classes, 1.0,
+                               self.teacher.clip))
 
     def stage(self, objective: nn.Module, data, label: str, config: TrainConfig | None = None) -> TrainResult:
         """Train ``objective`` on ``data`` as stage ``label`` of the run (resuming where it has a checkpoint)."""
-        return self.run.train(objective, data, config or self.train, label)
+        result = self.run.train(objective, data, config or self.train, label)
+        self.train_steps += result.steps
+        return result
 
-    def teacher_pairs(self, count: int | None = None, seed: int = 0) -> TensorDictDataset:
+    def teacher_pairs(self, count: int | None = None) -> TensorDictDataset:
         """Noise → teacher-sample pairs at the teacher's full step count, as batches
-        ``{"sample", "noise", "y"}`` (the coupling rectified flow reflows and DMD regresses on)."""
+        ``{"sample", "noise", "y", "x"}`` (the coupling rectified flow reflows and DMD regresses on;
+        ``x`` is a real training point of label ``y``, what DMD2's GAN head sees as real);
+        the noise is drawn from the run's seed, so seeds train on different pairs."""
         count = count or self.pair_count or len(self.splits.train)
         x, y = self.splits.train.x, self.splits.train.y
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(self.train.seed)
         noise = torch.randn((count, *x.shape[1:]), generator=generator)
-        labels = y[torch.randint(len(y), (count,), generator=generator)]
+        rows = torch.randint(len(y), (count,), generator=generator)
+        labels = y[rows]
         sampler = OdeGenerator(self.teacher, self.solver)
         device = sampler.device
         samples = torch.cat([sampler.sample(n.to(device), lab.to(device), self.teacher_steps).cpu()
                              for n, lab in zip(noise.split(1000), labels.split(1000))])
-        return TensorDictDataset(sample=samples, noise=noise, y=labels)
+        return TensorDictDataset(sample=samples, noise=noise, y=labels, x=x[rows])
+
+
+def check_ema_decay(method: str, decay: float) -> float:
+    """Refuse an EMA decay outside [0, 1) (0 samples the online weights)."""
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
+        raise ConfigError(f"{method}: ema_decay must lie in [0, 1) (0 samples the online weights; the papers "
+                          f"use 0.999–0.9999), got {decay!r}.")
+    return float(decay)
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, online: nn.Module, decay: float, step: int) -> None:
+    """``ema ← d·ema + (1 − d)·online`` with ``d = min(decay, (1 + step)/(10 + step))``, the
+    warm-up of TensorFlow's ExponentialMovingAverage, so short stages are not dominated by their start."""
+    rate = min(decay, (1 + step) / (10 + step))
+    for target, weights in zip(ema.parameters(), online.parameters()):
+        target.lerp_(weights, 1.0 - rate)
+    for target, buffer in zip(ema.buffers(), online.buffers()):
+        target.copy_(buffer)
+
+
+class StudentObjective(nn.Module):
+    """Base of the objectives that train ``self.model``: keeps ``self.ema``, an exponential moving
+    average of it updated once per optimizer step (Song et al., 2023; Salimans & Ho, 2022 sample
+    from EMA weights). ``ema_decay`` 0 makes the EMA a copy of the online weights."""
+
+    def __init__(self, student: Denoiser, ema_decay: float) -> None:
+        super().__init__()
+        self.model, self.ema_decay = student, ema_decay
+        self.ema = frozen(copy.deepcopy(student))
+
+    def after_optimizer_step(self, step: int) -> None:
+        update_ema(self.ema, self.model, self.ema_decay, step)
+
+
+@contextmanager
+def counting_evaluations(net: nn.Module):
+    """Count the rows ``net`` evaluates inside the block: ``with counting_evaluations(teacher.net) as
+    count: ...; count[0]`` is the number of per-sample network evaluations (teacher NFE spent)."""
+    count = [0]
+    handle = net.register_forward_hook(lambda module, args, output: count.__setitem__(0, count[0] + len(output)))
+    try:
+        yield count
+    finally:
+        handle.remove()
 
 
 #: The name of the step-size embedding in step-conditioned networks (see ``distill.diffusion.nets``).

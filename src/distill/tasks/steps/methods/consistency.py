@@ -10,7 +10,14 @@ from torch import Tensor, nn
 
 from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
-from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext, frozen
+from distill.tasks.steps.methods.base import (
+    STEP_METHODS,
+    StepMethod,
+    StepsContext,
+    StudentObjective,
+    check_ema_decay,
+    frozen,
+)
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import SOLVERS, RenoisingGenerator, ode_step
 
@@ -43,24 +50,26 @@ def consistency_distance(a: Tensor, b: Tensor, kind: str) -> Tensor:
     return torch.sqrt(squared + c * c) - c
 
 
-class ConsistencyObjective(nn.Module):
+class ConsistencyObjective(StudentObjective):
     """``d(f_θ(x_{t_{n+k}}, t_{n+k}), f_θ⁻(x̂_{t_n}, t_n))`` where x̂_{t_n} is one teacher ODE step
-    (skipping k grid intervals, as LCM) and θ⁻ an EMA of θ, updated after each optimizer step
-    (once per step, however many micro-batches it accumulates)."""
+    (skipping k grid intervals, as LCM) and θ⁻ the target network, an EMA of θ of decay
+    ``target_decay``; samples come from a second, slower EMA (``ema_decay``), as in Song et al.
+    (μ = 0.95 for θ⁻, 0.9999 for sampling). Both are updated once per optimizer step."""
 
     def __init__(self, student: Denoiser, teacher: Denoiser, intervals: int, skip: int, solver: str,
-                 distance: str, ema_decay: float, scale: float) -> None:
-        super().__init__()
-        self.model, self.teacher = student, frozen(teacher)
-        self.ema = frozen(copy.deepcopy(student))
+                 distance: str, target_decay: float, scale: float, ema_decay: float) -> None:
+        super().__init__(student, ema_decay)
+        self.teacher = frozen(teacher)
+        self.target = frozen(copy.deepcopy(student))
         self.intervals, self.skip, self.solver = intervals, skip, solver
-        self.distance, self.ema_decay, self.scale = distance, ema_decay, scale
+        self.distance, self.target_decay, self.scale = distance, target_decay, scale
 
     @torch.no_grad()
     def after_optimizer_step(self, step: int) -> None:
-        """θ⁻ ← decay·θ⁻ + (1 − decay)·θ (the engine calls this once per optimizer step)."""
-        for target, online in zip(self.ema.parameters(), self.model.parameters()):
-            target.lerp_(online, 1.0 - self.ema_decay)
+        """θ⁻ ← μ·θ⁻ + (1 − μ)·θ (no warm-up: the target's lag is part of the method), then the sampling EMA."""
+        for target, online in zip(self.target.parameters(), self.model.parameters()):
+            target.lerp_(online, 1.0 - self.target_decay)
+        super().after_optimizer_step(step)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x, y = batch["x"], batch["y"]
@@ -69,7 +78,7 @@ class ConsistencyObjective(nn.Module):
         x_t = self.model.process.noise(x, torch.randn_like(x), t)
         with torch.no_grad():
             x_s = ode_step(self.teacher, x_t, t, s, y, self.solver)
-            target = consistency_function(self.ema, x_s, s, y, self.scale)
+            target = consistency_function(self.target, x_s, s, y, self.scale)
         pred = consistency_function(self.model, x_t, t, y, self.scale)
         return {"loss": consistency_distance(pred, target, self.distance).mean()}
 
@@ -79,25 +88,27 @@ class Consistency(StepMethod):
     """Consistency distillation (Song et al., ICML 2023; latent consistency models, Luo et al., 2023):
     the student, initialised from the teacher, is sampled in 1–4 steps with re-noising."""
 
-    def __init__(self, intervals: int = 32, skip: int = 1, distance: str = "huber", ema_decay: float = 0.95,
-                 time_scale: float = 10_000.0, solver: str | None = None) -> None:
+    def __init__(self, intervals: int = 32, skip: int = 1, distance: str = "huber", target_decay: float = 0.95,
+                 time_scale: float = 10_000.0, solver: str | None = None, ema_decay: float = 0.999) -> None:
         if distance not in ("huber", "l2"):
             raise ConfigError(f"consistency: distance must be 'huber' or 'l2', got {distance!r}.")
         if not 1 <= skip <= intervals:
             raise ConfigError(f"consistency: need 1 <= skip ({skip}) <= intervals ({intervals}).")
-        if not 0.0 <= ema_decay < 1.0:
-            raise ConfigError(f"consistency: ema_decay must lie in [0, 1), got {ema_decay}.")
+        if not 0.0 <= target_decay < 1.0:
+            raise ConfigError(f"consistency: target_decay (the EMA of the target network θ⁻) must lie in [0, 1), "
+                              f"got {target_decay}.")
         if solver is not None and solver not in SOLVERS:
             raise ConfigError(f"consistency: unknown solver {solver!r}; choose one of {list(SOLVERS)} or leave it unset.")
         self.intervals, self.skip, self.distance = intervals, skip, distance
-        self.ema_decay, self.scale, self.solver = ema_decay, time_scale, solver
+        self.target_decay, self.scale, self.solver = target_decay, time_scale, solver
+        self.ema_decay = check_ema_decay("consistency", ema_decay)
 
     def train(self, context: StepsContext) -> dict[int, Denoiser]:
-        student = context.student()
-        objective = ConsistencyObjective(student, context.teacher, self.intervals, self.skip,
-                                         self.solver or context.solver, self.distance, self.ema_decay, self.scale)
+        objective = ConsistencyObjective(context.student(), context.teacher, self.intervals, self.skip,
+                                         self.solver or context.solver, self.distance, self.target_decay, self.scale,
+                                         self.ema_decay)
         context.stage(objective, context.splits.train, "consistency")
-        return dict.fromkeys((1, 2, 4), frozen(student))
+        return dict.fromkeys((1, 2, 4), context.for_sampling(objective.ema))
 
     def generator(self, denoiser: Denoiser) -> RenoisingGenerator:
         scale = self.scale

@@ -9,7 +9,15 @@ from torch import Tensor, nn
 
 from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
-from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext, flat_mean, frozen
+from distill.tasks.steps.methods.base import (
+    STEP_METHODS,
+    StepMethod,
+    StepsContext,
+    StudentObjective,
+    check_ema_decay,
+    flat_mean,
+    frozen,
+)
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import OdeGenerator
 
@@ -29,13 +37,13 @@ def two_step_target(teacher: Denoiser, x_t: Tensor, t: Tensor, s: Tensor, y: Ten
     return (z - ratio * x_t) / (alpha_s - ratio * alpha_t)
 
 
-class ProgressiveObjective(nn.Module):
+class ProgressiveObjective(StudentObjective):
     """One round: a ``steps``-step DDIM student matches a ``2·steps``-step DDIM teacher, with the
     truncated-SNR weight ``max(α²/σ², 1)`` on the x0 error (Salimans & Ho, 2022)."""
 
-    def __init__(self, student: Denoiser, teacher: Denoiser, steps: int) -> None:
-        super().__init__()
-        self.model, self.teacher, self.steps = student, frozen(teacher), steps
+    def __init__(self, student: Denoiser, teacher: Denoiser, steps: int, ema_decay: float) -> None:
+        super().__init__(student, ema_decay)
+        self.teacher, self.steps = frozen(teacher), steps
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x, y = batch["x"], batch["y"]
@@ -56,15 +64,17 @@ class ProgressiveObjective(nn.Module):
 class Progressive(StepMethod):
     """Progressive distillation (Salimans & Ho, ICLR 2022): halve the step count each round,
     the last round's student becoming the next round's teacher, down to ``final_steps``
-    (both powers of two, since every round halves)."""
+    (both powers of two, since every round halves). Each round's EMA is both its student and the
+    next round's teacher and starting point, as in the reference implementation."""
 
-    def __init__(self, start_steps: int | None = None, final_steps: int = 1) -> None:
+    def __init__(self, start_steps: int | None = None, final_steps: int = 1, ema_decay: float = 0.999) -> None:
         if not _power_of_two(final_steps):
             raise ConfigError(f"progressive: final_steps must be a power of two (1, 2, 4, ...), got {final_steps}: "
                               "each round halves the step count.")
         if start_steps is not None and not _power_of_two(start_steps):
             raise ConfigError(f"progressive: start_steps must be a power of two, got {start_steps}.")
         self.start_steps, self.final_steps = start_steps, final_steps
+        self.ema_decay = check_ema_decay("progressive", ema_decay)
 
     def train(self, context: StepsContext) -> dict[int, Denoiser]:
         steps = self.start_steps or context.teacher_steps
@@ -75,9 +85,10 @@ class Progressive(StepMethod):
         student = context.student()
         while steps > self.final_steps:
             steps //= 2
-            context.stage(ProgressiveObjective(student, teacher, steps), context.splits.train, f"progressive_{steps}")
-            teacher = frozen(copy.deepcopy(student))
-            students[steps] = teacher
+            objective = ProgressiveObjective(student, teacher, steps, self.ema_decay)
+            context.stage(objective, context.splits.train, f"progressive_{steps}")
+            teacher = students[steps] = context.for_sampling(copy.deepcopy(objective.ema))
+            student = copy.deepcopy(objective.ema).requires_grad_(True).train()
         return students
 
     def generator(self, denoiser: Denoiser) -> OdeGenerator:

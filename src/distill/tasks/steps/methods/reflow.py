@@ -9,11 +9,19 @@ from torch import Tensor, nn
 
 from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
-from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext, check_flow_velocity, flat_mean, frozen
+from distill.tasks.steps.methods.base import (
+    STEP_METHODS,
+    StepMethod,
+    StepsContext,
+    StudentObjective,
+    check_ema_decay,
+    check_flow_velocity,
+    flat_mean,
+)
 from distill.diffusion.sampling import OdeGenerator
 
 
-class ReflowObjective(nn.Module):
+class ReflowObjective(StudentObjective):
     """Flow matching on fixed pairs: ``x_t = (1 − t)·x1 + t·z``, target ``z − x1`` (Liu et al., ICLR 2023).
 
     Batches are teacher pairs ``{"sample", "noise", "y"}``. With ``steps`` set,
@@ -21,9 +29,9 @@ class ReflowObjective(nn.Module):
     straightened flow to k Euler steps.
     """
 
-    def __init__(self, student: Denoiser, steps: int | None = None) -> None:
-        super().__init__()
-        self.model, self.steps = student, steps
+    def __init__(self, student: Denoiser, ema_decay: float, steps: int | None = None) -> None:
+        super().__init__(student, ema_decay)
+        self.steps = steps
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         sample, noise, y = batch["sample"], batch["noise"], batch["y"]
@@ -40,14 +48,17 @@ class ReflowObjective(nn.Module):
 @STEP_METHODS.register("reflow")
 class Reflow(StepMethod):
     """Rectified flow (Liu, Gong & Liu, ICLR 2023): generate teacher pairs, reflow once on them
-    (student initialised from the teacher), then fine-tune a copy on the ``distill_steps`` grid."""
+    (student initialised from the teacher), then fine-tune a copy of its EMA on the ``distill_steps``
+    grid; each stage samples from its EMA."""
 
-    def __init__(self, pairs: int = 0, distill_steps: int | None = 1, distill_fraction: float = 0.5) -> None:
+    def __init__(self, pairs: int = 0, distill_steps: int | None = 1, distill_fraction: float = 0.5,
+                 ema_decay: float = 0.999) -> None:
         if distill_steps is not None and distill_steps < 1:
             raise ConfigError(f"reflow: distill_steps must be >= 1 or null, got {distill_steps}.")
         if not 0.0 < distill_fraction < 1.0:
             raise ConfigError(f"reflow: distill_fraction must lie in (0, 1), got {distill_fraction}.")
         self.pairs, self.distill_steps, self.fraction = pairs, distill_steps, distill_fraction
+        self.ema_decay = check_ema_decay("reflow", ema_decay)
 
     def check(self, teacher: Denoiser) -> None:
         check_flow_velocity(teacher, "reflow")
@@ -55,19 +66,20 @@ class Reflow(StepMethod):
     def train(self, context: StepsContext) -> dict[int, Denoiser]:
         self.check(context.teacher)
         pairs = context.teacher_pairs(self.pairs or None)
-        student = context.student()
+        reflow = ReflowObjective(context.student(), self.ema_decay)
         if self.distill_steps is None:
-            context.stage(ReflowObjective(student), pairs, "reflow")
-            return dict.fromkeys((1, 2, 4), frozen(student))
+            context.stage(reflow, pairs, "reflow")
+            return dict.fromkeys((1, 2, 4), context.for_sampling(reflow.ema))
         total = context.train.total_steps(len(pairs) // context.train.batch_size)
         distill_budget = max(1, int(self.fraction * total))
-        context.stage(ReflowObjective(student), pairs, "reflow",
+        context.stage(reflow, pairs, "reflow",
                       context.train.model_copy(update={"steps": total - distill_budget, "epochs": None}))
-        students = dict.fromkeys((1, 2, 4), frozen(student))
-        distilled = copy.deepcopy(student).requires_grad_(True).train()
-        context.stage(ReflowObjective(distilled, self.distill_steps), pairs, f"reflow_distill_{self.distill_steps}",
+        students = dict.fromkeys((1, 2, 4), context.for_sampling(reflow.ema))
+        distilled = ReflowObjective(copy.deepcopy(reflow.ema).requires_grad_(True).train(), self.ema_decay,
+                                    self.distill_steps)
+        context.stage(distilled, pairs, f"reflow_distill_{self.distill_steps}",
                       context.train.model_copy(update={"steps": distill_budget, "epochs": None}))
-        students[self.distill_steps] = frozen(distilled)
+        students[self.distill_steps] = context.for_sampling(distilled.ema)
         return students
 
     def generator(self, denoiser: Denoiser) -> OdeGenerator:
