@@ -1,8 +1,10 @@
 """Denoiser networks ``net(x, t, y=None, d=None) -> Tensor shaped like x`` for diffusion and flows.
 
 ``t`` is the time in [0, 1] (a float or one value per row), ``y`` an optional
-class label, ``d`` an optional step size in [0, 1] for shortcut models. What the
-output means (noise, velocity, clean sample) is the caller's choice.
+class label, ``d`` an optional extra scalar in [0, 1] of step-conditioned nets: the step
+size of shortcut models, or the guidance scale of a guidance-distilled student, rescaled
+from its training range. What the output means (noise, velocity, clean sample) is the
+caller's choice.
 
 - :class:`ConditionEmbedding` turns (t, y, d) into one vector per row.
 - :class:`TimeMLP` for 2-D toys and flattened vectors (also (C, H, W) input).
@@ -74,9 +76,11 @@ class ConditionEmbedding(nn.Module):
     - class (``num_classes > 0``): ``nn.Embedding(num_classes + 1, dim)`` whose last row is the
       "null" class of classifier-free guidance (Ho & Salimans 2022); ``y=None`` or a negative
       label means null, so label dropout is ``y.masked_fill(drop, -1)``.
-    - step size (``step_conditioned``): d ∈ [0, 1] as in shortcut models (Frans et al. 2024),
-      embedded like t by its own MLP whose last Linear is zero-initialised: a step-conditioned
-      net loaded (``strict=False``) from a plain one computes exactly the same function.
+    - step size (``step_conditioned``): d ∈ [0, 1], the step size of shortcut models (Frans et al.
+      2024) or a guidance-distilled student's guidance scale rescaled to [0, 1] (Meng et al. 2023;
+      LCM's guidance embedding, Luo et al. 2023), embedded like t by its own MLP whose last Linear
+      is zero-initialised: a step-conditioned net loaded (``strict=False``) from a plain one
+      computes exactly the same function.
     - pose (``pose_dim > 0``): ``y`` is then a float vector per row (e.g. a camera's
       (sin az, cos az, sin el, cos el)), embedded by Linear-SiLU-Linear: the view conditioning of
       view-conditioned priors (as Zero-1-to-3, Liu et al. 2023, conditions on the camera).
