@@ -1,24 +1,24 @@
-"""Step-distillation methods: students at 1, 2, 4 steps vs the teacher, beside the noise floor.
+"""Step-distillation methods ranked by their excess over the noise floor, with bootstrap intervals.
 
-Runs recipes/steps/<prefix><method>.yaml unchanged except for the data set, the seeds
-and the evaluation sample count. The teacher is scored at 1, 2, 4, 8 and its full
-step count once per seed, every student on the same held-out draw, with the noise
-floor (the metric between two independent real draws). Per seed the teacher is
-retrained (its seed changes) unless ``--fixed-teacher``. Headline metric: sliced W2
-for 2-D toys, Fréchet distance on the classifier's features for images. Goal of
-issue 4 on toys: 1-step student within 1.5× and 4-step within 1.1× of the
-full-step teacher.
+Runs recipes/steps/<prefix><method>.yaml unchanged except for the data set, the seeds and the
+evaluation protocol: samples are scored against one half of the held-out split, the noise floor is
+the other half against it (``evaluate.floor_from=test``), and every headline distance also gives
+its excess over that floor (√(SW2² − floor²) on 2-D toys, √(FD − floor) on classifier features for
+images) with a 95 % bootstrap interval. Seed s trains on teacher s % K (``--teachers K``), its own
+pairs and its own student; the teacher is scored once per seed at 1, 2, 4, 8 and its full step count.
+Per method the budget is recorded: student training steps, teacher evaluations spent on pairs or
+targets, wall time. Issue 12's goals: the best 1-step student's excess within 1.5× the full-step
+teacher's, the best 4-step student's within 1.1×.
 
-    python benchmarks/steps.py --data 8gaussians checkerboard --seeds 0 1 2
-    python benchmarks/steps.py --data mnist --prefix mnist_ --methods progressive consistency \
-        --fixed-teacher --samples 2000 --out benchmarks/results/steps_mnist.json
+    python benchmarks/steps.py --data checkerboard --seeds 0 1 2 --out benchmarks/results/steps_checkerboard.json
+    python benchmarks/steps.py --data mnist --prefix mnist_ --teachers 2 --seeds 0 1 2 --samples 2000 \
+        --methods progressive consistency ict reflow shortcut guidance --out benchmarks/results/steps_mnist.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -28,83 +28,154 @@ from common import mean_std, print_table, write_json
 from distill.experiment import Run, get_task, load_recipe
 
 RECIPES = Path(__file__).parents[1] / "recipes" / "steps"
-METHODS = ["progressive", "consistency", "reflow", "dmd", "shortcut"]
+METHODS = ["progressive", "consistency", "ict", "reflow", "dmd", "shortcut"]
+STUDENT_STEPS = (1, 2, 4)
+GOALS = {1: 1.5, 4: 1.1}
+TOYS = {"8gaussians", "checkerboard", "moons", "spiral", "rings", "swissroll"}
+
+
+def overrides_for(args, data: str, seed: int, score_teacher: bool) -> list[str]:
+    """The recipe overrides of one (data, seed) run: seeds, the evaluation protocol, no progress bars."""
+    toy = [f"data.options.n_test={2 * args.samples}"] if data in TOYS else []  # two disjoint halves of `samples`
+    return [f"data.name={data}", *toy, f"teacher.train.seed={seed % args.teachers}", f"train.seed={seed}",
+            f"evaluate.seed={1000 + seed}", f"evaluate.samples={args.samples}", "evaluate.floor_from=test",
+            f"evaluate.bootstrap={args.bootstrap}", "train.progress=false", "teacher.train.progress=false",
+            "evaluate.classifier.train.progress=false", *args.set,
+            *([] if score_teacher else ["evaluate.teacher_steps=[]"])]
+
+
+def record(data: str, seed: int, method: str, row: dict, details: dict, student: bool) -> dict:
+    """One scored row as a flat JSON record (the floor and, for students, the budget beside it)."""
+    metrics = {k: v for k, v in row.items() if k not in ("model", "steps", "nfe", "ms_per_sample")}
+    return {"data": data, "seed": seed, "method": method, "model": row["model"], "steps": row["steps"],
+            "nfe": row["nfe"], **metrics, "ms_per_sample": row["ms_per_sample"],
+            **{f"floor_{k}": v for k, v in details["floor"].items()}, "floor_spread": details.get("floor_spread"),
+            "classifier_accuracy": details.get("classifier_accuracy"),
+            **({f"budget_{k}": v for k, v in details["budget"].items()} if student else {})}
+
+
+def run_all(args) -> list[dict]:
+    """Every (data, seed, method) run; JSON rewritten after each so an interrupted run keeps its rows."""
+    task, records = get_task("steps"), []
+    for data in args.data:
+        for seed in args.seeds:
+            scored_teachers = set()  # teacher specs already scored on this seed's draw
+            for method in args.methods:
+                path = RECIPES / f"{args.prefix}{method}.yaml"
+                teacher_key = json.dumps(load_recipe(path).teacher.model_dump(mode="json"), sort_keys=True)
+                recipe = load_recipe(path, overrides_for(args, data, seed, teacher_key not in scored_teachers))
+                run = Run(args.work / data / method / f"seed{seed}", recipe)
+                started = time.perf_counter()
+                task.run(recipe, run)  # as `distill run` does: results.json, report.md, plots
+                outcome = json.loads((run.folder / "results.json").read_text())
+                details = outcome["details"]
+                for row in outcome["rows"][1:]:  # rows[0] is the noise floor
+                    teacher = row["model"].startswith("teacher")
+                    if teacher or row["steps"] in STUDENT_STEPS:
+                        w = recipe.teacher.guidance
+                        name = method if not teacher else "teacher" if w == 1 else f"teacher w={w:g}"
+                        records.append(record(data, seed, name, row, details, student=not teacher))
+                scored_teachers.add(teacher_key)
+                print(f"{data} seed {seed} {method}: {time.perf_counter() - started:.0f} s, "
+                      f"budget {details['budget']}", flush=True)
+                write_json(args.out, {"command": command_of(args), "records": records})
+    return records
+
+
+def summarise(records: list[dict], full_steps: dict[str, int]) -> tuple[list[dict], list[dict]]:
+    """Per (data, model, steps): mean ± std over seeds of the metrics, the excess, the excess ratio to
+    the full-step teacher of the same seed and the budget; and per data set whether the best and the
+    worst 1-step students' intervals are apart on each seed."""
+    table = []
+    for data in dict.fromkeys(r["data"] for r in records):
+        mine = [r for r in records if r["data"] == data]
+        teachers = {(r["seed"], r["method"]): r for r in mine
+                    if r["method"].startswith("teacher") and r["steps"] == full_steps[data]}
+        for method, steps in dict.fromkeys((r["method"], r["steps"]) for r in mine):
+            group = [r for r in mine if r["method"] == method and r["steps"] == steps]
+            reference = "teacher w=2" if method == "guidance" else "teacher"
+            ratios = [r["excess"] / teachers[(r["seed"], reference)]["excess"] for r in group
+                      if teachers.get((r["seed"], reference), {}).get("excess", 0) > 0]
+            summary = {"data": data, "method": method, "steps": steps, "nfe": group[0]["nfe"], "seeds": len(group)}
+            for key in ("swd", "fd", "excess", "precision", "recall", "agreement", "budget_train_steps",
+                        "budget_teacher_evaluations", "budget_seconds", "ms_per_sample"):
+                if group[0].get(key) is not None:
+                    summary[key] = mean_std([r[key] for r in group])
+            summary["excess_ratio"] = mean_std(ratios) if len(ratios) == len(group) else None
+            goal = GOALS.get(steps) if not method.startswith("teacher") and method != "guidance" else None
+            summary["goal"] = goal
+            table.append(summary)
+    return table, separations(records)
+
+
+def separations(records: list[dict]) -> list[dict]:
+    """Per data set and seed: the 1-step students with the lowest and highest excess, and whether
+    their 95 % intervals are apart (best's upper end below the worst's lower end)."""
+    out = []
+    for data, seed in dict.fromkeys((r["data"], r["seed"]) for r in records):
+        one = [r for r in records if r["data"] == data and r["seed"] == seed and r["steps"] == 1
+               and not r["method"].startswith("teacher") and r["method"] != "guidance" and r["excess"] == r["excess"]]
+        if len(one) < 2:
+            continue
+        best, worst = min(one, key=lambda r: r["excess"]), max(one, key=lambda r: r["excess"])
+        out.append({"data": data, "seed": seed, "best": best["method"], "worst": worst["method"],
+                    "best_interval": [best["excess_low"], best["excess_high"]],
+                    "worst_interval": [worst["excess_low"], worst["excess_high"]],
+                    "apart": best["excess_high"] < worst["excess_low"]})
+    return out
+
+
+def show(value, digits: str = ".4f") -> str:
+    return "–" if value is None else f"{value[0]:{digits}} ± {value[1]:{digits}}"
+
+
+def print_summary(table: list[dict], apart: list[dict]) -> None:
+    rows = []
+    for r in table:
+        headline = "swd" if "swd" in r else "fd"
+        verdict = "" if r["goal"] is None or r["excess_ratio"] is None else (
+            ("met" if r["excess_ratio"][0] <= r["goal"] else "missed") + f" (≤ {r['goal']}×)")
+        rows.append([r["data"], r["method"], str(r["steps"]), str(r["nfe"]), show(r[headline]), show(r["excess"]),
+                     show(r["excess_ratio"], ".2f"), show(r.get("budget_train_steps"), ".0f"),
+                     show(r.get("budget_teacher_evaluations"), ".3g"), show(r.get("budget_seconds"), ".0f"), verdict])
+    print_table(["data", "model", "steps", "NFE", "distance", "excess", "× teacher excess", "train steps",
+                 "teacher evals", "seconds", "goal"], rows)
+    for s in apart:
+        print(f"{s['data']} seed {s['seed']}: best 1-step {s['best']} {s['best_interval']}, worst {s['worst']} "
+              f"{s['worst_interval']}: {'apart' if s['apart'] else 'overlapping'}")
+
+
+def command_of(args) -> str:
+    return "python benchmarks/steps.py " + " ".join(
+        [f"--data {' '.join(args.data)}", f"--prefix {args.prefix}" if args.prefix else "",
+         f"--teachers {args.teachers}", f"--methods {' '.join(args.methods)}",
+         f"--seeds {' '.join(map(str, args.seeds))}", f"--samples {args.samples}", f"--bootstrap {args.bootstrap}",
+         *(f"--set {s}" for s in args.set), f"--out {args.out}"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", nargs="+", default=["8gaussians", "checkerboard"])
+    parser.add_argument("--data", nargs="+", default=["checkerboard"])
     parser.add_argument("--prefix", default="", help="recipe file prefix, e.g. mnist_")
-    parser.add_argument("--fixed-teacher", action="store_true", help="one teacher (seed 0) for every seed")
+    parser.add_argument("--teachers", type=int, default=3, help="seed s distils teacher s %% K")
     parser.add_argument("--methods", nargs="+", default=METHODS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--samples", type=int, default=5000)
+    parser.add_argument("--samples", type=int, default=10_000, help="per held-out half (and generated)")
+    parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--set", action="append", default=[], help="extra recipe override for every run")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/bench-steps"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/steps_toys.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/steps_checkerboard.json"))
     args = parser.parse_args()
+    if args.teachers < 1:
+        parser.error("--teachers must be ≥ 1")
     torch.set_num_threads(args.threads)
-
-    task = get_task("steps")
-    records = []  # one per (toy, seed, model row)
-    for toy in args.data:
-        for seed in args.seeds:
-            teacher_rows = None  # scored with the first method, then reused (same teacher, same draw)
-            for method in args.methods:
-                overrides = [f"data.name={toy}", f"teacher.train.seed={0 if args.fixed_teacher else seed}", f"train.seed={seed}",
-                             f"evaluate.seed={1000 + seed}", f"evaluate.samples={args.samples}",
-                             "train.progress=false", "teacher.train.progress=false", "evaluate.classifier.train.progress=false",
-                             *args.set,
-                             *([] if teacher_rows is None else ["evaluate.teacher_steps=[]"])]
-                recipe = load_recipe(RECIPES / f"{args.prefix}{method}.yaml", overrides)
-                run = Run(args.work / toy / method / f"seed{seed}", recipe)
-                started = time.perf_counter()
-                task.run(recipe, run)  # as `distill run` does: results.json, report.md, plots
-                outcome = json.loads((run.folder / "results.json").read_text())
-                scored, details = outcome["rows"][1:], outcome["details"]  # rows[0] is the noise floor
-                new_rows = [r for r in scored if not r["model"].startswith("teacher") and r["steps"] in (1, 2, 4)]
-                if teacher_rows is None:
-                    teacher_rows = [r for r in scored if r["model"].startswith("teacher")]
-                    new_rows = teacher_rows + new_rows
-                full = next(r for r in teacher_rows if r["steps"] == recipe.teacher.steps)
-                headline = "swd" if "swd" in full else "fd"
-                for row in new_rows:
-                    student = not row["model"].startswith("teacher")
-                    metrics = {k: row[k] for k in row if k not in ("model", "steps", "nfe", "ms_per_sample")}
-                    records.append({"toy": toy, "seed": seed, "method": method if student else "teacher",
-                                    "steps": row["steps"], "nfe": row["nfe"], **metrics, "headline": headline,
-                                    "ratio": row[headline] / full[headline], "ms_per_sample": row["ms_per_sample"],
-                                    **{f"floor_{k}": v for k, v in details["floor"].items()},
-                                    "train_seconds": details["student_train_seconds"] if student else None})
-                short = {r["steps"]: round(r[headline], 4) for r in new_rows if not r["model"].startswith("teacher")}
-                print(f"{toy} seed {seed} {method}: teacher full {full[headline]:.4f}, student {short} "
-                      f"({time.perf_counter() - started:.0f} s)", flush=True)
-
-    table, rows = [], []
-    for toy in args.data:
-        mine = [r for r in records if r["toy"] == toy]
-        names = [k for k in ("swd", "mmd", "fd", "precision", "recall", "agreement") if k in mine[0]]
-        floors = {k: mean_std([r[f"floor_{k}"] for r in mine if r["method"] == "teacher"]) for k in names}
-        rows.append([toy, "real vs real (noise floor)", "–", "–", *(f"{m:.4g} ± {s:.2g}" for m, s in floors.values()),
-                     "–", "–", ""])
-        for method, steps in dict.fromkeys((r["method"], r["steps"]) for r in mine):
-            group = [r for r in mine if r["method"] == method and r["steps"] == steps]
-            stats = {k: mean_std([r[k] for r in group]) for k in (*names, "ratio")}
-            ms = statistics.mean(r["ms_per_sample"] for r in group)
-            goal = {1: 1.5, 4: 1.1}.get(steps) if method != "teacher" and "swd" in names else None
-            verdict = "" if goal is None else ("met" if stats["ratio"][0] <= goal else "missed") + f" (≤ {goal}×)"
-            table.append({"data": toy, "method": method, "steps": steps, "nfe": group[0]["nfe"], **stats,
-                          "ms_per_sample": ms, "goal": verdict, "seeds": len(group)})
-            rows.append([toy, method, str(steps), str(group[0]["nfe"]),
-                         *(f"{stats[k][0]:.4g} ± {stats[k][1]:.2g}" for k in names),
-                         f"{stats['ratio'][0]:.2f} ± {stats['ratio'][1]:.2f}", f"{ms:.3f}", verdict])
-    print_table(["data", "model", "steps", "NFE", *names, "× full teacher", "ms/sample", "goal"], rows)
-    command = "python benchmarks/steps.py " + " ".join(
-        [f"--data {' '.join(args.data)}", f"--prefix {args.prefix}" if args.prefix else "",
-         "--fixed-teacher" if args.fixed_teacher else "", f"--methods {' '.join(args.methods)}",
-         f"--seeds {' '.join(map(str, args.seeds))}", f"--samples {args.samples}", *(f"--set {s}" for s in args.set)])
-    write_json(args.out, {"command": command, "rows": table, "records": records})
+    records = run_all(args)
+    full_steps = {data: load_recipe(RECIPES / f"{args.prefix}{args.methods[0]}.yaml",
+                                    [f"data.name={data}"]).teacher.steps for data in args.data}
+    table, apart = summarise(records, full_steps)
+    print_summary(table, apart)
+    write_json(args.out, {"command": command_of(args), "summary": table, "separation": apart, "records": records})
 
 
 if __name__ == "__main__":

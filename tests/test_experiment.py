@@ -146,7 +146,8 @@ def test_a_steps_run_resumes_when_the_teacher_stage_has_no_checkpoint(tmp_path, 
     assert (tmp_path / "run" / "teacher" / "checkpoints").is_dir()
 
 
-def test_eval_and_export_of_a_steps_run(tmp_path, capsys):
+def test_eval_and_export_of_a_steps_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # a wide terminal: the table's cells are not wrapped
     folder = tmp_path / "run"
     assert main(_steps_args(folder)) == 0
     table = json.loads((folder / "results.json").read_text())["rows"]

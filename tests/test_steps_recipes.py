@@ -128,7 +128,8 @@ def _recipe(method: str) -> Path:
     return next(p for p in RECIPES if p.stem == method)
 
 
-def test_cli_runs_a_steps_recipe(tmp_path, capsys):
+def test_cli_runs_a_steps_recipe(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # a wide terminal: the table's cells are not wrapped
     path = _recipe("reflow")
     assert main(_cli_args(path, tmp_path)) == 0
     out = capsys.readouterr().out

@@ -97,13 +97,18 @@ def frechet_distance(feat_x: object, feat_y: object) -> float:
         centred = f - mu
         return mu, centred.T @ centred / (len(f) - 1)
 
-    (mu_x, cov_x), (mu_y, cov_y) = stats(x), stats(y)
+    return max(float(frechet_from_moments(*stats(x), *stats(y))), 0.0)
+
+
+def frechet_from_moments(mu_x: Tensor, cov_x: Tensor, mu_y: Tensor, cov_y: Tensor) -> Tensor:
+    """:func:`frechet_distance` from means (…, d) and covariances (…, d, d); ``mu_y`` / ``cov_y`` may
+    carry a batch of leading dimensions (one Σx^½ serves them all)."""
     w, v = torch.linalg.eigh(cov_x)
-    root_x = v @ torch.diag(w.clamp(min=0).sqrt()) @ v.T
+    root_x = v @ torch.diag_embed(w.clamp(min=0).sqrt()) @ v.mT
     middle = root_x @ cov_y @ root_x
-    trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
-    value = (mu_x - mu_y).square().sum() + cov_x.trace() + cov_y.trace() - 2 * trace_root
-    return max(float(value), 0.0)
+    trace_root = torch.linalg.eigvalsh((middle + middle.mT) / 2).clamp(min=0).sqrt().sum(-1)
+    traces = (cov_x.diagonal(dim1=-2, dim2=-1) + cov_y.diagonal(dim1=-2, dim2=-1)).sum(-1)
+    return (mu_x - mu_y).square().sum(-1) + traces - 2 * trace_root
 
 
 def precision_recall(real_feat: object, fake_feat: object, k: int = 3) -> tuple[float, float]:

@@ -22,14 +22,17 @@ from distill.diffusion.objective import DenoisingObjective
 from distill.diffusion.process import build_process
 from distill.engine.cache import data_identity, fit_or_load
 from distill.engine.config import TrainConfig
+from distill.errors import ConfigError
 from distill.experiment.recipe import StrictModel
 from distill.metrics import features, frechet_distance, label_agreement, mmd_rbf, precision_recall, sliced_wasserstein
+from distill.metrics_excess import FrechetExcess, SlicedExcess
 from distill.models import build_model
 from distill.supervised import SupervisedObjective
 
 TRAIN_ONLY = {"progress", "tensorboard", "log_every"}
 CHUNK = 500
 MMD_POINTS = 2000  # MMD is quadratic in n; the first 2,000 points of each set keep it to ~1 s
+EXCESS_KEYS = ("excess", "excess_low", "excess_high")
 
 
 class GenDataSpec(StrictModel):
@@ -119,6 +122,11 @@ def obtain_metric_classifier(data: GenDataSpec, spec: ClassifierSpec, splits: Da
     return frozen(model)
 
 
+def classifier_accuracy(classifier: nn.Module, splits: DataSplits) -> float:
+    """The metric classifier's accuracy on the held-out test split (how much its features can be trusted)."""
+    return label_agreement(classifier, splits.test.x, splits.test.y)
+
+
 @dataclass
 class SampleRow:
     """One generator at one step count: its metrics, NFE and sampling wall time."""
@@ -132,41 +140,78 @@ class SampleRow:
 
 
 class Scorer:
-    """Metrics of samples against ``n`` held-out test points; the floor scores ``n`` training
-    points (an independent real draw, kept as ``reference``) the same way.
+    """Metrics of samples against ``n`` held-out test points beside the noise floor: the same
+    metrics on ``n`` other real points (an independent draw, kept as ``reference``).
+
+    ``floor_from="train"``: the reference is ``n`` training points. ``"test"``: the test split is cut
+    into two disjoint halves, samples are scored against half A and the floor is half B vs half A,
+    so both come from the same held-out distribution (``n`` is capped at half the test split).
 
     2-D data: sliced Wasserstein (Bonneel et al., 2015) and MMD (on at most ``MMD_POINTS``
     points). Images: Fréchet distance
     and precision/recall on ``classifier`` features, plus label agreement when conditional.
+    With ``bootstrap`` > 0 every score also holds the headline distance's excess over the floor and
+    its 95 % interval from that many resamples (:mod:`distill.metrics_excess`), and ``floor`` holds
+    ``floor_spread``, the floor's bootstrap standard deviation.
     """
 
     def __init__(self, splits: DataSplits, n: int, seed: int, conditional: bool,
-                 classifier: nn.Module | None = None, layer: str = "head.1") -> None:
+                 classifier: nn.Module | None = None, layer: str = "head.1",
+                 floor_from: Literal["train", "test"] = "train", bootstrap: int = 0) -> None:
         test_x, test_y = splits.test.x, splits.test.y
-        n = min(n, len(test_x), len(splits.train))
         generator = torch.Generator().manual_seed(seed)
-        pick_test = torch.randperm(len(test_x), generator=generator)[:n]
-        pick_train = torch.randperm(len(splits.train), generator=generator)[:n]
+        if floor_from == "train":
+            n = min(n, len(test_x), len(splits.train))
+            pick_test = torch.randperm(len(test_x), generator=generator)[:n]
+            pick_reference = torch.randperm(len(splits.train), generator=generator)[:n]
+            reference = splits.train
+        elif floor_from == "test":
+            half = len(test_x) // 2
+            n = min(n, half)
+            order = torch.randperm(len(test_x), generator=generator)
+            pick_test, pick_reference, reference = order[:n], order[half:half + n], splits.test
+        else:
+            raise ConfigError(f"floor_from must be 'train' or 'test', got {floor_from!r}.")
+        if bootstrap < 0:
+            raise ConfigError(f"bootstrap must be ≥ 0 resamples (0 skips the excess), got {bootstrap}.")
         self.real, self.labels = test_x[pick_test], test_y[pick_test]
         self.noise = torch.randn(self.real.shape, generator=generator)
         self.conditional, self.classifier, self.layer, self.seed = conditional, classifier, layer, seed
         self.real_features = None if classifier is None else features(classifier, self.real, layer)
-        self.reference, self.reference_labels = splits.train.x[pick_train], splits.train.y[pick_train]
-        self.floor = self.score(self.reference, self.reference_labels)
+        self.reference, self.reference_labels = reference.x[pick_reference], reference.y[pick_reference]
+        self.excess = None
+        reference_cloud = self._cloud(self.reference)
+        self.floor = self._metrics(self.reference, reference_cloud, self.reference_labels)
+        if bootstrap:
+            real = self.real.flatten(1) if classifier is None else self.real_features
+            estimator = SlicedExcess if classifier is None else FrechetExcess
+            self.excess = estimator(real, reference_cloud, resamples=bootstrap, seed=seed)
+            self.floor["floor_spread"] = self.excess.floor_spread
+
+    def _cloud(self, samples: Tensor) -> Tensor:
+        """What the distances compare: flattened points (2-D data) or classifier features (images)."""
+        return samples.flatten(1) if self.classifier is None else features(self.classifier, samples, self.layer)
+
+    def _metrics(self, samples: Tensor, cloud: Tensor, labels: Tensor | None) -> dict[str, float]:
+        if self.classifier is None:
+            real = self.real.flatten(1)
+            return {"swd": sliced_wasserstein(real, cloud), "mmd": mmd_rbf(real[:MMD_POINTS], cloud[:MMD_POINTS])}
+        precision, recall = precision_recall(self.real_features, cloud)
+        scores = {"fd": frechet_distance(self.real_features, cloud), "precision": precision, "recall": recall}
+        if self.conditional and labels is not None:
+            scores["agreement"] = label_agreement(self.classifier, samples, labels)
+        return scores
 
     def score(self, samples: Tensor, labels: Tensor | None = None) -> dict[str, float]:
         """The metrics of ``samples`` (with the labels they were conditioned on); NaN if any diverged."""
         if not torch.isfinite(samples).all():
             names = ("swd", "mmd") if self.classifier is None else ("fd", "precision", "recall")
+            names += () if self.excess is None else EXCESS_KEYS
             return dict.fromkeys(names, float("nan"))
-        if self.classifier is None:
-            flat, real = samples.flatten(1), self.real.flatten(1)
-            return {"swd": sliced_wasserstein(real, flat), "mmd": mmd_rbf(real[:MMD_POINTS], flat[:MMD_POINTS])}
-        fake_features = features(self.classifier, samples, self.layer)
-        precision, recall = precision_recall(self.real_features, fake_features)
-        scores = {"fd": frechet_distance(self.real_features, fake_features), "precision": precision, "recall": recall}
-        if self.conditional and labels is not None:
-            scores["agreement"] = label_agreement(self.classifier, samples, labels)
+        cloud = self._cloud(samples)
+        scores = self._metrics(samples, cloud, labels)
+        if self.excess is not None:
+            scores.update(self.excess(cloud).as_metrics())
         return scores
 
     def run(self, label: str, generator, steps: int) -> SampleRow:

@@ -29,11 +29,16 @@ class EvalSpec(StrictModel):
     """How samples are scored: against ``samples`` held-out real points, for each step count.
 
     The teacher is scored at ``teacher_steps`` and at its own full step count; an empty
-    list skips the teacher rows (a benchmark that already scored this teacher)."""
+    list skips the teacher rows (a benchmark that already scored this teacher). The noise floor
+    is a second held-out draw (``floor_from: test``, disjoint from the first; at most half the
+    test split each) or training points (``train``); ``bootstrap`` resamples give the headline
+    distance's excess over the floor a 95 % interval (0: no excess)."""
 
     samples: PositiveInt = 2000
     teacher_steps: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 4, 8])
     seed: int = 1234
+    floor_from: Literal["train", "test"] = "test"
+    bootstrap: int = Field(200, ge=0)
     classifier: ClassifierSpec = Field(default_factory=ClassifierSpec)
 
     @field_validator("teacher_steps")

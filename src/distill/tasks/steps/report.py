@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,17 +17,31 @@ from distill.experiment.plots import plot_panels  # noqa: E402
 HEADLINE = {"swd": "sliced W2", "mmd": "MMD²", "fd": "Fréchet dist.", "precision": "precision",
             "recall": "recall", "agreement": "label agreement"}
 FLOOR_NOTE = "A difference smaller than the noise floor (two independent draws of real data) is a tie."
+EXCESS_NOTE = ("excess: the headline distance left once the floor is removed (√(SW2² − floor²), √(FD − floor)), "
+               "with its 95 % bootstrap interval; on the floor row, ± the floor's own bootstrap spread (1 sd).")
+
+
+def excess_interval(row: dict) -> str | None:
+    """``excess (low–high)`` of a scored row (None if it has none or diverged)."""
+    if math.isnan(row.get("excess", math.nan)):
+        return None
+    return f"{row['excess']:.3g} ({row['excess_low']:.2g}–{row['excess_high']:.2g})"
 
 
 def steps_table(rows: Sequence[SampleRow], floor: dict[str, float], title: str) -> Table:
-    """The metric-vs-steps table: the noise floor first, then every scored row."""
+    """The metric-vs-steps table: the noise floor first, then every scored row; with the excess over
+    the floor and its interval when the rows have one."""
+    metrics = [name for name in HEADLINE if name in floor]
+    excess = "floor_spread" in floor
     columns = [Column("model", "model"), Column("steps", "steps"), Column("nfe", "NFE"),
-               *(Column(name, HEADLINE[name], number(".4g")) for name in floor),
+               *(Column(name, HEADLINE[name], number(".4g")) for name in metrics),
+               *([Column("excess_interval", "excess (95 % CI)")] if excess else []),
                Column("ms_per_sample", "ms / sample", number(".3f"))]
-    body = [{"model": "real data (noise floor)", **floor}]
-    body += [{"model": r.model, "steps": r.steps, "nfe": r.nfe, **r.metrics, "ms_per_sample": r.ms_per_sample}
-             for r in rows]
-    return Table(title, columns, body, [FLOOR_NOTE])
+    body = [{"model": "real data (noise floor)", **floor,
+             **({"excess_interval": f"± {floor['floor_spread']:.2g}"} if excess else {})}]
+    body += [{"model": r.model, "steps": r.steps, "nfe": r.nfe, **r.metrics, "ms_per_sample": r.ms_per_sample,
+              **({"excess_interval": excess_interval(r.metrics)} if excess else {})} for r in rows]
+    return Table(title, columns, body, [FLOOR_NOTE, *([EXCESS_NOTE] if excess else [])])
 
 
 def plot_samples(rows: Sequence[SampleRow], real, path: Path) -> Path:
@@ -37,7 +52,7 @@ def plot_samples(rows: Sequence[SampleRow], real, path: Path) -> Path:
 
 def plot_metric_vs_nfe(rows: Sequence[SampleRow], floor: dict[str, float], path: Path) -> Path:
     """The headline metric against NFE for teacher and student, with the noise floor as a line."""
-    metric = next(iter(floor))
+    metric = next(name for name in HEADLINE if name in floor)
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for model in dict.fromkeys(r.model for r in rows):
         points = sorted((r.nfe, r.metrics[metric]) for r in rows if r.model == model)

@@ -20,6 +20,7 @@ from distill.experiment.generative import (
     Scorer,
     build_diffusion_model,
     build_diffusion_net,
+    classifier_accuracy,
     obtain_diffusion_model,
     obtain_metric_classifier,
 )
@@ -84,9 +85,10 @@ def score_rows(recipe: StepsRecipe, teacher: Denoiser | None, generators: dict, 
 
 def make_scorer(recipe: StepsRecipe, splits, run: Run) -> Scorer:
     """The scorer of the recipe's evaluation (held-out points, feature classifier for images)."""
-    spec = recipe.evaluate.classifier
-    return Scorer(splits, recipe.evaluate.samples, recipe.evaluate.seed, recipe.teacher.conditional,
-                  obtain_metric_classifier(recipe.data, spec, splits, run), spec.layer)
+    evaluate, spec = recipe.evaluate, recipe.evaluate.classifier
+    return Scorer(splits, evaluate.samples, evaluate.seed, recipe.teacher.conditional,
+                  obtain_metric_classifier(recipe.data, spec, splits, run), spec.layer, evaluate.floor_from,
+                  evaluate.bootstrap)
 
 
 def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Scorer, dict]:
@@ -107,7 +109,12 @@ def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Sc
     rows = score_rows(recipe, teacher, generators, scorer)
     budget = {"train_steps": context.train_steps, "teacher_evaluations": teacher_evaluations[0],
               "seconds": student_seconds}
-    details = {"method": recipe.method.name, "floor": scorer.floor, "student_train_seconds": student_seconds,
+    floor = {k: v for k, v in scorer.floor.items() if k != "floor_spread"}  # metric values, as every row has
+    details = {"method": recipe.method.name, "floor": floor, "student_train_seconds": student_seconds,
                "budget": budget,
                "teacher": {"steps": recipe.teacher.steps, "solver": recipe.teacher.solver, **teacher_info}}
+    if "floor_spread" in scorer.floor:
+        details["floor_spread"] = scorer.floor["floor_spread"]
+    if scorer.classifier is not None:
+        details["classifier_accuracy"] = classifier_accuracy(scorer.classifier, splits)
     return rows, scorer, details
