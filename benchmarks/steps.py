@@ -13,6 +13,7 @@ teacher's, the best 4-step student's within 1.1×.
     python benchmarks/steps.py --data checkerboard --seeds 0 1 2 --out benchmarks/results/steps_checkerboard.json
     python benchmarks/steps.py --data mnist --prefix mnist_ --teachers 2 --seeds 0 1 2 --samples 2000 \
         --methods progressive consistency ict reflow shortcut guidance --out benchmarks/results/steps_mnist.json
+    python benchmarks/steps.py --merge A.json B.json --out C.json   # one table from runs of the same protocol
 """
 
 from __future__ import annotations
@@ -125,6 +126,21 @@ def separations(records: list[dict]) -> list[dict]:
     return out
 
 
+def merged(paths: list[Path]) -> tuple[list[dict], list[str]]:
+    """The records of several runs of this benchmark (teacher rows scored by more than one run, on the
+    same seed's draw, kept once) and their commands."""
+    records, seen, commands = [], set(), []
+    for path in paths:
+        payload = json.loads(path.read_text())
+        commands.append(payload["command"])
+        for r in payload["records"]:
+            key = (r["data"], r["seed"], r["method"], r["steps"])
+            if key not in seen:
+                seen.add(key)
+                records.append(r)
+    return records, commands
+
+
 def show(value, digits: str = ".4f") -> str:
     return "–" if value is None else f"{value[0]:{digits}} ± {value[1]:{digits}}"
 
@@ -166,16 +182,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/bench-steps"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/steps_checkerboard.json"))
+    parser.add_argument("--merge", type=Path, nargs="+", help="summarise these results files into --out instead")
     args = parser.parse_args()
     if args.teachers < 1:
         parser.error("--teachers must be ≥ 1")
     torch.set_num_threads(args.threads)
-    records = run_all(args)
-    full_steps = {data: load_recipe(RECIPES / f"{args.prefix}{args.methods[0]}.yaml",
-                                    [f"data.name={data}"]).teacher.steps for data in args.data}
+    if args.merge:
+        records, commands = merged(args.merge)
+        command = " && ".join(commands)
+    else:
+        records, command = run_all(args), command_of(args)
+    full_steps = {r["data"]: max(x["steps"] for x in records  # the full step count is the largest scored
+                                 if x["data"] == r["data"] and x["method"].startswith("teacher")) for r in records}
     table, apart = summarise(records, full_steps)
     print_summary(table, apart)
-    write_json(args.out, {"command": command_of(args), "summary": table, "separation": apart, "records": records})
+    write_json(args.out, {"command": command, "summary": table, "separation": apart, "records": records})
 
 
 if __name__ == "__main__":

@@ -65,25 +65,41 @@ def heterogeneous(data: dict) -> str:
     return _table(["pair", "teacher (%)", "student", "test accuracy (%)"], rows)
 
 
+def _pm(value, spec: str) -> str:
+    return "–" if value is None else f"{value[0]:{spec}} ± {value[1]:{spec}}"
+
+
 def steps(data: dict) -> str:
-    names = [k for k in ("swd", "mmd", "fd", "precision", "recall", "agreement") if k in data["rows"][0]]
-    labels = {"swd": "sliced W2", "mmd": "MMD²", "fd": "Fréchet distance", "precision": "precision",
-              "recall": "recall", "agreement": "label agreement"}
+    """Per model and step count: the headline distance, its excess over the floor, the excess as a
+    multiple of the full-step teacher's, and the student's budget; then the floor and, per seed,
+    whether the best and the worst 1-step students' intervals are apart."""
+    summary = data["summary"]
+    headline = "swd" if "swd" in summary[0] else "fd"
+    extra = [k for k in ("precision", "recall", "agreement") if k in summary[0]]
     rows = []
-    for data_name in dict.fromkeys(r["data"] for r in data["rows"]):
-        floor = [r for r in data["records"] if r["toy"] == data_name and r["method"] == "teacher"]
-        cells = []
-        for k in names:
-            values = [r[f"floor_{k}"] for r in floor]
-            mean = sum(values) / len(values)
-            cells.append(f"{mean:.4g}")
-        rows.append([data_name, "real vs real (noise floor)", "–", "–", *cells, "–", "–", ""])
-        for r in (r for r in data["rows"] if r["data"] == data_name):
-            rows.append([data_name, r["method"], str(r["steps"]), str(r["nfe"]),
-                         *(f"{r[k][0]:.4g} ± {r[k][1]:.2g}" for k in names),
-                         f"{r['ratio'][0]:.2f} ± {r['ratio'][1]:.2f}", f"{r['ms_per_sample']:.3f}", r["goal"]])
-    return _table(["data", "model", "steps", "NFE", *(labels[k] for k in names), "× full-step teacher",
-                   "ms / sample", "goal"], rows)
+    for r in summary:
+        verdict = "" if r["goal"] is None or r["excess_ratio"] is None else (
+            ("met" if r["excess_ratio"][0] <= r["goal"] else "missed") + f" (≤ {r['goal']}×)")
+        rows.append([r["method"], str(r["steps"]), str(r["nfe"]), _pm(r[headline], ".4g"), _pm(r["excess"], ".4f"),
+                     _pm(r["excess_ratio"], ".2f"), *(_pm(r[k], ".3f") for k in extra),
+                     _pm(r.get("budget_train_steps"), ".0f"), _pm(r.get("budget_teacher_evaluations"), ".3g"),
+                     _pm(r.get("budget_seconds"), ".0f"), f"{r['ms_per_sample'][0]:.3f}", verdict])
+    label = {"swd": "sliced W2", "fd": "Fréchet dist."}[headline]
+    out = _table(["model", "steps", "NFE", label, "excess over floor", "× teacher excess", *extra, "train steps",
+                  "teacher evals", "train s", "ms / sample", "goal"], rows)
+    records = [r for r in data["records"] if r["method"] == "teacher"]
+    floors = {}
+    for r in records:
+        floors.setdefault(r["seed"], (r[f"floor_{headline}"], r["floor_spread"], r.get("classifier_accuracy")))
+    values = list(floors.values())
+    floor_text = "noise floor (two disjoint held-out halves) per seed: " + ", ".join(
+        f"{f:.4g} (bootstrap sd {sd:.2g})" for f, sd, _ in values)
+    if values and values[0][2] is not None:
+        floor_text += f"; feature classifier test accuracy {100 * values[0][2]:.2f} %"
+    apart = [f"seed {s['seed']}: best {s['best']} ({s['best_interval'][0]:.4f}–{s['best_interval'][1]:.4f}) vs "
+             f"worst {s['worst']} ({s['worst_interval'][0]:.4f}–{s['worst_interval'][1]:.4f}): "
+             f"{'apart' if s['apart'] else 'overlapping'}" for s in data.get("separation", [])]
+    return "\n\n".join([out, floor_text, *(["1-step excess intervals: " + "; ".join(apart)] if apart else [])])
 
 
 def _mean_std(values: list[float], spec: str) -> str:
@@ -191,7 +207,7 @@ def dataset(data: dict) -> str:
 
 
 RENDERERS = {"quickstart.json": quickstart, "methods_mnist1d.json": methods, "methods_mnist.json": methods,
-             "steps_toys.json": steps, "steps_mnist.json": steps, "step_cost.json": step_cost, "engine_overhead.json": engine_overhead,
+             "steps_checkerboard.json": steps, "steps_8gaussians.json": steps, "steps_mnist.json": steps, "step_cost.json": step_cost, "engine_overhead.json": engine_overhead,
              "hinton_mnist.json": hinton, "cross_sensor.json": cross_sensor, "heterogeneous.json": heterogeneous,
              "score_particles.json": score_points, "score_images.json": score_points,
              "score_scenes_meshes_exact.json": score_scenes, "score_scenes_meshes_trained.json": score_scenes,
