@@ -18,6 +18,7 @@ from distill.experiment import Run, get_task, load_recipe
 from distill.tasks.steps.methods import STEP_METHODS, StepsContext
 from distill.tasks.steps.methods.base import counting_evaluations, flat_mean
 from distill.tasks.steps.methods.guidance import Guidance, GuidanceObjective, guided_target, scale_input
+from steps_fixtures import perturbed_mlp
 
 RECIPE = Path(__file__).parents[1] / "recipes/steps/digits_guidance.yaml"
 CLASSES = 3
@@ -26,15 +27,8 @@ QUIET = ["train.progress=false", "teacher.train.progress=false", "evaluate.class
 
 
 def _net(step_conditioned: bool = False, perturb: bool = True):
-    """A tiny class-conditional 2-D MLP; ``perturb`` gives every weight N(0, 0.3), so the conditional
-    and unconditional outputs differ by far more than at initialisation."""
-    torch.manual_seed(0)
-    net = build_denoiser("mlp", (2,), CLASSES, step_conditioned, hidden=32, depth=2)
-    if perturb:
-        with torch.no_grad():
-            for p in net.parameters():
-                p.normal_(0, 0.3)
-    return net
+    """A tiny class-conditional 2-D MLP (weights N(0, 0.3) unless ``perturb`` is False)."""
+    return perturbed_mlp(0, CLASSES, step_conditioned, perturb, hidden=32, depth=2)
 
 
 def _teacher(guidance: float = 1.0, num_classes: int = CLASSES) -> Denoiser:

@@ -31,6 +31,7 @@ from distill.diffusion.nets import build_denoiser
 from distill.diffusion.process import PREDICTIONS, build_process
 from distill.diffusion.sampling import OdeGenerator, RenoisingGenerator, ode_step, time_grid
 from distill.diffusion.objective import DenoisingObjective, null_labels
+from steps_fixtures import perturbed_mlp
 
 PROCESSES = ["flow", "diffusion"]
 #: a natural parameterisation per process for the random-model tests
@@ -38,14 +39,7 @@ NATURAL = {"flow": "velocity", "diffusion": "eps"}
 
 
 def _net(seed: int = 0, num_classes: int = 0, step_conditioned: bool = False, perturb: bool = True) -> nn.Module:
-    """A tiny 2-D MLP denoiser; ``perturb`` gives every weight N(0, 0.3) so outputs are far from trivial."""
-    torch.manual_seed(seed)
-    net = build_denoiser("mlp", (2,), num_classes, step_conditioned, hidden=16, depth=1)
-    if perturb:
-        with torch.no_grad():
-            for p in net.parameters():
-                p.normal_(0, 0.3)
-    return net
+    return perturbed_mlp(seed, num_classes, step_conditioned, perturb)
 
 
 def _denoiser(process: str = "flow", prediction: str | None = None, seed: int = 0, **kwargs) -> Denoiser:
