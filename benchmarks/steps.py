@@ -8,7 +8,9 @@ images) with a 95 % bootstrap interval. Seed s trains on teacher s % K (``--teac
 pairs and its own student; the teacher is scored once per seed at 1, 2, 4, 8 and its full step count.
 Per method the budget is recorded: student training steps, teacher evaluations spent on pairs or
 targets, wall time. Issue 12's goals: the best 1-step student's excess within 1.5× the full-step
-teacher's, the best 4-step student's within 1.1×.
+teacher's, the best 4-step student's within 1.1×; the guidance student (at the teacher's step count,
+one evaluation per step) within the interval of the teacher's two-evaluation CFG at the same w. A run
+folder that already holds the results of the same recipe is read instead of rerun.
 
     python benchmarks/steps.py --data checkerboard --seeds 0 1 2 --out benchmarks/results/steps_checkerboard.json
     python benchmarks/steps.py --data mnist --prefix mnist_ --teachers 2 --seeds 0 1 2 --samples 2000 \
@@ -27,6 +29,7 @@ import torch
 from common import mean_std, print_table, write_json
 
 from distill.experiment import Run, get_task, load_recipe
+from distill.experiment.recipe import dump_recipe
 
 RECIPES = Path(__file__).parents[1] / "recipes" / "steps"
 METHODS = ["progressive", "consistency", "ict", "reflow", "dmd", "shortcut"]
@@ -55,6 +58,12 @@ def record(data: str, seed: int, method: str, row: dict, details: dict, student:
             **({f"budget_{k}": v for k, v in details["budget"].items()} if student else {})}
 
 
+def finished(folder: Path, recipe) -> bool:
+    """Whether ``folder`` holds the results of a finished run of exactly ``recipe``."""
+    written = folder / "recipe.yaml"
+    return (folder / "results.json").exists() and written.exists() and written.read_text() == dump_recipe(recipe)
+
+
 def run_all(args) -> list[dict]:
     """Every (data, seed, method) run; JSON rewritten after each so an interrupted run keeps its rows."""
     task, records = get_task("steps"), []
@@ -65,14 +74,15 @@ def run_all(args) -> list[dict]:
                 path = RECIPES / f"{args.prefix}{method}.yaml"
                 teacher_key = json.dumps(load_recipe(path).teacher.model_dump(mode="json"), sort_keys=True)
                 recipe = load_recipe(path, overrides_for(args, data, seed, teacher_key not in scored_teachers))
-                run = Run(args.work / data / method / f"seed{seed}", recipe)
+                folder = args.work / data / method / f"seed{seed}"
                 started = time.perf_counter()
-                task.run(recipe, run)  # as `distill run` does: results.json, report.md, plots
-                outcome = json.loads((run.folder / "results.json").read_text())
+                if not finished(folder, recipe):  # a finished run of this very recipe is read, not redone
+                    task.run(recipe, Run(folder, recipe))  # as `distill run` does: results.json, report.md, plots
+                outcome = json.loads((folder / "results.json").read_text())
                 details = outcome["details"]
                 for row in outcome["rows"][1:]:  # rows[0] is the noise floor
                     teacher = row["model"].startswith("teacher")
-                    if teacher or row["steps"] in STUDENT_STEPS:
+                    if teacher or row["steps"] in STUDENT_STEPS or method == "guidance":
                         w = recipe.teacher.guidance
                         name = method if not teacher else "teacher" if w == 1 else f"teacher w={w:g}"
                         records.append(record(data, seed, name, row, details, student=not teacher))
@@ -141,11 +151,29 @@ def merged(paths: list[Path]) -> tuple[list[dict], list[str]]:
     return records, commands
 
 
+def guidance_ties(records: list[dict]) -> list[dict]:
+    """Per data set and seed: the guidance student (one evaluation per step) against the teacher's
+    classifier-free guidance at the same w and step count (two evaluations per step); a tie when their
+    95 % excess intervals overlap."""
+    out = []
+    for student in (r for r in records if r["method"] == "guidance"):
+        teacher = next((r for r in records if r["data"] == student["data"] and r["seed"] == student["seed"]
+                        and r["method"].startswith("teacher w=") and r["steps"] == student["steps"]), None)
+        if teacher is None or student["excess"] != student["excess"]:
+            continue
+        overlap = student["excess_low"] <= teacher["excess_high"] and teacher["excess_low"] <= student["excess_high"]
+        out.append({"data": student["data"], "seed": student["seed"], "steps": student["steps"],
+                    "teacher": teacher["method"], "student_nfe": student["nfe"], "teacher_nfe": teacher["nfe"],
+                    "student_interval": [student["excess_low"], student["excess_high"]],
+                    "teacher_interval": [teacher["excess_low"], teacher["excess_high"]], "tie": overlap})
+    return out
+
+
 def show(value, digits: str = ".4f") -> str:
     return "–" if value is None else f"{value[0]:{digits}} ± {value[1]:{digits}}"
 
 
-def print_summary(table: list[dict], apart: list[dict]) -> None:
+def print_summary(table: list[dict], apart: list[dict], ties: list[dict]) -> None:
     rows = []
     for r in table:
         headline = "swd" if "swd" in r else "fd"
@@ -159,6 +187,10 @@ def print_summary(table: list[dict], apart: list[dict]) -> None:
     for s in apart:
         print(f"{s['data']} seed {s['seed']}: best 1-step {s['best']} {s['best_interval']}, worst {s['worst']} "
               f"{s['worst_interval']}: {'apart' if s['apart'] else 'overlapping'}")
+    for g in ties:
+        print(f"{g['data']} seed {g['seed']}: guidance {g['steps']} steps ({g['student_nfe']} NFE) "
+              f"{g['student_interval']} vs {g['teacher']} ({g['teacher_nfe']} NFE) {g['teacher_interval']}: "
+              f"{'tie' if g['tie'] else 'apart'}")
 
 
 def command_of(args) -> str:
@@ -195,8 +227,10 @@ def main() -> None:
     full_steps = {r["data"]: max(x["steps"] for x in records  # the full step count is the largest scored
                                  if x["data"] == r["data"] and x["method"].startswith("teacher")) for r in records}
     table, apart = summarise(records, full_steps)
-    print_summary(table, apart)
-    write_json(args.out, {"command": command, "summary": table, "separation": apart, "records": records})
+    ties = guidance_ties(records)
+    print_summary(table, apart, ties)
+    write_json(args.out, {"command": command, "summary": table, "separation": apart, "guidance": ties,
+                          "records": records})
 
 
 if __name__ == "__main__":

@@ -99,7 +99,11 @@ def steps(data: dict) -> str:
     apart = [f"seed {s['seed']}: best {s['best']} ({s['best_interval'][0]:.4f}–{s['best_interval'][1]:.4f}) vs "
              f"worst {s['worst']} ({s['worst_interval'][0]:.4f}–{s['worst_interval'][1]:.4f}): "
              f"{'apart' if s['apart'] else 'overlapping'}" for s in data.get("separation", [])]
-    return "\n\n".join([out, floor_text, *(["1-step excess intervals: " + "; ".join(apart)] if apart else [])])
+    ties = [f"seed {g['seed']}: guidance {g['student_nfe']} NFE ({g['student_interval'][0]:.4f}–"
+            f"{g['student_interval'][1]:.4f}) vs {g['teacher']} {g['teacher_nfe']} NFE ({g['teacher_interval'][0]:.4f}–"
+            f"{g['teacher_interval'][1]:.4f}): {'tie' if g['tie'] else 'apart'}" for g in data.get("guidance", [])]
+    return "\n\n".join([out, floor_text, *(["1-step excess intervals: " + "; ".join(apart)] if apart else []),
+                          *(["guidance vs CFG teacher, excess intervals: " + "; ".join(ties)] if ties else [])])
 
 
 def _mean_std(values: list[float], spec: str) -> str:
