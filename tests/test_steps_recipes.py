@@ -106,6 +106,13 @@ def test_recipe_runs_end_to_end(path, tmp_path):
         assert all(math.isfinite(row[m]) for m in metrics), row
         assert row["nfe"] >= row["steps"] >= 1 and row["ms_per_sample"] > 0
     assert results["details"]["teacher"]["steps"] == TEACHER_STEPS and results["details"]["student_train_seconds"] > 0
+    details = results["details"]
+    assert details["scored_samples"] == min(200, int(recipe.data.options.get("n_test", 10_000)) // 2)
+    assert details["floor_spread"] > 0  # the bootstrap excess is on by default
+    for row in results["rows"]:
+        assert row["excess"] >= 0 and 0 <= row["excess_low"] <= row["excess_high"], row
+    if "fd" in floor:  # images: the feature classifier's own test accuracy is stated
+        assert 0 < details["classifier_accuracy"] <= 1
     report = (tmp_path / "report.md").read_text()
     assert report.startswith(f"# {recipe.name}")
     assert report.count(f"| student ({method}) |") == len(student_rows)

@@ -111,6 +111,7 @@ def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Sc
               "seconds": student_seconds}
     floor = {k: v for k, v in scorer.floor.items() if k != "floor_spread"}  # metric values, as every row has
     details = {"method": recipe.method.name, "floor": floor, "student_train_seconds": student_seconds,
+               "scored_samples": len(scorer.real),  # evaluate.samples, capped at half the test split for floor_from: test
                "budget": budget,
                "teacher": {"steps": recipe.teacher.steps, "solver": recipe.teacher.solver, **teacher_info}}
     if "floor_spread" in scorer.floor:
