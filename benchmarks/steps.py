@@ -73,6 +73,8 @@ def run_all(args) -> list[dict]:
             for method in args.methods:
                 path = RECIPES / f"{args.prefix}{method}.yaml"
                 teacher_key = json.dumps(load_recipe(path).teacher.model_dump(mode="json"), sort_keys=True)
+                if args.no_teacher_rows:
+                    scored_teachers.add(teacher_key)
                 recipe = load_recipe(path, overrides_for(args, data, seed, teacher_key not in scored_teachers))
                 folder = args.work / data / method / f"seed{seed}"
                 started = time.perf_counter()
@@ -196,7 +198,7 @@ def print_summary(table: list[dict], apart: list[dict], ties: list[dict]) -> Non
 def command_of(args) -> str:
     return "python benchmarks/steps.py " + " ".join(
         [f"--data {' '.join(args.data)}", f"--prefix {args.prefix}" if args.prefix else "",
-         f"--teachers {args.teachers}", f"--methods {' '.join(args.methods)}",
+         f"--teachers {args.teachers}", "--no-teacher-rows" if args.no_teacher_rows else "", f"--methods {' '.join(args.methods)}",
          f"--seeds {' '.join(map(str, args.seeds))}", f"--samples {args.samples}", f"--bootstrap {args.bootstrap}",
          *(f"--set {s}" for s in args.set), f"--out {args.out}"])
 
@@ -214,6 +216,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/bench-steps"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/steps_checkerboard.json"))
+    parser.add_argument("--no-teacher-rows", action="store_true",
+                        help="skip scoring the teachers (another run of this protocol already scored them)")
     parser.add_argument("--merge", type=Path, nargs="+", help="summarise these results files into --out instead")
     args = parser.parse_args()
     if args.teachers < 1:
