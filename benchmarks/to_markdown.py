@@ -80,7 +80,7 @@ def steps(data: dict) -> str:
     for r in summary:
         verdict = "" if r["goal"] is None or r["excess_ratio"] is None else (
             ("met" if r["excess_ratio"][0] <= r["goal"] else "missed") + f" (≤ {r['goal']}×)")
-        rows.append([r["method"], str(r["steps"]), str(r["nfe"]), _pm(r[headline], ".4g"), _pm(r["excess"], ".4f"),
+        rows.append([r["method"], str(r["steps"]), str(r["nfe"]), _pm(r[headline], ".4f" if headline == "swd" else ".3f"), _pm(r["excess"], ".4f"),
                      _pm(r["excess_ratio"], ".2f"), *(_pm(r[k], ".3f") for k in extra),
                      _pm(r.get("budget_train_steps"), ".0f"), _pm(r.get("budget_teacher_evaluations"), ".3g"),
                      _pm(r.get("budget_seconds"), ".0f"), f"{r['ms_per_sample'][0]:.3f}", verdict])
