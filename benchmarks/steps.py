@@ -106,7 +106,9 @@ def summarise(records: list[dict], full_steps: dict[str, int]) -> tuple[list[dic
                     if r["method"].startswith("teacher") and r["steps"] == full_steps[data]}
         for method, steps in dict.fromkeys((r["method"], r["steps"]) for r in mine):
             group = [r for r in mine if r["method"] == method and r["steps"] == steps]
-            reference = "teacher w=2" if method == "guidance" else "teacher"
+            guided = sorted({r["method"] for r in mine if r["method"].startswith("teacher w=")})
+            # teachers against their own full-step row; the guidance student against the CFG teacher
+            reference = method if method.startswith("teacher") else guided[0] if method == "guidance" else "teacher"
             ratios = [r["excess"] / teachers[(r["seed"], reference)]["excess"] for r in group
                       if teachers.get((r["seed"], reference), {}).get("excess", 0) > 0]
             summary = {"data": data, "method": method, "steps": steps, "nfe": group[0]["nfe"], "seeds": len(group)}
