@@ -15,6 +15,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def format_mean_std(value: tuple[float, float] | None, spec: str = ".4f") -> str:
+    """A (mean, std) pair as ``mean ± std`` (``–`` for None)."""
+    return "–" if value is None else f"{value[0]:{spec}} ± {value[1]:{spec}}"
+
+
 def machine() -> str:
     return f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
 

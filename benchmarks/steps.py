@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import mean_std, print_table, write_json
+from common import format_mean_std, mean_std, print_table, write_json
 
 from distill.experiment import Run, get_task, load_recipe
 from distill.experiment.recipe import dump_recipe
@@ -102,11 +102,11 @@ def summarise(records: list[dict], full_steps: dict[str, int]) -> tuple[list[dic
     table = []
     for data in dict.fromkeys(r["data"] for r in records):
         mine = [r for r in records if r["data"] == data]
+        guided = sorted({r["method"] for r in mine if r["method"].startswith("teacher w=")})
         teachers = {(r["seed"], r["method"]): r for r in mine
                     if r["method"].startswith("teacher") and r["steps"] == full_steps[data]}
         for method, steps in dict.fromkeys((r["method"], r["steps"]) for r in mine):
             group = [r for r in mine if r["method"] == method and r["steps"] == steps]
-            guided = sorted({r["method"] for r in mine if r["method"].startswith("teacher w=")})
             # teachers against their own full-step row; the guidance student against the CFG teacher
             reference = method if method.startswith("teacher") else guided[0] if method == "guidance" else "teacher"
             ratios = [r["excess"] / teachers[(r["seed"], reference)]["excess"] for r in group
@@ -173,19 +173,15 @@ def guidance_ties(records: list[dict]) -> list[dict]:
     return out
 
 
-def show(value, digits: str = ".4f") -> str:
-    return "–" if value is None else f"{value[0]:{digits}} ± {value[1]:{digits}}"
-
-
 def print_summary(table: list[dict], apart: list[dict], ties: list[dict]) -> None:
     rows = []
     for r in table:
         headline = "swd" if "swd" in r else "fd"
         verdict = "" if r["goal"] is None or r["excess_ratio"] is None else (
             ("met" if r["excess_ratio"][0] <= r["goal"] else "missed") + f" (≤ {r['goal']}×)")
-        rows.append([r["data"], r["method"], str(r["steps"]), str(r["nfe"]), show(r[headline]), show(r["excess"]),
-                     show(r["excess_ratio"], ".2f"), show(r.get("budget_train_steps"), ".0f"),
-                     show(r.get("budget_teacher_evaluations"), ".3g"), show(r.get("budget_seconds"), ".0f"), verdict])
+        rows.append([r["data"], r["method"], str(r["steps"]), str(r["nfe"]), format_mean_std(r[headline]), format_mean_std(r["excess"]),
+                     format_mean_std(r["excess_ratio"], ".2f"), format_mean_std(r.get("budget_train_steps"), ".0f"),
+                     format_mean_std(r.get("budget_teacher_evaluations"), ".3g"), format_mean_std(r.get("budget_seconds"), ".0f"), verdict])
     print_table(["data", "model", "steps", "NFE", "distance", "excess", "× teacher excess", "train steps",
                  "teacher evals", "seconds", "goal"], rows)
     for s in apart:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from common import format_mean_std
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -65,10 +67,6 @@ def heterogeneous(data: dict) -> str:
     return _table(["pair", "teacher (%)", "student", "test accuracy (%)"], rows)
 
 
-def _pm(value, spec: str) -> str:
-    return "–" if value is None else f"{value[0]:{spec}} ± {value[1]:{spec}}"
-
-
 def steps(data: dict) -> str:
     """Per model and step count: the headline distance, its excess over the floor, the excess as a
     multiple of the full-step teacher's, and the student's budget; then the floor and, per seed,
@@ -80,10 +78,10 @@ def steps(data: dict) -> str:
     for r in summary:
         verdict = "" if r["goal"] is None or r["excess_ratio"] is None else (
             ("met" if r["excess_ratio"][0] <= r["goal"] else "missed") + f" (≤ {r['goal']}×)")
-        rows.append([r["method"], str(r["steps"]), str(r["nfe"]), _pm(r[headline], ".4f" if headline == "swd" else ".3f"), _pm(r["excess"], ".4f"),
-                     _pm(r["excess_ratio"], ".2f"), *(_pm(r[k], ".3f") for k in extra),
-                     _pm(r.get("budget_train_steps"), ".0f"), _pm(r.get("budget_teacher_evaluations"), ".3g"),
-                     _pm(r.get("budget_seconds"), ".0f"), f"{r['ms_per_sample'][0]:.3f}", verdict])
+        rows.append([r["method"], str(r["steps"]), str(r["nfe"]), format_mean_std(r[headline], ".4f" if headline == "swd" else ".3f"), format_mean_std(r["excess"], ".4f"),
+                     format_mean_std(r["excess_ratio"], ".2f"), *(format_mean_std(r[k], ".3f") for k in extra),
+                     format_mean_std(r.get("budget_train_steps"), ".0f"), format_mean_std(r.get("budget_teacher_evaluations"), ".3g"),
+                     format_mean_std(r.get("budget_seconds"), ".0f"), f"{r['ms_per_sample'][0]:.3f}", verdict])
     label = {"swd": "sliced W2", "fd": "Fréchet dist."}[headline]
     out = _table(["model", "steps", "NFE", label, "excess over floor", "× teacher excess", *extra, "train steps",
                   "teacher evals", "train s", "ms / sample", "goal"], rows)

@@ -20,6 +20,9 @@ from distill.errors import DistillError
 from distill.metrics import _cloud, _positive_int, frechet_from_moments
 
 
+EXCESS_KEYS = ("excess", "excess_low", "excess_high")  # the metric names of an Excess in a results row
+
+
 @dataclass(frozen=True)
 class Excess:
     """An excess over the floor and its bootstrap percentile interval."""
@@ -30,7 +33,7 @@ class Excess:
 
     def as_metrics(self) -> dict[str, float]:
         """The three numbers under the metric names a results row uses."""
-        return {"excess": self.value, "excess_low": self.low, "excess_high": self.high}
+        return dict(zip(EXCESS_KEYS, (self.value, self.low, self.high)))
 
 
 def bootstrap_counts(n: int, resamples: int, seed: int) -> Tensor:

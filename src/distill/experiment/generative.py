@@ -25,14 +25,13 @@ from distill.engine.config import TrainConfig
 from distill.errors import ConfigError
 from distill.experiment.recipe import StrictModel
 from distill.metrics import features, frechet_distance, label_agreement, mmd_rbf, precision_recall, sliced_wasserstein
-from distill.metrics_excess import FrechetExcess, SlicedExcess
+from distill.metrics_excess import EXCESS_KEYS, FrechetExcess, SlicedExcess
 from distill.models import build_model
 from distill.supervised import SupervisedObjective
 
 TRAIN_ONLY = {"progress", "tensorboard", "log_every"}
 CHUNK = 500
 MMD_POINTS = 2000  # MMD is quadratic in n; the first 2,000 points of each set keep it to ~1 s
-EXCESS_KEYS = ("excess", "excess_low", "excess_high")
 
 
 class GenDataSpec(StrictModel):
@@ -177,15 +176,14 @@ class Scorer:
         self.real, self.labels = test_x[pick_test], test_y[pick_test]
         self.noise = torch.randn(self.real.shape, generator=generator)
         self.conditional, self.classifier, self.layer, self.seed = conditional, classifier, layer, seed
-        self.real_features = None if classifier is None else features(classifier, self.real, layer)
+        self.real_cloud = self._cloud(self.real)
         self.reference, self.reference_labels = reference.x[pick_reference], reference.y[pick_reference]
         self.excess = None
         reference_cloud = self._cloud(self.reference)
         self.floor = self._metrics(self.reference, reference_cloud, self.reference_labels)
         if bootstrap:
-            real = self.real.flatten(1) if classifier is None else self.real_features
             estimator = SlicedExcess if classifier is None else FrechetExcess
-            self.excess = estimator(real, reference_cloud, resamples=bootstrap, seed=seed)
+            self.excess = estimator(self.real_cloud, reference_cloud, resamples=bootstrap, seed=seed)
             self.floor["floor_spread"] = self.excess.floor_spread
 
     def _cloud(self, samples: Tensor) -> Tensor:
@@ -193,11 +191,11 @@ class Scorer:
         return samples.flatten(1) if self.classifier is None else features(self.classifier, samples, self.layer)
 
     def _metrics(self, samples: Tensor, cloud: Tensor, labels: Tensor | None) -> dict[str, float]:
+        real = self.real_cloud
         if self.classifier is None:
-            real = self.real.flatten(1)
             return {"swd": sliced_wasserstein(real, cloud), "mmd": mmd_rbf(real[:MMD_POINTS], cloud[:MMD_POINTS])}
-        precision, recall = precision_recall(self.real_features, cloud)
-        scores = {"fd": frechet_distance(self.real_features, cloud), "precision": precision, "recall": recall}
+        precision, recall = precision_recall(real, cloud)
+        scores = {"fd": frechet_distance(real, cloud), "precision": precision, "recall": recall}
         if self.conditional and labels is not None:
             scores["agreement"] = label_agreement(self.classifier, samples, labels)
         return scores
