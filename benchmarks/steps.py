@@ -226,8 +226,9 @@ def main() -> None:
         command = " && ".join(commands)
     else:
         records, command = run_all(args), command_of(args)
-    full_steps = {r["data"]: max(x["steps"] for x in records  # the full step count is the largest scored
-                                 if x["data"] == r["data"] and x["method"].startswith("teacher")) for r in records}
+    # the full step count is the largest scored; none when another run scored the teachers (--no-teacher-rows)
+    full_steps = {r["data"]: max((x["steps"] for x in records if x["data"] == r["data"]
+                                  and x["method"].startswith("teacher")), default=None) for r in records}
     table, apart = summarise(records, full_steps)
     ties = guidance_ties(records)
     print_summary(table, apart, ties)
