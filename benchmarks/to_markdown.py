@@ -92,8 +92,9 @@ def steps(data: dict) -> str:
     values = list(floors.values())
     floor_text = "noise floor (two disjoint held-out halves) per seed: " + ", ".join(
         f"{f:.4g} (bootstrap sd {sd:.2g})" for f, sd, _ in values)
-    if values and values[0][2] is not None:
-        floor_text += f"; feature classifier test accuracy {100 * values[0][2]:.2f} %"
+    accuracies = sorted({r["classifier_accuracy"] for r in data["records"] if r.get("classifier_accuracy")})
+    if accuracies:  # a classifier retrained in a later invocation can differ in the last digit
+        floor_text += "; feature classifier test accuracy " + " / ".join(f"{100 * a:.2f} %" for a in accuracies)
     apart = [f"seed {s['seed']}: best {s['best']} ({s['best_interval'][0]:.4f}–{s['best_interval'][1]:.4f}) vs "
              f"worst {s['worst']} ({s['worst_interval'][0]:.4f}–{s['worst_interval'][1]:.4f}): "
              f"{'apart' if s['apart'] else 'overlapping'}" for s in data.get("separation", [])]
@@ -209,7 +210,7 @@ def dataset(data: dict) -> str:
 
 
 RENDERERS = {"quickstart.json": quickstart, "methods_mnist1d.json": methods, "methods_mnist.json": methods,
-             "steps_checkerboard.json": steps, "steps_8gaussians.json": steps, "steps_mnist_all.json": steps, "step_cost.json": step_cost, "engine_overhead.json": engine_overhead,
+             "steps_checkerboard.json": steps, "steps_8gaussians.json": steps, "steps_mnist_all.json": steps, "steps_mnist_dmd800.json": steps, "step_cost.json": step_cost, "engine_overhead.json": engine_overhead,
              "hinton_mnist.json": hinton, "cross_sensor.json": cross_sensor, "heterogeneous.json": heterogeneous,
              "score_particles.json": score_points, "score_images.json": score_points,
              "score_scenes_meshes_exact.json": score_scenes, "score_scenes_meshes_trained.json": score_scenes,
