@@ -210,7 +210,7 @@ def dataset(data: dict) -> str:
 
 
 RENDERERS = {"quickstart.json": quickstart, "methods_mnist1d.json": methods, "methods_mnist.json": methods,
-             "steps_checkerboard.json": steps, "steps_8gaussians.json": steps, "steps_mnist_all.json": steps, "step_cost.json": step_cost, "engine_overhead.json": engine_overhead,
+             "steps_checkerboard.json": steps, "steps_8gaussians.json": steps, "steps_mnist_all.json": steps, "steps_mnist_dmd800.json": steps, "step_cost.json": step_cost, "engine_overhead.json": engine_overhead,
              "hinton_mnist.json": hinton, "cross_sensor.json": cross_sensor, "heterogeneous.json": heterogeneous,
              "score_particles.json": score_points, "score_images.json": score_points,
              "score_scenes_meshes_exact.json": score_scenes, "score_scenes_meshes_trained.json": score_scenes,
