@@ -230,8 +230,10 @@ def main() -> None:
     else:
         records, command = run_all(args), command_of(args)
     # the full step count is the largest scored; none when another run scored the teachers (--no-teacher-rows)
-    full_steps = {r["data"]: max((x["steps"] for x in records if x["data"] == r["data"]
-                                  and x["method"].startswith("teacher")), default=None) for r in records}
+    full_steps = dict.fromkeys((r["data"] for r in records), None)
+    for r in records:
+        if r["method"].startswith("teacher"):
+            full_steps[r["data"]] = max(r["steps"], full_steps[r["data"]] or 0)
     table, apart = summarise(records, full_steps)
     ties = guidance_ties(records)
     print_summary(table, apart, ties)

@@ -85,13 +85,12 @@ def steps(data: dict) -> str:
     label = {"swd": "sliced W2", "fd": "Fréchet dist."}[headline]
     out = _table(["model", "steps", "NFE", label, "excess over floor", "× teacher excess", *extra, "train steps",
                   "teacher evals", "train s", "ms / sample", "goal"], rows)
-    records = [r for r in data["records"] if r["method"] == "teacher"]
     floors = {}
-    for r in records:
-        floors.setdefault(r["seed"], (r[f"floor_{headline}"], r["floor_spread"], r.get("classifier_accuracy")))
-    values = list(floors.values())
+    for r in data["records"]:
+        if r["method"] == "teacher":
+            floors.setdefault(r["seed"], (r[f"floor_{headline}"], r["floor_spread"]))
     floor_text = "noise floor (two disjoint held-out halves) per seed: " + ", ".join(
-        f"{f:.4g} (bootstrap sd {sd:.2g})" for f, sd, _ in values)
+        f"{f:.4g} (bootstrap sd {sd:.2g})" for f, sd in floors.values())
     accuracies = sorted({r["classifier_accuracy"] for r in data["records"] if r.get("classifier_accuracy")})
     if accuracies:  # a classifier retrained in a later invocation can differ in the last digit
         floor_text += "; feature classifier test accuracy " + " / ".join(f"{100 * a:.2f} %" for a in accuracies)
