@@ -9,9 +9,22 @@ Library use::
     losses["total"].backward()
 """
 
-from distill.distiller import Distiller, Match
+from typing import TYPE_CHECKING
+
 from distill.errors import CheckpointError, ConfigError, DistillError, NonFiniteLossError
+
+if TYPE_CHECKING:
+    from distill.distiller import Distiller, Match
 
 __version__ = "0.1.0"
 
 __all__ = ["CheckpointError", "ConfigError", "DistillError", "Distiller", "Match", "NonFiniteLossError", "__version__"]
+
+
+def __getattr__(name: str):
+    """``Distiller`` and ``Match`` load torch on first use, so ``distill --help`` starts without it."""
+    if name in ("Distiller", "Match"):
+        from distill import distiller
+
+        return getattr(distiller, name)
+    raise AttributeError(f"module 'distill' has no attribute {name!r}")

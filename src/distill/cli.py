@@ -7,7 +7,6 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-import torch
 from rich.console import Console
 
 from distill.errors import DistillError
@@ -21,6 +20,8 @@ def bundled_recipe(name: str) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    import torch
+
     from distill.experiment import Run, get_task, load_recipe
     from distill.experiment.recipe import train_configs
 
@@ -46,13 +47,7 @@ def _cmd_eval(args: argparse.Namespace, console: Console) -> int:
     recipe = load_run_recipe(Path(args.run_dir))
     weights = Path(args.weights) if args.weights else None
     task = get_task(recipe.task)
-    if args.text and not getattr(task, "accepts_text", False):
-        raise DistillError(f"--text scores a language model on a text file; this is a {recipe.task} run.")
-    if args.network and not getattr(task, "accepts_network", False):
-        raise DistillError(f"--network trains another architecture on a synthetic set; this is a {recipe.task} run.")
-    options = {"text": Path(args.text)} if args.text else {}
-    if args.network:
-        options["network"] = args.network
+    options = task.parse_options("eval", args.task_options)
     task.evaluate(Path(args.run_dir), recipe, weights, **options).print(console)
     return 0
 
@@ -63,7 +58,9 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     recipe = load_run_recipe(Path(args.run_dir))
     weights = Path(args.weights) if args.weights else None
     out = Path(args.out) if args.out else None
-    for path in get_task(recipe.task).export(Path(args.run_dir), recipe, args.format, weights, out):
+    task = get_task(recipe.task)
+    options = task.parse_options("export", args.task_options)
+    for path in task.export(Path(args.run_dir), recipe, args.format, weights, out, **options):
         console.print(f"exported {path} ({args.format})")
     return 0
 
@@ -111,15 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch CPU threads per process (default: 1 on a CPU-only machine, where the small models "
                           "of the recipes run faster on one thread per process than on several)")
     for name, helptext in (("eval", "evaluate a run's student"), ("export", "export a run's student")):
-        cmd = sub.add_parser(name, help=helptext)
+        cmd = sub.add_parser(name, help=helptext,
+                             epilog="A family may take options of its own after these; `distill list tasks` names them.")
         cmd.add_argument("run_dir", help="folder written by `distill run`")
-        cmd.add_argument("--weights", help="a .safetensors file or checkpoint folder instead of the run's student "
-                                           "(language runs: any local Hugging Face model folder; dataset runs: a "
-                                           "synthetic set)")
-        if name == "eval":
-            cmd.add_argument("--text", help="language runs: score on this .txt / .jsonl file instead of the held-out text")
-            cmd.add_argument("--network", help="dataset runs: train this architecture (convnet, mlp, resnet) on the "
-                                               "synthetic set instead of the recipe's")
+        cmd.add_argument("--weights", help="use this instead of the run's student (a .safetensors file or checkpoint "
+                                           "folder; a model folder or a synthetic set, by family)")
         if name == "export":
             cmd.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
             cmd.add_argument("--out", help="output file (steps runs: the stem of one file per step count)")
@@ -133,7 +126,11 @@ COMMANDS = {"run": _cmd_run, "eval": _cmd_eval, "export": _cmd_export, "list": _
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``distill`` command; user errors print one line and exit with status 2."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in ("eval", "export"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.task_options = extra  # a family's own eval / export options, read by its Task
     console = Console()
     try:
         return COMMANDS[args.command](args, console)

@@ -31,7 +31,3 @@ def batch_size_of(batch: Batch) -> int:
             return len(value)
     raise DistillError(f"the batch holds no tensor with a batch dimension (keys {sorted(batch)}).")
 
-
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    """Every tensor of ``batch`` moved to ``device``."""
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -1,11 +1,7 @@
-"""The families, one folder each; importing this package registers every one in ``TASKS``.
+"""The built-in families, one folder each, imported on demand through ``distill.experiment.TASKS``.
 
 A new family is a folder ``distill/tasks/<family>/`` (recipe, run, methods, metrics,
-report and a ``task.py`` that calls ``register_task``) plus one line here.
+report and a ``task.py`` that calls ``register_task``) plus one entry in
+``distill.experiment.tasks.BUILTIN_FAMILIES`` — or, for a family in the user's own
+package, an entry point in the ``distill.tasks`` group.
 """
-
-from distill.tasks.classification import task as _classification  # noqa: F401
-from distill.tasks.steps import task as _steps  # noqa: F401
-from distill.tasks.score import task as _score  # noqa: F401
-from distill.tasks.language import task as _language  # noqa: F401
-from distill.tasks.dataset import task as _dataset  # noqa: F401

@@ -87,7 +87,6 @@ class ClassificationRecipe(StrictModel):
 
     task: Literal["classification"] = "classification"
     name: str = "experiment"
-    seed: int = 0
     data: DataSpec
     teacher: TeacherSpec | MultiTeacherSpec | Literal["self"]
     student: ModelSpec

@@ -7,7 +7,7 @@ from pathlib import Path
 from distill.errors import ConfigError
 from distill.experiment.runner import Run
 from distill.experiment.table import Table
-from distill.experiment.tasks import Task, register_task
+from distill.experiment.tasks import Task, TaskOption, register_task
 from distill.tasks.dataset.methods import CONDENSERS
 from distill.tasks.dataset.recipe import ARCHITECTURES, DatasetRecipe
 from distill.tasks.dataset.report import dataset_table, plot_accuracy_vs_ipc, plot_grid, set_table
@@ -22,7 +22,8 @@ class DatasetTask(Task):
     name = "dataset"
     recipe = DatasetRecipe
     methods = CONDENSERS
-    accepts_network = True  # `distill eval --network NAME` trains another architecture on the set
+    eval_options = (TaskOption("--network", "network", "trains this architecture on the synthetic set instead "
+                                                       "of the recipe's", "NAME"),)
 
     def run(self, recipe: DatasetRecipe, run: Run) -> Table:
         result = run_dataset_recipe(recipe, run)

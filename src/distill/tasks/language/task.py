@@ -8,7 +8,7 @@ from pathlib import Path
 from distill.errors import ConfigError
 from distill.experiment.runner import Run
 from distill.experiment.table import Table
-from distill.experiment.tasks import Task, register_task
+from distill.experiment.tasks import Task, TaskOption, register_task
 from distill.losses import LOSSES
 from distill.tasks.language.corpus import pack_blocks, text_files
 from distill.tasks.language.models import load_causal_lm, parameter_count
@@ -31,7 +31,8 @@ class LanguageTask(Task):
     name = "language"
     recipe = LanguageRecipe
     methods = LANGUAGE_LOSSES
-    accepts_text = True  # `distill eval --text FILE` scores on another text
+    eval_options = (TaskOption("--text", "text", "scores a language model on this .txt / .jsonl file instead of "
+                                                 "the held-out text", "FILE", Path),)
 
     def run(self, recipe: LanguageRecipe, run: Run) -> Table:
         rows, details = run_language_recipe(recipe, run)
