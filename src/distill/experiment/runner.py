@@ -52,13 +52,17 @@ class Run:
         (self.folder / "results.json").write_text(json.dumps(results, indent=1, default=float))
         return results
 
-    def write_report(self, table: Table, figures: Sequence[tuple[str, Path | None]] = ()) -> Path:
-        """``report.md``: the table, its PNG and the family's figures (caption, file) beside it."""
+    def write_report(self, table: Table, figures: Sequence[tuple[str, Path | None]] = (),
+                     sections: Sequence[str] = ()) -> Path:
+        """``report.md``: the table, its PNG, the family's figures (caption, file) and its own Markdown
+        sections beside it."""
         image = table.png(self.folder / "table.png")
         parts = [f"# {table.title}", "", table.markdown(), ""]
         for caption, path in figures:
             if path is not None:
                 parts += [f"## {caption}", "", f"![{caption}]({Path(path).name})", ""]
+        for section in sections:
+            parts += [section, ""]
         parts += [f"The table as an image: `{image.name}`. Numbers: `results.json`; per-step logs: "
                   "`*/metrics.csv`; recipe as run: `recipe.yaml`.", ""]
         path = self.folder / "report.md"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,17 @@ class FamilyRegistry(Registry):
 TASKS = FamilyRegistry("task")
 
 
+@dataclass
+class Outcome:
+    """What a family's run produced: the results table, the details for ``results.json``, the figures
+    (caption, file) and any Markdown sections of its own for ``report.md``."""
+
+    table: Table
+    details: dict = field(default_factory=dict)
+    figures: list[tuple[str, Path | None]] = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class TaskOption:
     """A command-line option a family's ``eval`` or ``export`` takes (``--text FILE``), passed on to its
@@ -105,7 +116,14 @@ class Task:
     export_options: tuple[TaskOption, ...] = ()
 
     def run(self, recipe: BaseModel, run: Run) -> Table:
-        """Run every stage of ``recipe`` in ``run`` and return the results table (results.json written)."""
+        """Run every stage of ``recipe`` in ``run``, write ``results.json`` and ``report.md``, return the table."""
+        outcome = self.execute(recipe, run)
+        run.write_results(self.name, outcome.table, outcome.details)
+        run.write_report(outcome.table, outcome.figures, outcome.sections)
+        return outcome.table
+
+    def execute(self, recipe: BaseModel, run: Run) -> Outcome:
+        """The family's own work: every stage of ``recipe`` in ``run``, and what it produced."""
         raise NotImplementedError
 
     def evaluate(self, folder: Path, recipe: BaseModel, weights: Path | None = None, **options: Any) -> Table:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from distill.experiment.runner import Run
 from distill.experiment.table import Column, Table, number
-from distill.experiment.tasks import Task, register_task
+from distill.experiment.tasks import Outcome, Task, register_task
 from distill.export import export_model
 from distill.losses import LOSSES
 from distill.tasks.classification.metrics import evaluate_classifier
@@ -23,14 +23,12 @@ class ClassificationTask(Task):
     recipe = ClassificationRecipe
     methods = LOSSES
 
-    def run(self, recipe: ClassificationRecipe, run: Run) -> Table:
+    def execute(self, recipe: ClassificationRecipe, run: Run) -> Outcome:
         rows, splits = run_recipe(recipe, run)
-        table = results_table(rows, recipe.name)
         dataset = {"name": splits.name, "train": len(splits.train), "test": len(splits.test),
                    "transfer": len(splits.transfer) if splits.transfer is not None else 0}
-        run.write_results(self.name, table, {"dataset": dataset})
-        run.write_report(table, [("Learning curves", plot_learning_curves(rows, run.folder / "learning_curves.png"))])
-        return table
+        return Outcome(results_table(rows, recipe.name), {"dataset": dataset},
+                       [("Learning curves", plot_learning_curves(rows, run.folder / "learning_curves.png"))])
 
     def evaluate(self, folder: Path, recipe: ClassificationRecipe, weights: Path | None = None) -> Table:
         student, splits = load_run_student(folder, recipe, weights)

@@ -7,7 +7,7 @@ from pathlib import Path
 from distill.errors import ConfigError
 from distill.experiment.runner import Run
 from distill.experiment.table import Table
-from distill.experiment.tasks import Task, TaskOption, register_task
+from distill.experiment.tasks import Outcome, Task, TaskOption, register_task
 from distill.tasks.dataset.methods import CONDENSERS
 from distill.tasks.dataset.recipe import ARCHITECTURES, DatasetRecipe
 from distill.tasks.dataset.report import dataset_table, plot_accuracy_vs_ipc, plot_grid, set_table
@@ -25,11 +25,10 @@ class DatasetTask(Task):
     eval_options = (TaskOption("--network", "network", "trains this architecture on the synthetic set instead "
                                                        "of the recipe's", "NAME"),)
 
-    def run(self, recipe: DatasetRecipe, run: Run) -> Table:
+    def execute(self, recipe: DatasetRecipe, run: Run) -> Outcome:
         result = run_dataset_recipe(recipe, run)
         table = dataset_table(result, recipe)
         synthetic = result.pop("synthetic")
-        run.write_results(self.name, table, result)
         own = result["sets"][recipe.method.name][recipe.network.name][recipe.evaluate.augment[0]]
         points = {**result["curve"], recipe.method.name: {recipe.method.ipc: own}}
         figures = [("Synthetic set (one column per class)", plot_grid(synthetic.images, synthetic.ipc,
@@ -37,8 +36,7 @@ class DatasetTask(Task):
                    ("Accuracy against images per class", plot_accuracy_vs_ipc(
                        points, result["full"], run.folder / "accuracy_vs_ipc.png",
                        f"{recipe.network.name}, eval aug: {'DSA' if recipe.evaluate.augment[0] else 'none'}"))]
-        run.write_report(table, figures)
-        return table
+        return Outcome(table, result, figures)
 
     def evaluate(self, folder: Path, recipe: DatasetRecipe, weights: Path | None = None,
                  network: str | None = None) -> Table:

@@ -8,7 +8,7 @@ from pathlib import Path
 from distill.errors import ConfigError
 from distill.experiment.runner import Run
 from distill.experiment.table import Table
-from distill.experiment.tasks import Task, TaskOption, register_task
+from distill.experiment.tasks import Outcome, Task, TaskOption, register_task
 from distill.losses import LOSSES
 from distill.tasks.language.corpus import pack_blocks, text_files
 from distill.tasks.language.models import load_causal_lm, parameter_count
@@ -34,18 +34,15 @@ class LanguageTask(Task):
     eval_options = (TaskOption("--text", "text", "scores a language model on this .txt / .jsonl file instead of "
                                                  "the held-out text", "FILE", Path),)
 
-    def run(self, recipe: LanguageRecipe, run: Run) -> Table:
+    def execute(self, recipe: LanguageRecipe, run: Run) -> Outcome:
         rows, details = run_language_recipe(recipe, run)
         notes = [f"held-out: {details['eval_tokens']:,} predicted tokens of documents never trained on; agreement and "
                  f"KL against the teacher's top-{EVAL_K} + tail (a lower bound of the full KL)",
                  f"student trained {details['training']['seconds']:.0f} s; saved to {STUDENT_FOLDER}/ (transformers loads it)"]
-        table = language_table(rows, recipe.name, notes)
-        run.write_results(self.name, table, details)
         curve = plot_curves({rows[1]["model"]: details["training"]["curve"]}, run.folder / "perplexity.png",
                             details["teacher"]["perplexity"])
-        report = run.write_report(table, [("Held-out perplexity during training", curve)])
-        report.write_text(report.read_text() + "\n" + samples_markdown(details["samples"]))
-        return table
+        return Outcome(language_table(rows, recipe.name, notes), details,
+                       [("Held-out perplexity during training", curve)], [samples_markdown(details["samples"])])
 
     def evaluate(self, folder: Path, recipe: LanguageRecipe, weights: Path | None = None,
                  text: Path | None = None) -> Table:

@@ -7,7 +7,7 @@ from pathlib import Path
 from distill.errors import ConfigError
 from distill.experiment.runner import Run
 from distill.experiment.table import Table
-from distill.experiment.tasks import Task, register_task
+from distill.experiment.tasks import Outcome, Task, register_task
 from distill.tasks.score.guidance import GUIDANCES
 from distill.tasks.score.recipe import SceneSpec, ScoreRecipe
 from distill.tasks.score.report import POINT_NOTES, SCENE_NOTES, plot_points, plot_turntables, score_table
@@ -25,7 +25,7 @@ class ScoreTask(Task):
     recipe = ScoreRecipe
     methods = GUIDANCES
 
-    def run(self, recipe: ScoreRecipe, run: Run) -> Table:
+    def execute(self, recipe: ScoreRecipe, run: Run) -> Outcome:
         if isinstance(recipe.object, SceneSpec):
             rows, details, truth = run_scene_recipe(recipe, run)
             figure = ("Turntables (8 views at 15° elevation): the true meshes, then each result",
@@ -35,10 +35,7 @@ class ScoreTask(Task):
             rows, details = run_points_recipe(recipe, run)
             figure = ("Particles", plot_points(rows, run.folder / "particles.png"))
             notes = POINT_NOTES
-        table = score_table(rows, recipe.name, notes)
-        run.write_results(self.name, table, details)
-        run.write_report(table, [figure])
-        return table
+        return Outcome(score_table(rows, recipe.name, notes), details, [figure])
 
     def evaluate(self, folder: Path, recipe: ScoreRecipe, weights: Path | None = None) -> Table:
         raise ConfigError(f"a score run has no student to re-evaluate: its result is the object itself "

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from distill.data.generative import load_generative_data
 from distill.experiment.runner import Run
 from distill.experiment.table import Table
-from distill.experiment.tasks import Task, register_task
+from distill.experiment.tasks import Outcome, Task, register_task
 from distill.export import export_model
 from distill.tasks.steps.methods import STEP_METHODS
 from distill.tasks.steps.recipe import StepsRecipe
@@ -38,14 +38,11 @@ class StepsTask(Task):
     recipe = StepsRecipe
     methods = STEP_METHODS
 
-    def run(self, recipe: StepsRecipe, run: Run) -> Table:
+    def execute(self, recipe: StepsRecipe, run: Run) -> Outcome:
         rows, scorer, details = run_steps_recipe(recipe, run)
-        table = steps_table(rows, scorer.floor, recipe.name)
-        run.write_results(self.name, table, details)
-        run.write_report(table, [("Samples", plot_samples(rows, scorer.real, run.folder / "samples.png")),
-                                 ("Metric vs NFE", plot_metric_vs_nfe(rows, scorer.floor,
-                                                                      run.folder / "metric_vs_nfe.png"))])
-        return table
+        return Outcome(steps_table(rows, scorer.floor, recipe.name), details,
+                       [("Samples", plot_samples(rows, scorer.real, run.folder / "samples.png")),
+                        ("Metric vs NFE", plot_metric_vs_nfe(rows, scorer.floor, run.folder / "metric_vs_nfe.png"))])
 
     def _generators(self, folder: Path, recipe: StepsRecipe, weights: Path | None):
         splits = load_generative_data(recipe.data.name, recipe.data.options)
