@@ -1,9 +1,12 @@
-"""The content-hash fit-or-load cache: a model described by the same recipe is trained once.
+"""The content-hash cache every family shares: what is described by the same identity is built once.
 
-The key is a SHA-256 of a JSON description of how the model is made (data, network,
-options, training settings); it identifies the recipe, not the weights. An entry that
-exists but cannot be loaded (damaged, or written for another architecture) is
-reported and refitted, never trusted.
+One primitive, :func:`cached_entry`: an *identity* (a JSON-able description of how
+something is made — data, network, options, training settings, file hashes) names a
+folder; on a miss ``build`` fills a temporary folder that is renamed into place only
+when complete, with the identity recorded beside it, so an interrupted build never
+looks valid. An entry whose recorded identity differs from the one asked for is
+stale: it is never served, only rebuilt. Teachers (:func:`fit_or_load`), teacher
+signals, render sets and generated data all go through it.
 """
 
 from __future__ import annotations
@@ -11,14 +14,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from distill.engine.checkpoint import load_weights_file, save_weights_file
 from distill.errors import CheckpointError
+
+IDENTITY_FILE = "identity.json"
+INFO_FILE = "info.json"
+WEIGHTS_FILE = "weights.safetensors"
 
 
 def cache_root() -> Path:
@@ -26,38 +35,79 @@ def cache_root() -> Path:
     return Path(os.environ.get("DISTILL_CACHE", Path.home() / ".cache" / "distill"))
 
 
-def content_hash(spec: dict) -> str:
-    """A short stable hash (16 hex digits of SHA-256) of a JSON-able description of how a model is made."""
-    text = json.dumps(spec, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _canonical(identity: dict) -> str:
+    return json.dumps(identity, sort_keys=True, default=str)
 
 
-def cached_path(spec: dict) -> Path:
-    """Cache folder of the model described by ``spec``."""
-    return cache_root() / "models" / content_hash(spec)
+def content_hash(identity: dict) -> str:
+    """A short stable hash (16 hex digits of SHA-256) of a JSON-able description of how something is made."""
+    return hashlib.sha256(_canonical(identity).encode()).hexdigest()[:16]
 
 
-def load_cached(model: nn.Module, spec: dict) -> dict | None:
-    """Load cached weights into ``model`` and return their recorded info, or None on a miss."""
-    folder = cached_path(spec)
-    if not (folder / "info.json").exists():
-        return None
+def entry_folder(kind: str, identity: dict) -> Path:
+    """The cache folder of the ``kind`` entry (``models``, ``language``, ...) described by ``identity``."""
+    return cache_root() / kind / content_hash(identity)
+
+
+def read_entry(folder: Path, identity: dict) -> dict | None:
+    """The info recorded with a complete entry made from ``identity``, or None (missing, or stale)."""
     try:
-        model.load_state_dict(load_weights_file(folder / "weights.safetensors"))
-        return json.loads((folder / "info.json").read_text())
-    except (CheckpointError, RuntimeError, ValueError) as err:
-        warnings.warn(f"the cached model at {folder} could not be loaded ({str(err).splitlines()[0]}); "
-                      "it is trained again and the entry replaced.", stacklevel=2)
+        recorded = json.loads((folder / IDENTITY_FILE).read_text())
+        info = json.loads((folder / INFO_FILE).read_text())
+    except (OSError, ValueError):
         return None
+    return info if _canonical(recorded) == _canonical(identity) else None
+
+
+def cached_entry(folder: Path, identity: dict, build: Callable[[Path], dict]) -> tuple[dict, bool]:
+    """``(info, hit)`` of the entry at ``folder`` made from ``identity``: read when complete and made from the
+    same identity, otherwise built by ``build(staging_folder) -> info`` and moved into place atomically."""
+    info = read_entry(folder, identity)
+    if info is not None:
+        return info, True
+    return write_entry(folder, identity, build), False
+
+
+def write_entry(folder: Path, identity: dict, build: Callable[[Path], dict]) -> dict:
+    """Build the entry in a staging folder beside ``folder`` and rename it into place (replacing a stale one)."""
+    folder = Path(folder)
+    staging = folder.with_name(f".{folder.name}.building-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        info = build(staging) or {}
+        (staging / IDENTITY_FILE).write_text(json.dumps(identity, indent=1, sort_keys=True, default=str))
+        (staging / INFO_FILE).write_text(json.dumps(info, indent=1, default=str))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return info
+
+
+def cached_tensors(kind: str, identity: dict,
+                   build: Callable[[], tuple[dict[str, torch.Tensor], dict]]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Named tensors (and their info) made once per ``identity``: render sets, generated data."""
+    folder = entry_folder(kind, identity)
+
+    def write(staging: Path) -> dict:
+        tensors, info = build()
+        save_weights_file(staging / "tensors.safetensors", tensors)
+        return info
+
+    info, _ = cached_entry(folder, identity, write)
+    return load_weights_file(folder / "tensors.safetensors"), info
 
 
 def store_cached(model: nn.Module, spec: dict, info: dict) -> Path:
-    """Write ``model``'s weights and ``info`` to the cache, atomically."""
-    folder = cached_path(spec)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_weights_file(folder / "weights.safetensors", model.state_dict())
-    (folder / "info.json.tmp").write_text(json.dumps({**info, "spec": spec}, indent=1, default=str))
-    os.replace(folder / "info.json.tmp", folder / "info.json")
+    """Write ``model``'s weights and ``info`` as the cache entry of ``spec``."""
+    folder = entry_folder("models", spec)
+
+    def write(staging: Path) -> dict:
+        save_weights_file(staging / WEIGHTS_FILE, model.state_dict())
+        return info
+
+    write_entry(folder, spec, write)
     return folder
 
 
@@ -70,10 +120,17 @@ def data_identity(section: dict, splits) -> dict:
 
 def fit_or_load(model: nn.Module, spec: dict, fit: Callable[[], dict]) -> tuple[dict, bool]:
     """``(info, cached)``: ``model`` loaded from the cache, or ``fit()`` (which trains it in place and
-    returns its info) and then stored."""
-    info = load_cached(model, spec)
+    returns its info) and then stored. An entry that exists but cannot be loaded (damaged, or written for
+    another architecture) is reported and refitted, never trusted."""
+    folder = entry_folder("models", spec)
+    info = read_entry(folder, spec)
     if info is not None:
-        return info, True
+        try:
+            model.load_state_dict(load_weights_file(folder / WEIGHTS_FILE))
+            return info, True
+        except (CheckpointError, RuntimeError, ValueError) as err:
+            warnings.warn(f"the cached model at {folder} could not be loaded ({str(err).splitlines()[0]}); "
+                          "it is trained again and the entry replaced.", stacklevel=2)
     info = fit()
     store_cached(model, spec, info)
     return info, False
