@@ -29,7 +29,7 @@ from distill.tasks.steps.methods.shortcut import (
 )
 from distill.diffusion.nets import build_denoiser
 from distill.diffusion.process import PREDICTIONS, build_process
-from distill.diffusion.sampling import OdeGenerator, RenoisingGenerator, ode_step, time_grid
+from distill.diffusion.sampling import OdeGenerator, RenoisingGenerator, ode_step, time_points
 from distill.diffusion.objective import DenoisingObjective, null_labels
 from steps_fixtures import perturbed_mlp
 
@@ -192,10 +192,10 @@ def test_guidance_combines_conditional_and_null_predictions():
 
 
 def test_time_grid_and_solver_checks():
-    assert time_grid(4).tolist() == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert time_points(4) == [1.0, 0.75, 0.5, 0.25, 0.0]
     for bad in (0, -1, 2.0):
         with pytest.raises(ConfigError, match="positive integer"):
-            time_grid(bad)
+            time_points(bad)
     with pytest.raises(ConfigError, match="heun"):
         OdeGenerator(_denoiser(), "rk4")
 

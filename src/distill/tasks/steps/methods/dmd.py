@@ -14,6 +14,7 @@ from distill.diffusion.sampling import RenoisingGenerator, time_points
 from distill.diffusion.surrogate import score_distillation_loss
 from distill.engine.config import GroupConfig
 from distill.errors import ConfigError
+from distill.models.base import frozen
 from distill.tasks.steps.methods.base import (
     STEP_METHODS,
     StepMethod,
@@ -21,7 +22,6 @@ from distill.tasks.steps.methods.base import (
     StudentObjective,
     check_ema_decay,
     flat_mean,
-    frozen,
 )
 
 

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.sampling import SOLVERS, OdeGenerator
 from distill.errors import ConfigError
+from distill.models.base import frozen
 from distill.tasks.steps.methods.base import (
     STEP_METHODS,
     StepMethod,
@@ -15,7 +16,6 @@ from distill.tasks.steps.methods.base import (
     StudentObjective,
     check_ema_decay,
     flat_mean,
-    frozen,
 )
 
 
