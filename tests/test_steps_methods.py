@@ -27,10 +27,11 @@ from distill.tasks.steps.methods.shortcut import (
     ShortcutObjective,
     self_consistency_target,
 )
+from distill.diffusion.cfg import NULL_CLASS, drop_labels
 from distill.diffusion.nets import build_denoiser
 from distill.diffusion.process import PREDICTIONS, build_process
 from distill.diffusion.sampling import OdeGenerator, RenoisingGenerator, ode_step, time_points
-from distill.diffusion.objective import DenoisingObjective, null_labels
+from distill.diffusion.objective import DenoisingObjective
 from steps_fixtures import perturbed_mlp
 
 PROCESSES = ["flow", "diffusion"]
@@ -508,13 +509,11 @@ def test_conditional_objective_refuses_labels_out_of_range():
         DenoisingObjective(_denoiser(), cond_drop=1.0)
 
 
-def test_null_labels():
+def test_drop_labels():
     y = torch.tensor([0, 1, 2, 1])
-    assert torch.equal(null_labels(y, 3, 1.0), torch.full((4,), 3))
-    assert null_labels(y, 3, 0.0) is y
-    assert null_labels(None, 3, 0.5) is None
-    assert null_labels(y, 0, 0.5) is y
+    assert torch.equal(drop_labels(y, 1.0), torch.full((4,), NULL_CLASS))
+    assert drop_labels(y, 0.0) is y
     torch.manual_seed(0)
-    dropped = null_labels(torch.zeros(10_000, dtype=torch.long), 3, 0.3)
-    assert set(dropped.unique().tolist()) == {0, 3}
-    assert abs((dropped == 3).float().mean().item() - 0.3) < 0.02
+    dropped = drop_labels(torch.zeros(10_000, dtype=torch.long), 0.3)
+    assert set(dropped.unique().tolist()) == {0, NULL_CLASS}
+    assert abs((dropped == NULL_CLASS).float().mean().item() - 0.3) < 0.02

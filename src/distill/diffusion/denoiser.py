@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from distill.errors import ConfigError
+from distill.diffusion.cfg import conditional_and_null, guided
 from distill.diffusion.process import PREDICTIONS, Process, broadcast
+from distill.errors import ConfigError
 
 
 class Denoiser(nn.Module):
@@ -42,11 +43,7 @@ class Denoiser(nn.Module):
         y = self.labels(y)
         if y is None or self.guidance == 1.0 or not self.num_classes:
             return self.net(x, t, y, d)
-        null = torch.full_like(y, self.num_classes)
-        both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]),
-                        None if d is None else torch.cat([d, d]))
-        cond, uncond = both.chunk(2)
-        return uncond + self.guidance * (cond - uncond)
+        return guided(*conditional_and_null(self.net, x, t, y, d), self.guidance)
 
     def split(self, x: Tensor, t: Tensor, y: Tensor | None = None, d: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(x0, ε) predicted at ``(x, t)``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from distill.diffusion.cfg import conditional_and_null, guided
 from distill.diffusion.process import Process, broadcast
 from distill.errors import DistillError
 
@@ -60,7 +61,7 @@ class ExactDenoiser(nn.Module):
 
 class ClassConditionalExactDenoiser(ExactDenoiser):
     """The ideal denoiser of labelled points: conditioned on class ``y`` it is the ideal denoiser of
-    that class's points; ``y = −1`` (the null class) is the whole set. With ``guidance`` w ≠ 1 it
+    that class's points; ``y = NULL_CLASS`` (−1, :mod:`distill.diffusion.cfg`) is the whole set. With ``guidance`` w ≠ 1 it
     answers as classifier-free guidance does (Ho & Salimans, 2022): ε̂_∅ + w·(ε̂_y − ε̂_∅), x̂0 alike."""
 
     def __init__(self, points: Tensor, labels: Tensor, process: Process, num_classes: int,
@@ -79,9 +80,8 @@ class ClassConditionalExactDenoiser(ExactDenoiser):
     def split(self, x: Tensor, t: Tensor, y: Tensor | None = None, d: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if y is None or self.guidance == 1.0:
             return super().split(x, t, y)
-        x0, eps = super().split(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, -1)]))
-        n, w = len(x), self.guidance
-        return x0[n:] + w * (x0[:n] - x0[n:]), eps[n:] + w * (eps[:n] - eps[n:])
+        (x0, eps), (x0_null, eps_null) = conditional_and_null(super().split, x, t, y)
+        return guided(x0, x0_null, self.guidance), guided(eps, eps_null, self.guidance)
 
     def evaluations_per_call(self, y: Tensor | None = None) -> int:
         return 1 if y is None or self.guidance == 1.0 else 2

@@ -9,6 +9,7 @@ from torch.func import functional_call
 
 from distill.data.tensors import TensorDictDataset
 from distill.diffusion.denoiser import Denoiser
+from distill.diffusion.objective import denoising_loss
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import RenoisingGenerator, time_points
 from distill.diffusion.surrogate import score_distillation_loss
@@ -166,9 +167,7 @@ class DMDObjective(StudentObjective):
     def fake_losses(self, batch: dict[str, Tensor], sample: Tensor, y: Tensor | None) -> dict[str, Tensor]:
         process = self.fake.process
         t = torch.rand(len(sample), device=sample.device)
-        eps = torch.randn_like(sample)
-        pred = self.fake.net(process.noise(sample, eps, t), t, self.fake.labels(y))
-        losses = {"fake": (pred - process.target(self.fake.prediction, sample, eps, t)).pow(2).mean()}
+        losses = {"fake": denoising_loss(self.fake, sample, y, t=t)}
         if self.gan:
             real = batch["x"]
             t_real = torch.rand(len(real), device=real.device)
