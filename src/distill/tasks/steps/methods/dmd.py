@@ -16,6 +16,7 @@ from distill.diffusion.surrogate import score_distillation_loss
 from distill.engine.config import GroupConfig
 from distill.errors import ConfigError
 from distill.models.base import frozen
+from distill.taps import TapRecorder, TapSpec
 from distill.tasks.steps.methods.base import (
     STEP_METHODS,
     StepMethod,
@@ -59,24 +60,13 @@ def backward_simulation(generator: Denoiser, noise: Tensor, y: Tensor | None, st
     return stacked[level, torch.arange(len(noise), device=noise.device)]
 
 
-class FeatureTap:
-    """The activations of one module of a net, kept from its last forward call."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.value: Tensor | None = None
-        module.register_forward_hook(self._keep)
-
-    def _keep(self, module: nn.Module, args, output: Tensor) -> None:
-        self.value = output
-
-
-def encoder_output(net: nn.Module) -> tuple[nn.Module, int]:
-    """The module whose output DMD2's GAN head reads (the U-Net bottleneck; the middle block of a
+def encoder_output(net: nn.Module) -> tuple[TapSpec, int]:
+    """The tap whose output DMD2's GAN head reads (the U-Net bottleneck; the middle block of a
     residual MLP) and its width."""
     if hasattr(net, "mid"):
-        return net.mid[-1], net.channels[-1]
+        return TapSpec(f"mid.{len(net.mid) - 1}"), net.channels[-1]
     if hasattr(net, "blocks"):
-        return net.blocks[len(net.blocks) // 2], net.inp.out_features
+        return TapSpec(f"blocks.{len(net.blocks) // 2}"), net.inp.out_features
     raise ConfigError(f"dmd: the GAN term needs a U-Net or residual-MLP fake score, got {type(net).__name__}; "
                       "set gan: 0.")
 
@@ -104,8 +94,8 @@ class DMDObjective(StudentObjective):
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # saved with checkpoints
         self.last_generator: dict[str, Tensor] = {}
         if gan:
-            module, width = encoder_output(fake.net)
-            self.tap = FeatureTap(module)
+            self.tap, width = encoder_output(fake.net)
+            self.recorder = TapRecorder(fake.net, [self.tap], "fake score")
             self.head = nn.Sequential(nn.SiLU(), nn.Linear(width, 1))
 
     def after_optimizer_step(self, step: int) -> None:
@@ -137,7 +127,7 @@ class DMDObjective(StudentObjective):
             self.fake.net(x_t, t, labels)
         else:
             functional_call(self.fake.net, params, (x_t, t, labels))
-        features = self.tap.value
+        features = self.recorder.get(self.tap)
         pooled = features.mean(dim=(2, 3)) if features.dim() == 4 else features
         if params is None:
             return self.head(pooled).squeeze(1)
