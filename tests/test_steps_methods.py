@@ -175,16 +175,16 @@ def test_evaluations_count_heun_2n_minus_1_and_guidance_twice():
     assert OdeGenerator(plain, "heun").evaluations(4) == 7  # the last step into t = 0 is Euler
     assert OdeGenerator(plain, "heun").evaluations(1) == 1
     y = torch.tensor([0, 1, 2])
-    guided = _denoiser(num_classes=3, guidance=2.0)
+    guided = _denoiser(num_classes=3, cfg_scale=2.0)
     assert OdeGenerator(guided, "heun").evaluations(4, y) == 14
     assert OdeGenerator(guided, "ddim").evaluations(4, y) == 8
     assert OdeGenerator(guided, "ddim").evaluations(4, None) == 4  # no labels, no guidance
-    assert OdeGenerator(_denoiser(num_classes=3, guidance=1.0), "heun").evaluations(4, y) == 7
+    assert OdeGenerator(_denoiser(num_classes=3, cfg_scale=1.0), "heun").evaluations(4, y) == 7
     assert OdeGenerator(plain, "heun").evaluations(4, y) == 7  # unconditional: labels ignored
 
 
 def test_guidance_combines_conditional_and_null_predictions():
-    denoiser = _denoiser(num_classes=3, guidance=3.0)
+    denoiser = _denoiser(num_classes=3, cfg_scale=3.0)
     x, t, y = torch.randn(5, 2), torch.rand(5), torch.tensor([0, 1, 2, 0, 1])
     cond, null = denoiser.net(x, t, y), denoiser.net(x, t, torch.full_like(y, 3))
     assert not torch.allclose(cond, null)
@@ -441,9 +441,9 @@ def test_shortcut_objective_draws_consistency_times_on_multiples_of_2d_and_boots
 
 
 def test_step_conditioned_student_starts_as_the_teacher():
-    teacher = _denoiser(seed=4, guidance=1.0)
+    teacher = _denoiser(seed=4, cfg_scale=1.0)
     student = _context(teacher).student(step_conditioned=True)
-    assert student.net.embed.step is not None and student.guidance == 1.0
+    assert student.net.embed.step is not None and student.cfg_scale == 1.0
     assert all(p.requires_grad for p in student.parameters())
     x, t = torch.randn(8, 2), torch.rand(8)
     with torch.no_grad():

@@ -26,7 +26,7 @@ class DiffusionModelSpec(StrictModel):
     prediction: Literal["eps", "v", "x0", "velocity"] = "velocity"
     conditional: bool = False
     cond_drop: float = Field(0.1, ge=0, lt=1)
-    guidance: float = 1.0
+    cfg_scale: float = 1.0
     clip: float | None = Field(None, gt=0)
     solver: Literal["ddim", "euler", "heun"] = "heun"
     steps: PositiveInt = 32

@@ -24,10 +24,10 @@ def build_diffusion_net(spec: DiffusionModelSpec, splits: DataSplits, step_condi
 
 
 def build_diffusion_model(spec: DiffusionModelSpec, splits: DataSplits) -> Denoiser:
-    """``spec``'s model, untrained: network, process, parameterisation and guidance."""
+    """``spec``'s model, untrained: network, process, parameterisation and classifier-free guidance scale."""
     torch.manual_seed(spec.train.seed)
     return Denoiser(build_diffusion_net(spec, splits), build_process(spec.process), spec.prediction,
-                    splits.num_classes if spec.conditional else 0, spec.guidance, spec.clip)
+                    splits.num_classes if spec.conditional else 0, spec.cfg_scale, spec.clip)
 
 
 def obtain_diffusion_model(data: dict, spec: DiffusionModelSpec, splits: DataSplits, run,
@@ -37,7 +37,7 @@ def obtain_diffusion_model(data: dict, spec: DiffusionModelSpec, splits: DataSpl
     ``data`` identifies the training data in the cache key (a recipe's data section)."""
     denoiser = build_diffusion_model(spec, splits)
     cache_spec = {"kind": "generative-teacher", "data": data_identity(data, splits),
-                  **spec.model_dump(mode="json", exclude={"guidance", "clip", "solver", "steps", "train"}),
+                  **spec.model_dump(mode="json", exclude={"cfg_scale", "clip", "solver", "steps", "train"}),
                   "train": spec.train.model_dump(mode="json", exclude=TRAIN_ONLY)}
 
     def fit() -> dict:

@@ -57,7 +57,7 @@ def obtain_points_prior(recipe: ScoreRecipe, splits, run: Run | None) -> tuple[n
         process = build_process(spec.process)
         if spec.conditional:
             return ClassConditionalExactDenoiser(splits.train.x, splits.train.y, process, splits.num_classes,
-                                                 spec.guidance), {}
+                                                 spec.cfg_scale), {}
         return ExactDenoiser(splits.train.x, process), {}
     if run is None:
         return build_diffusion_model(spec, splits), {}

@@ -99,23 +99,23 @@ def null_condition(prior, y: Tensor | None) -> Tensor | None:
 
 
 @contextmanager
-def without_guidance(prior):
+def without_cfg(prior):
     """The prior with its classifier-free guidance scale set to 1 (plain conditional predictions)."""
-    scale = getattr(prior, "guidance", None)
+    scale = getattr(prior, "cfg_scale", None)
     if scale is not None:
-        prior.guidance = 1.0
+        prior.cfg_scale = 1.0
     try:
         yield prior
     finally:
         if scale is not None:
-            prior.guidance = scale
+            prior.cfg_scale = scale
 
 
 def split_both(prior, x: Tensor, t: Tensor, y: Tensor | None) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
     """((x̂0, ε̂) conditional, (x̂0, ε̂) unconditional) at ``(x, t)``, both without the prior's guidance
     scale, in one batch of 2B (:func:`~distill.diffusion.cfg.conditional_and_null`). For a prior without classes or
     ``y=None`` the two are the same single call. Costs :func:`split_both_evaluations`."""
-    with without_guidance(prior):
+    with without_cfg(prior):
         if not is_conditional(prior, y):
             out = prior.split(x, t, y)
             return out, out

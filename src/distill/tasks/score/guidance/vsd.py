@@ -32,7 +32,7 @@ class VSD:
         if not hasattr(prior, "net"):
             raise ConfigError("vsd needs a prior with a network to copy (a Denoiser); the exact prior has none.")
         fake = copy.deepcopy(prior)
-        fake.guidance = 1.0
+        fake.cfg_scale = 1.0
         return fake.requires_grad_(True).train()
 
     def update(self, x: Tensor, prior, fake, y: Tensor | None = None, progress: float = 0.0,

@@ -69,7 +69,7 @@ class AtScale(Denoiser):
 
 
 @STEP_METHODS.register("guidance")
-class Guidance(StepMethod):
+class GuidanceDistillation(StepMethod):
     """Guidance distillation (Meng et al., "On Distillation of Guided Diffusion Models", CVPR 2023,
     stage one): one student, told the guidance scale w through the step-size input (as LCM's
     guidance embedding, Luo et al., 2023), matches the teacher's classifier-free-guided output for
