@@ -6,7 +6,7 @@ import copy
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
