@@ -88,7 +88,7 @@ def run_all(args) -> list[dict]:
                 for row in outcome["rows"][1:]:  # rows[0] is the noise floor
                     teacher = row["model"].startswith("teacher")
                     if teacher or row["steps"] in STUDENT_STEPS or method == "guidance":
-                        w = recipe.teacher.guidance
+                        w = recipe.teacher.cfg_scale
                         name = method if not teacher else "teacher" if w == 1 else f"teacher w={w:g}"
                         records.append(record(data, seed, name, row, details, student=not teacher))
                 scored_teachers.add(teacher_key)

@@ -146,7 +146,7 @@ def test_the_class_conditional_exact_prior_denoises_within_the_class_and_guides(
     x, t = torch.zeros(2, 2), torch.full((2,), 0.5)
     x0, _ = prior.split(x, t, torch.tensor([1, -1]))
     assert torch.allclose(x0[0], points[1]) and torch.allclose(x0[1], torch.zeros(2), atol=1e-6)
-    prior.guidance = 3.0  # ε̂_∅ + 3(ε̂_y − ε̂_∅): the guided x̂0 overshoots class 1's point by a factor 3
+    prior.cfg_scale = 3.0  # ε̂_∅ + 3(ε̂_y − ε̂_∅): the guided x̂0 overshoots class 1's point by a factor 3
     x0, _ = prior.split(x[:1], t[:1], torch.tensor([1]))
     assert torch.allclose(x0[0], 3 * points[1], atol=1e-5) and prior.evaluations_per_call(torch.tensor([1])) == 2
 

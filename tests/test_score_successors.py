@@ -27,10 +27,10 @@ def _coefficients(process, t: float) -> tuple[float, float]:
 
 class ConditionalPoints:
     """A class-conditional exact prior: label ≥ 0 → the ideal denoiser of ``cond``, no label or −1 → of
-    ``uncond``; ``guidance`` w mixes them as classifier-free guidance does (uncond + w·(cond − uncond))."""
+    ``uncond``; ``cfg_scale`` w mixes them as classifier-free guidance does (uncond + w·(cond − uncond))."""
 
-    def __init__(self, cond, uncond, process, guidance: float = 1.0) -> None:
-        self.process, self.num_classes, self.guidance = process, 1, guidance
+    def __init__(self, cond, uncond, process, cfg_scale: float = 1.0) -> None:
+        self.process, self.num_classes, self.cfg_scale = process, 1, cfg_scale
         self.cond, self.uncond = ExactDenoiser(cond, process), ExactDenoiser(uncond, process)
 
     def split(self, x, t, y=None, d=None):
@@ -39,11 +39,11 @@ class ConditionalPoints:
             return x0_u, eps_u
         x0_c, eps_c = self.cond.split(x, t)
         has = broadcast(y >= 0, x)
-        w = self.guidance
+        w = self.cfg_scale
         return (torch.where(has, x0_u + w * (x0_c - x0_u), x0_u), torch.where(has, eps_u + w * (eps_c - eps_u), eps_u))
 
     def evaluations_per_call(self, y=None) -> int:
-        return 1 if y is None or self.guidance == 1.0 else 2
+        return 1 if y is None or self.cfg_scale == 1.0 else 2
 
 
 # --- the fixed noise per particle ------------------------------------------------------------------
@@ -129,7 +129,7 @@ def test_ism_update_is_zero_for_one_point_and_the_guided_gap_with_a_conditional_
     assert exact.abs().max() < 1e-3  # DDIM inversion is exact for one point: ε̂(x_t, t) = ε̂(x_s, s)
     # conditional p, unconditional q, guidance 3: ε̂_g(x_t) − ε̂_u(x_s) = 3·(α_t/σ_t)·(q − p) exactly
     p, q = torch.tensor([[1.0, 0.0]]), torch.tensor([[-1.0, 2.0]])
-    prior = ConditionalPoints(p, q, process, guidance=3.0)
+    prior = ConditionalPoints(p, q, process, cfg_scale=3.0)
     narrow = GUIDANCES.build("ism", weighting="uniform", t_range=(0.5, 0.5001), inversion_steps=2)
     alpha, sigma = _coefficients(process, 0.5)
     update = narrow.update(x, prior, y=torch.zeros(16, dtype=torch.long))
@@ -160,13 +160,13 @@ def test_ssd_is_zero_without_classes_and_disengages_from_the_unconditional_mode(
     assert torch.equal(ssd.update(x, ExactDenoiser(POINT, process)), torch.zeros(16, 2))
     p, q = torch.tensor([[1.0, 0.0]]), torch.tensor([[-1.0, 2.0]])
     y = torch.zeros(16, dtype=torch.long)
-    guided = ConditionalPoints(p, q, process, guidance=5.0)
+    guided = ConditionalPoints(p, q, process, cfg_scale=5.0)
     high = GUIDANCES.build("ssd", weighting="uniform", t_range=(0.5, 0.9), switch_t=0.2)
     torch.manual_seed(4)
     update = high.update(x, guided, y=y)
     ratio = update / (q - p)  # ε̂(y) − ε̂(∅) = (α/σ)·(q − p): a positive multiple of q − p per row
     assert torch.allclose(ratio[:, 0], ratio[:, 1], rtol=1e-4) and (ratio > 0).all()
-    assert guided.guidance == 5.0  # the prior's scale is put back …
+    assert guided.cfg_scale == 5.0  # the prior's scale is put back …
     torch.manual_seed(4)  # … and plays no part
     assert torch.allclose(high.update(x, ConditionalPoints(p, q, process), y=y), update, atol=1e-6)
     low = GUIDANCES.build("ssd", weighting="uniform", t_range=(0.05, 0.0501), switch_t=0.2)
@@ -256,7 +256,7 @@ def test_dsd_generation_path_and_schedule(process_name):
 def test_dsd_target_is_the_plain_conditional_prediction(process_name):
     process = build_process(process_name)
     p, q = torch.tensor([[1.0, 0.0]]), torch.tensor([[-1.0, 2.0]])
-    prior = ConditionalPoints(p, q, process, guidance=3.0)
+    prior = ConditionalPoints(p, q, process, cfg_scale=3.0)
     dsd = GUIDANCES.build("dsd", weighting="uniform", plus_ratio=0.0)
     torch.manual_seed(10)
     x = torch.randn(6, 2)
@@ -264,7 +264,7 @@ def test_dsd_target_is_the_plain_conditional_prediction(process_name):
     # t⁺ = t: guided minus plain conditional ε̂ at x_t = (3 − 1)·(ε̂_c − ε̂_u) = 2·(α_t/σ_t)·(q − p)
     alpha, sigma = _coefficients(process, annealed(0.98, 0.02, 0.36))
     assert torch.allclose(update, (2 * alpha / sigma * (q - p)).expand(6, 2), rtol=1e-4, atol=1e-4)
-    assert prior.guidance == 3.0
+    assert prior.cfg_scale == 3.0
 
 
 # --- options and the shared contract --------------------------------------------------------------
@@ -302,7 +302,7 @@ def _conditioned_denoiser(kind: str) -> tuple[Denoiser, torch.Tensor]:
     torch.manual_seed(0)
     if kind == "classes":
         net = build_denoiser("mlp", (2,), num_classes=2, hidden=16, depth=1)
-        return Denoiser(net, build_process("flow"), "velocity", num_classes=2, guidance=2.0).eval(), torch.arange(8) % 2
+        return Denoiser(net, build_process("flow"), "velocity", num_classes=2, cfg_scale=2.0).eval(), torch.arange(8) % 2
     net = build_denoiser("mlp", (2,), hidden=16, depth=1, pose_dim=4)
     return Denoiser(net, build_process("flow"), "velocity").eval(), torch.randn(8, 4)
 
@@ -311,7 +311,7 @@ def _conditioned_denoiser(kind: str) -> tuple[Denoiser, torch.Tensor]:
 @pytest.mark.parametrize("name", GUIDANCES.names())
 def test_every_guidance_takes_one_step_on_particles_of_a_conditioned_prior(name, kind):
     prior, conditions = _conditioned_denoiser(kind)
-    scale = prior.guidance
+    scale = prior.cfg_scale
     objective = ParticlesObjective(GUIDANCES.build(name), prior, torch.randn(8, 2), total_steps=10, y=conditions)
     index = torch.tensor([3, 0, 6, 5])
     extra = (objective.fake,) if objective.fake is not None else ()
@@ -323,6 +323,6 @@ def test_every_guidance_takes_one_step_on_particles_of_a_conditioned_prior(name,
     assert torch.isfinite(grad).all() and grad[[1, 2, 4, 7]].abs().sum() == 0
     # no first move: SSD has no class to disengage from; VSD's φ starts as the (unguided) prior itself
     assert grad[index].abs().sum() > 0 or (kind == "poses" and name in ("ssd", "vsd"))
-    assert all(p.grad is None for p in objective.prior.parameters()) and objective.prior.guidance == scale
+    assert all(p.grad is None for p in objective.prior.parameters()) and objective.prior.cfg_scale == scale
     cost = objective.guidance.evaluations_per_step(prior, conditions[index])
     assert isinstance(cost, int) and cost >= prior.evaluations_per_call(conditions[index])

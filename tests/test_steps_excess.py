@@ -9,9 +9,9 @@ import torch
 
 from distill.data.generative import load_generative_data
 from distill.errors import ConfigError, DistillError
-from distill.experiment.generative import Scorer
-from distill.metrics import frechet_distance, frechet_from_moments
-from distill.metrics_excess import FrechetExcess, SlicedExcess, bootstrap_counts, directions
+from distill.metrics.distances import frechet_distance, frechet_from_moments
+from distill.metrics.excess import FrechetExcess, SlicedExcess, bootstrap_counts, directions
+from distill.metrics.scorer import Scorer
 
 
 def clouds(n: int = 400, d: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:

@@ -17,7 +17,7 @@ from distill.errors import ConfigError
 from distill.experiment import Run, get_task, load_recipe
 from distill.tasks.steps.methods import STEP_METHODS, StepsContext
 from distill.tasks.steps.methods.base import counting_evaluations, flat_mean
-from distill.tasks.steps.methods.guidance import Guidance, GuidanceObjective, guided_target, scale_input
+from distill.tasks.steps.methods.guidance import GuidanceDistillation, GuidanceObjective, guided_target, scale_input
 from steps_fixtures import perturbed_mlp
 
 RECIPE = Path(__file__).parents[1] / "recipes/steps/digits_guidance.yaml"
@@ -51,7 +51,7 @@ def _inputs(n: int = 64, seed: int = 1):
 
 def test_guidance_is_registered():
     assert "guidance" in STEP_METHODS.names()
-    assert STEP_METHODS.get("guidance") is Guidance and Guidance.step_conditioned
+    assert STEP_METHODS.get("guidance") is GuidanceDistillation and GuidanceDistillation.step_conditioned
 
 
 def test_scale_input_maps_the_training_range_onto_unit_interval():
@@ -96,7 +96,7 @@ def test_student_learns_the_guided_output_in_one_evaluation_and_uses_w():
     student = _context(teacher).student(step_conditioned=True)
     objective = GuidanceObjective(student, teacher, W_RANGE, 0.0)
     x_t, t, y = _inputs(256)
-    method = Guidance(w_range=W_RANGE, scale=2.0)
+    method = GuidanceDistillation(w_range=W_RANGE, scale=2.0)
     at_scale = method.generator(student).denoiser  # the sampler's one-evaluation denoiser
 
     guided = Denoiser(teacher.net, teacher.process, "velocity", CLASSES, 2.0)(x_t, t, y)  # two evaluations
@@ -132,7 +132,7 @@ def test_student_learns_the_guided_output_in_one_evaluation_and_uses_w():
 def test_student_sampler_costs_half_the_teachers_cfg_sampler(solver):
     teacher = _teacher(guidance=2.0)
     student = _context(teacher).student(step_conditioned=True)
-    sampler = Guidance(solver=solver).generator(student)
+    sampler = GuidanceDistillation(solver=solver).generator(student)
     teacher_sampler = OdeGenerator(teacher, solver)
     y = torch.randint(CLASSES, (5,))
     noise = torch.randn(5, 2)
@@ -147,8 +147,8 @@ def test_student_sampler_costs_half_the_teachers_cfg_sampler(solver):
 
 def test_refuses_an_unconditional_teacher():
     with pytest.raises(ConfigError, match="conditional"):
-        Guidance().check(_teacher(num_classes=0))
-    Guidance().check(_teacher())  # a class-conditional one is accepted
+        GuidanceDistillation().check(_teacher(num_classes=0))
+    GuidanceDistillation().check(_teacher())  # a class-conditional one is accepted
 
 
 @pytest.mark.parametrize("options, match", [
@@ -164,7 +164,7 @@ def test_refuses_an_unconditional_teacher():
 ])
 def test_refuses_bad_options(options, match):
     with pytest.raises(ConfigError, match=match):
-        Guidance(**options)
+        GuidanceDistillation(**options)
 
 
 def test_recipe_refuses_bad_options_when_it_loads():
@@ -173,7 +173,7 @@ def test_recipe_refuses_bad_options_when_it_loads():
 
 
 def test_unconditional_teacher_is_refused_before_it_trains(tmp_path):
-    recipe = load_recipe(RECIPE, [*QUIET, "teacher.conditional=false", "teacher.guidance=1.0"])
+    recipe = load_recipe(RECIPE, [*QUIET, "teacher.conditional=false", "teacher.cfg_scale=1.0"])
     with pytest.raises(ConfigError, match="class-conditional"):
         get_task("steps").run(recipe, Run(tmp_path, recipe))
     assert not (tmp_path / "teacher").exists()

@@ -27,10 +27,11 @@ from distill.tasks.steps.methods.shortcut import (
     ShortcutObjective,
     self_consistency_target,
 )
+from distill.diffusion.cfg import NULL_CLASS, drop_labels
 from distill.diffusion.nets import build_denoiser
 from distill.diffusion.process import PREDICTIONS, build_process
-from distill.diffusion.sampling import OdeGenerator, RenoisingGenerator, ode_step, time_grid
-from distill.diffusion.objective import DenoisingObjective, null_labels
+from distill.diffusion.sampling import OdeGenerator, RenoisingGenerator, ode_step, time_points
+from distill.diffusion.objective import DenoisingObjective
 from steps_fixtures import perturbed_mlp
 
 PROCESSES = ["flow", "diffusion"]
@@ -174,16 +175,16 @@ def test_evaluations_count_heun_2n_minus_1_and_guidance_twice():
     assert OdeGenerator(plain, "heun").evaluations(4) == 7  # the last step into t = 0 is Euler
     assert OdeGenerator(plain, "heun").evaluations(1) == 1
     y = torch.tensor([0, 1, 2])
-    guided = _denoiser(num_classes=3, guidance=2.0)
+    guided = _denoiser(num_classes=3, cfg_scale=2.0)
     assert OdeGenerator(guided, "heun").evaluations(4, y) == 14
     assert OdeGenerator(guided, "ddim").evaluations(4, y) == 8
     assert OdeGenerator(guided, "ddim").evaluations(4, None) == 4  # no labels, no guidance
-    assert OdeGenerator(_denoiser(num_classes=3, guidance=1.0), "heun").evaluations(4, y) == 7
+    assert OdeGenerator(_denoiser(num_classes=3, cfg_scale=1.0), "heun").evaluations(4, y) == 7
     assert OdeGenerator(plain, "heun").evaluations(4, y) == 7  # unconditional: labels ignored
 
 
 def test_guidance_combines_conditional_and_null_predictions():
-    denoiser = _denoiser(num_classes=3, guidance=3.0)
+    denoiser = _denoiser(num_classes=3, cfg_scale=3.0)
     x, t, y = torch.randn(5, 2), torch.rand(5), torch.tensor([0, 1, 2, 0, 1])
     cond, null = denoiser.net(x, t, y), denoiser.net(x, t, torch.full_like(y, 3))
     assert not torch.allclose(cond, null)
@@ -192,10 +193,10 @@ def test_guidance_combines_conditional_and_null_predictions():
 
 
 def test_time_grid_and_solver_checks():
-    assert time_grid(4).tolist() == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert time_points(4) == [1.0, 0.75, 0.5, 0.25, 0.0]
     for bad in (0, -1, 2.0):
         with pytest.raises(ConfigError, match="positive integer"):
-            time_grid(bad)
+            time_points(bad)
     with pytest.raises(ConfigError, match="heun"):
         OdeGenerator(_denoiser(), "rk4")
 
@@ -440,9 +441,9 @@ def test_shortcut_objective_draws_consistency_times_on_multiples_of_2d_and_boots
 
 
 def test_step_conditioned_student_starts_as_the_teacher():
-    teacher = _denoiser(seed=4, guidance=1.0)
+    teacher = _denoiser(seed=4, cfg_scale=1.0)
     student = _context(teacher).student(step_conditioned=True)
-    assert student.net.embed.step is not None and student.guidance == 1.0
+    assert student.net.embed.step is not None and student.cfg_scale == 1.0
     assert all(p.requires_grad for p in student.parameters())
     x, t = torch.randn(8, 2), torch.rand(8)
     with torch.no_grad():
@@ -508,13 +509,11 @@ def test_conditional_objective_refuses_labels_out_of_range():
         DenoisingObjective(_denoiser(), cond_drop=1.0)
 
 
-def test_null_labels():
+def test_drop_labels():
     y = torch.tensor([0, 1, 2, 1])
-    assert torch.equal(null_labels(y, 3, 1.0), torch.full((4,), 3))
-    assert null_labels(y, 3, 0.0) is y
-    assert null_labels(None, 3, 0.5) is None
-    assert null_labels(y, 0, 0.5) is y
+    assert torch.equal(drop_labels(y, 1.0), torch.full((4,), NULL_CLASS))
+    assert drop_labels(y, 0.0) is y
     torch.manual_seed(0)
-    dropped = null_labels(torch.zeros(10_000, dtype=torch.long), 3, 0.3)
-    assert set(dropped.unique().tolist()) == {0, 3}
-    assert abs((dropped == 3).float().mean().item() - 0.3) < 0.02
+    dropped = drop_labels(torch.zeros(10_000, dtype=torch.long), 0.3)
+    assert set(dropped.unique().tolist()) == {0, NULL_CLASS}
+    assert abs((dropped == NULL_CLASS).float().mean().item() - 0.3) < 0.02

@@ -7,17 +7,10 @@ import torch
 from torch import nn
 
 from distill.errors import DistillError
+from distill.metrics.classification import accuracy as label_agreement
+from distill.metrics.distances import frechet_distance, mmd_rbf, precision_recall, sliced_wasserstein
+from distill.metrics.features import features
 from distill.models import build_model
-from distill.metrics import (
-    Scored,
-    features,
-    frechet_distance,
-    label_agreement,
-    mmd_rbf,
-    noise_floor,
-    precision_recall,
-    sliced_wasserstein,
-)
 
 
 def gaussian(n, d, seed, shift=0.0):
@@ -110,17 +103,6 @@ def test_features_shape_batching_and_bad_layer():
     assert model.training and not model.head[1]._forward_hooks
     with pytest.raises(DistillError, match="head.1"):
         features(model, x, layer="head.9")
-
-
-def test_noise_floor_and_scored():
-    a, b, fake = gaussian(100, 2, 0), gaussian(100, 2, 1), gaussian(100, 2, 2, shift=1.0)
-    floor = noise_floor(sliced_wasserstein, a, b)
-    assert floor == sliced_wasserstein(a, b)
-    scored = Scored(sliced_wasserstein(a, fake), floor)
-    assert scored.ratio_to_floor > 3 and not scored.within_floor
-    assert Scored(0.1, 0.2).within_floor
-    with pytest.raises(DistillError, match="positive floor"):
-        Scored(0.1, -0.01).ratio_to_floor
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def test_recipe_runs_end_to_end(path, tmp_path):
     assert floor_row["model"] == "real data (noise floor)"
     results["rows"] = rows
     teacher_name = f"teacher ({recipe.teacher.solver})"
-    guided = recipe.teacher.conditional and recipe.teacher.guidance != 1.0
+    guided = recipe.teacher.conditional and recipe.teacher.cfg_scale != 1.0
     heun = recipe.teacher.solver == "heun"
     per_call = 2 if guided else 1
     teacher_rows = [r for r in results["rows"] if r["model"] == teacher_name]

@@ -10,12 +10,7 @@ from torch import nn
 from distill.augment import Mixup
 from distill.losses.base import IGNORE_INDEX
 from distill.losses.functional import masked_cross_entropy, masked_mean
-
-
-def batch_accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Fraction of labelled rows whose arg-max equals the label."""
-    labelled = target != IGNORE_INDEX
-    return masked_mean((logits.argmax(dim=-1) == target).float(), labelled)
+from distill.metrics.classification import batch_accuracy
 
 
 def mixup_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mixed) -> torch.Tensor:

@@ -1,25 +1,26 @@
-"""A network together with the process it denoises, its parameterisation and its guidance."""
+"""A network together with the process it denoises, its parameterisation and its classifier-free guidance scale."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from distill.errors import ConfigError
+from distill.diffusion.cfg import conditional_and_null, guided
 from distill.diffusion.process import PREDICTIONS, Process, broadcast
+from distill.errors import ConfigError
 
 
 class Denoiser(nn.Module):
     """``net(x_t, t, y, d)`` read as a prediction of (x0, ε) under ``process``.
 
-    ``guidance`` w applies classifier-free guidance (Ho & Salimans, 2022) to
+    ``cfg_scale`` w applies classifier-free guidance (Ho & Salimans, 2022) to
     class-conditional calls: ``pred_uncond + w · (pred_cond − pred_uncond)``; w = 1 is
     the plain conditional model and costs one evaluation, any other w costs two.
     ``clip`` bounds x0 (e.g. 1.0 for images in [−1, 1]) and re-derives ε from it.
     """
 
     def __init__(self, net: nn.Module, process: Process, prediction: str, num_classes: int = 0,
-                 guidance: float = 1.0, clip: float | None = None) -> None:
+                 cfg_scale: float = 1.0, clip: float | None = None) -> None:
         super().__init__()
         if prediction not in PREDICTIONS:
             raise ConfigError(f"unknown prediction {prediction!r}; choose one of {sorted(PREDICTIONS)}.")
@@ -27,7 +28,7 @@ class Denoiser(nn.Module):
             raise ConfigError(f"prediction 'eps' cannot give x0 at t = 1 of the {type(process).__name__} "
                               "(α(1) = 0, x_1 is pure noise); predict 'velocity', 'v' or 'x0' instead.")
         self.net, self.process, self.prediction = net, process, prediction
-        self.num_classes, self.guidance, self.clip = num_classes, float(guidance), clip
+        self.num_classes, self.cfg_scale, self.clip = num_classes, float(cfg_scale), clip
 
     @property
     def pose_dim(self) -> int:
@@ -40,13 +41,9 @@ class Denoiser(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, d: Tensor | None = None) -> Tensor:
         y = self.labels(y)
-        if y is None or self.guidance == 1.0 or not self.num_classes:
+        if y is None or self.cfg_scale == 1.0 or not self.num_classes:
             return self.net(x, t, y, d)
-        null = torch.full_like(y, self.num_classes)
-        both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]),
-                        None if d is None else torch.cat([d, d]))
-        cond, uncond = both.chunk(2)
-        return uncond + self.guidance * (cond - uncond)
+        return guided(*conditional_and_null(self.net, x, t, y, d), self.cfg_scale)
 
     def split(self, x: Tensor, t: Tensor, y: Tensor | None = None, d: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(x0, ε) predicted at ``(x, t)``."""
@@ -59,4 +56,4 @@ class Denoiser(nn.Module):
 
     def evaluations_per_call(self, y: Tensor | None) -> int:
         """Network evaluations one call costs (2 under guidance)."""
-        return 1 if self.labels(y) is None or self.guidance == 1.0 or not self.num_classes else 2
+        return 1 if self.labels(y) is None or self.cfg_scale == 1.0 or not self.num_classes else 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from distill.diffusion.cfg import conditional_and_null, guided
 from distill.diffusion.process import Process, broadcast
 from distill.errors import DistillError
 
@@ -60,16 +61,17 @@ class ExactDenoiser(nn.Module):
 
 class ClassConditionalExactDenoiser(ExactDenoiser):
     """The ideal denoiser of labelled points: conditioned on class ``y`` it is the ideal denoiser of
-    that class's points; ``y = −1`` (the null class) is the whole set. With ``guidance`` w ≠ 1 it
-    answers as classifier-free guidance does (Ho & Salimans, 2022): ε̂_∅ + w·(ε̂_y − ε̂_∅), x̂0 alike."""
+    that class's points; ``y = NULL_CLASS`` (−1, :mod:`distill.diffusion.cfg`) is the whole set. With
+    ``cfg_scale`` w ≠ 1 it answers as classifier-free guidance does (Ho & Salimans, 2022):
+    ε̂_∅ + w·(ε̂_y − ε̂_∅), x̂0 alike."""
 
     def __init__(self, points: Tensor, labels: Tensor, process: Process, num_classes: int,
-                 guidance: float = 1.0) -> None:
+                 cfg_scale: float = 1.0) -> None:
         super().__init__(points, process)
         if labels.shape != (len(points),):
             raise DistillError(f"labels must be one per point ({len(points)},), got {tuple(labels.shape)}.")
         self.register_buffer("point_labels", labels.long())
-        self.num_classes, self.guidance = num_classes, float(guidance)
+        self.num_classes, self.cfg_scale = num_classes, float(cfg_scale)
 
     def log_prior(self, y: Tensor) -> Tensor:
         y = y.long().reshape(-1, 1)
@@ -77,11 +79,10 @@ class ClassConditionalExactDenoiser(ExactDenoiser):
         return torch.where(keep, 0.0, -1e9)
 
     def split(self, x: Tensor, t: Tensor, y: Tensor | None = None, d: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if y is None or self.guidance == 1.0:
+        if y is None or self.cfg_scale == 1.0:
             return super().split(x, t, y)
-        x0, eps = super().split(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, -1)]))
-        n, w = len(x), self.guidance
-        return x0[n:] + w * (x0[:n] - x0[n:]), eps[n:] + w * (eps[:n] - eps[n:])
+        (x0, eps), (x0_null, eps_null) = conditional_and_null(super().split, x, t, y)
+        return guided(x0, x0_null, self.cfg_scale), guided(eps, eps_null, self.cfg_scale)
 
     def evaluations_per_call(self, y: Tensor | None = None) -> int:
-        return 1 if y is None or self.guidance == 1.0 else 2
+        return 1 if y is None or self.cfg_scale == 1.0 else 2

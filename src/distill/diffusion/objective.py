@@ -5,16 +5,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from distill.diffusion.cfg import drop_labels
 from distill.diffusion.denoiser import Denoiser
 from distill.errors import ConfigError
 
 
-def null_labels(y: Tensor | None, num_classes: int, drop: float) -> Tensor | None:
-    """``y`` with each label replaced by the null class ``num_classes`` with probability ``drop``."""
-    if y is None or not num_classes or not drop:
-        return y
-    dropped = torch.rand(y.shape, device=y.device) < drop
-    return torch.where(dropped, torch.full_like(y, num_classes), y)
+def denoising_loss(denoiser: Denoiser, x: Tensor, y: Tensor | None = None, drop: float = 0.0,
+                   t: Tensor | None = None) -> Tensor:
+    """The mean squared error of ``denoiser``'s network against its parameterisation's target
+    (:meth:`Process.target`) at ``x`` noised to times ``t`` (uniform in [0, 1] unless given), with
+    class labels dropped to the null class with probability ``drop`` (classifier-free guidance).
+    Trains a teacher, DMD's fake score and VSD's online score alike."""
+    if t is None:
+        t = torch.rand(len(x), device=x.device)
+    eps = torch.randn_like(x)
+    x_t = denoiser.process.noise(x, eps, t)
+    labels = denoiser.labels(y)
+    if labels is not None and denoiser.num_classes:
+        labels = drop_labels(labels, drop)
+    pred = denoiser.net(x_t, t, labels)
+    return (pred - denoiser.process.target(denoiser.prediction, x, eps, t)).pow(2).mean()
 
 
 def check_labels(y: Tensor, num_classes: int) -> None:
@@ -39,12 +49,5 @@ class DenoisingObjective(nn.Module):
         self.model, self.cond_drop = denoiser, cond_drop
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        x, y = batch["x"], batch["y"]
-        model = self.model
-        check_labels(y, model.num_classes)
-        t = torch.rand(len(x), device=x.device)
-        eps = torch.randn_like(x)
-        x_t = model.process.noise(x, eps, t)
-        labels = null_labels(model.labels(y), model.num_classes, self.cond_drop)
-        pred = model.net(x_t, t, labels)
-        return {"loss": (pred - model.process.target(model.prediction, x, eps, t)).pow(2).mean()}
+        check_labels(batch["y"], self.model.num_classes)
+        return {"loss": denoising_loss(self.model, batch["x"], batch["y"], self.cond_drop)}

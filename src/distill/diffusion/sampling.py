@@ -31,11 +31,6 @@ def time_points(steps: int) -> list[float]:
     return [(steps - i) / steps for i in range(steps + 1)]
 
 
-def time_grid(steps: int, device: torch.device | None = None) -> Tensor:
-    """:func:`time_points` as a tensor."""
-    return torch.tensor(time_points(steps), device=device)
-
-
 def ode_step(denoiser: Denoiser, x: Tensor, t: Tensor | float, s: Tensor | float, y: Tensor | None,
              solver: str) -> Tensor:
     """One step of the probability-flow ODE from time ``t`` to ``s < t`` (floats or per-sample).

@@ -1,4 +1,4 @@
-"""Typed, validated settings of one training run."""
+"""Typed, validated settings of one training run, and the strict base of every recipe section."""
 
 from __future__ import annotations
 
@@ -7,12 +7,20 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 
-class GroupConfig(BaseModel):
+#: TrainConfig fields that change how a run reports, not what it learns (left out of cache keys)
+TRAIN_ONLY = {"progress", "tensorboard", "log_every"}
+
+
+class StrictModel(BaseModel):
+    """A recipe section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class GroupConfig(StrictModel):
     """Settings of one parameter group an objective declares (e.g. a generator and its fake score);
     a field left unset takes the run's value. ``every``: the group steps once every ``every``
     optimizer steps (a two-time-scale update such as DMD2's)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     optimizer: Literal["adam", "adamw", "sgd"] | None = None
     lr: float | None = Field(None, gt=0)
@@ -23,14 +31,12 @@ class GroupConfig(BaseModel):
     every: PositiveInt = 1
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(StrictModel):
     """How long and how to optimise. Exactly one of ``steps`` / ``epochs`` sets the budget.
 
     ``batch_size`` is the global batch per optimizer step: under several processes it
     is split between them, so one process and N processes take the same steps.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     steps: PositiveInt | None = None
     epochs: PositiveInt | None = None

@@ -14,18 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from distill.engine.config import TrainConfig
 from distill.errors import ConfigError, DistillError
 
 DEFAULT_TASK = "classification"
-
-
-class StrictModel(BaseModel):
-    """A recipe section: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 def check_builds(registry, name: str, options: dict) -> None:

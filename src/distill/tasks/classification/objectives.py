@@ -9,8 +9,9 @@ from torch import nn
 from distill.augment import Mixup
 from distill.distiller import Distiller
 from distill.errors import ConfigError
+from distill.metrics.classification import batch_accuracy
 from distill.signals import CachedTeacher
-from distill.supervised import SupervisedObjective, batch_accuracy
+from distill.supervised import SupervisedObjective
 
 __all__ = ["DistillObjective", "SupervisedObjective"]
 

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from distill.engine.config import TrainConfig
-from distill.experiment.recipe import StrictModel, check_builds
+from distill.engine.config import StrictModel, TrainConfig
+from distill.experiment.recipe import check_builds
 from distill.losses import LOSSES
 
 

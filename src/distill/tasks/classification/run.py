@@ -19,15 +19,15 @@ from distill.data import DataSplits, PairedViews, concat_datasets, load_dataset,
 from distill.distiller import Distiller, Match
 from distill.engine.cache import data_identity, fit_or_load
 from distill.engine.checkpoint import load_weights_file, save_weights_file, weights_for
+from distill.engine.config import TRAIN_ONLY
 from distill.experiment.runner import Run
 from distill.losses import masked_cross_entropy
+from distill.metrics.cost import cpu_latency_per_sample, parameter_count
 from distill.models import build_model
 from distill.multi_teacher import MultiTeacher
-from distill.tasks.classification.metrics import count_parameters, cpu_latency_per_sample, evaluate_classifier
+from distill.tasks.classification.metrics import evaluate_classifier
 from distill.tasks.classification.objectives import DistillObjective, SupervisedObjective
 from distill.tasks.classification.recipe import ClassificationRecipe, TeacherSpec
-
-TRAIN_ONLY = {"progress", "tensorboard", "log_every"}
 
 
 @dataclass
@@ -53,7 +53,7 @@ def _row(name: str, model: nn.Module, splits: DataSplits, result) -> RowResult:
     return RowResult(
         name=name,
         acc=evaluate_classifier(model, splits.test)["acc"],
-        params=count_parameters(model),
+        params=parameter_count(model),
         latency_ms=1000 * cpu_latency_per_sample(model, example),
         steps=result.steps if result else 0,
         seconds=result.seconds if result else 0.0,

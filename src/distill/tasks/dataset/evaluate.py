@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill.errors import ConfigError
+from distill.metrics.classification import accuracy
 from distill.tasks.dataset.checks import check_int
 from distill.tasks.dataset.synthetic import ClassBank
 
@@ -42,14 +43,6 @@ def _check_set(images: Tensor, labels: Tensor, what: str) -> None:
                           "targets through soft_labels= and keep labels as the hard classes.")
     if (labels < 0).any():
         raise ConfigError(f"{what} labels must be class indices >= 0; got {int(labels.min())}.")
-
-
-def _device_of(model: nn.Module, fallback: torch.device) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return fallback
 
 
 def train_on_set(images: Tensor, labels: Tensor, network: Callable[[], nn.Module], *, epochs: int,
@@ -154,19 +147,7 @@ def test_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: 
     """
     _check_set(images, labels, "test")
     check_int("batch_size", batch_size)
-    device = _device_of(model, images.device)
-    was_training = model.training
-    model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    try:
-        with torch.no_grad():
-            for start in range(0, images.shape[0], batch_size):
-                batch = images[start:start + batch_size].to(device).float()
-                target = labels[start:start + batch_size].to(device)
-                correct += (model(batch).argmax(dim=1) == target).sum()
-    finally:
-        model.train(was_training)
-    return 100.0 * int(correct) / images.shape[0]
+    return 100.0 * accuracy(model, images.float(), labels, batch_size)
 
 
 test_accuracy.__test__ = False  # a library function, not a pytest test

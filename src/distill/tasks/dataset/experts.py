@@ -21,6 +21,7 @@ from torch.nn.utils import parameters_to_vector
 
 from distill.engine.progress import progress_bar
 from distill.errors import ConfigError
+from distill.metrics.classification import hits
 from distill.tasks.dataset.synthetic import ClassBank
 
 _KEY = "expert_{:05d}"
@@ -66,7 +67,7 @@ def train_expert_trajectories(bank: ClassBank, network: Callable[[], nn.Module],
                     loss.backward()
                     optimizer.step()
                     total_loss += loss.item() * len(batch)
-                    correct += int((logits.argmax(1) == y).sum())
+                    correct += int(hits(logits, y)[0])
                 rows.append(_flat(net))
                 bar.update(expert * epochs + epoch + 1,
                            {"train_loss": total_loss / count, "train_acc": correct / count})

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
+from distill.engine.config import StrictModel
 from distill.errors import DistillError
-from distill.experiment.recipe import StrictModel
 
 #: the real training sets a recipe can condense (MNIST 28×28 for benchmarks, sklearn's 8×8 digits for tests)
 DATASETS = ("mnist", "digits")

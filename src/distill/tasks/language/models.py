@@ -159,8 +159,3 @@ def build_student(teacher: nn.Module, preset: str, context: int, init_layers: li
                          bos_token_id=tc.bos_token_id, eos_token_id=tc.eos_token_id, pad_token_id=tc.pad_token_id,
                          rms_norm_eps=1e-5)
     return LlamaForCausalLM(config)
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Parameters of ``model``, tied weights counted once."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

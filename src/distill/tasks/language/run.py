@@ -18,12 +18,14 @@ from distill.engine.cache import cache_root
 from distill.engine.progress import progress_bar
 from distill.errors import ConfigError
 from distill.experiment.runner import Run
-from distill.losses import LOSSES
+from distill.losses import IGNORE_INDEX, LOSSES
 from distill.losses.sparse import TopKTargets, binned_log_probs
 from distill.losses.token import kl_divergence
+from distill.metrics.classification import hits
+from distill.metrics.cost import parameter_count
 from distill.tasks.language.corpus import Corpus, generated_text, pack_blocks, shakespeare_plays, split_documents, text_files
-from distill.tasks.language.models import (build_student, load_causal_lm, load_tokenizer, parameter_count,
-                                          resolve_model_folder, tokenizer_hash, weights_hash)
+from distill.tasks.language.models import (build_student, load_causal_lm, load_tokenizer, resolve_model_folder,
+                                          tokenizer_hash, weights_hash)
 from distill.tasks.language.internals import HiddenStateMatching, InternalMatching, RelationMatching, uniform_layer_map
 from distill.tasks.language.objective import LanguageObjective, live_signal, prediction_mask, sample_continuations
 from distill.tasks.language.recipe import LanguageRecipe
@@ -142,7 +144,7 @@ def evaluate_model(model: nn.Module, blocks: Tensor, cache: TopKCache, batch_siz
         targets = cache.targets(torch.arange(start, start + len(ids)))
         log_q, log_p = binned_log_probs(logits, targets, targets.temperature)
         kl += float((kl_divergence(log_p, log_q) * mask).sum())
-        agree += float(((logits.argmax(-1) == targets.indices[..., 0]) & mask).sum())
+        agree += float(hits(logits, targets.indices[..., 0].masked_fill(~mask, IGNORE_INDEX))[0])
         count += float(mask.sum())
     return {"perplexity": math.exp(nll / count), "agreement": agree / count, "kl": kl / count}
 

@@ -10,8 +10,9 @@ from distill.experiment.runner import Run
 from distill.experiment.table import Table
 from distill.experiment.tasks import Outcome, Task, TaskOption, register_task
 from distill.losses import LOSSES
+from distill.metrics.cost import parameter_count
 from distill.tasks.language.corpus import pack_blocks, text_files
-from distill.tasks.language.models import load_causal_lm, parameter_count
+from distill.tasks.language.models import load_causal_lm
 from distill.registry import Registry
 from distill.tasks.language.recipe import TOKEN_LOSSES, LanguageRecipe
 from distill.tasks.language.report import language_table, plot_curves, samples_markdown

@@ -6,10 +6,11 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from distill.engine.config import TrainConfig
+from distill.diffusion.recipe import DiffusionModelSpec, GenDataSpec
+from distill.engine.config import StrictModel, TrainConfig
 from distill.errors import ConfigError
-from distill.experiment.generative import ClassifierSpec, DiffusionModelSpec, GenDataSpec
-from distill.experiment.recipe import StrictModel, check_builds
+from distill.experiment.recipe import check_builds
+from distill.metrics.classifier import ClassifierSpec
 
 
 class GuidanceSpec(StrictModel):

@@ -17,8 +17,10 @@ from distill.data.generative import load_generative_data
 from distill.diffusion.exact import ClassConditionalExactDenoiser, ExactDenoiser
 from distill.diffusion.process import build_process
 from distill.diffusion.sampling import OdeGenerator
-from distill.experiment.generative import Scorer, build_diffusion_model, obtain_diffusion_model, obtain_metric_classifier
+from distill.diffusion.teacher import build_diffusion_model, obtain_diffusion_model
 from distill.experiment.runner import Run
+from distill.metrics.classifier import obtain_metric_classifier
+from distill.metrics.scorer import Scorer
 from distill.tasks.score.metrics import KNOWN_MODES, mode_statistics, peak_memory_mb, pixel_statistics
 from distill.tasks.score.particles import ParticlesObjective
 from distill.tasks.score.recipe import ScoreRecipe
@@ -55,7 +57,7 @@ def obtain_points_prior(recipe: ScoreRecipe, splits, run: Run | None) -> tuple[n
         process = build_process(spec.process)
         if spec.conditional:
             return ClassConditionalExactDenoiser(splits.train.x, splits.train.y, process, splits.num_classes,
-                                                 spec.guidance), {}
+                                                 spec.cfg_scale), {}
         return ExactDenoiser(splits.train.x, process), {}
     if run is None:
         return build_diffusion_model(spec, splits), {}
@@ -85,7 +87,7 @@ def run_points_recipe(recipe: ScoreRecipe, run: Run) -> tuple[list[ScoreRow], di
     prior, prior_info = obtain_points_prior(recipe, splits, run)
     classifier_spec = recipe.evaluate.classifier
     scorer = Scorer(splits, recipe.object.count, recipe.evaluate.seed, recipe.prior.conditional,
-                    obtain_metric_classifier(recipe.data, classifier_spec, splits, run), classifier_spec.layer)
+                    obtain_metric_classifier(recipe.data.model_dump(mode="json"), classifier_spec, splits, run), classifier_spec.layer)
     objective = ParticlesObjective(guidance, prior, init, recipe.train.steps, labels)
     result = run.train(objective, ParticlesObjective.dataset(recipe.object.count), recipe.train, "particles")
     particles = objective.particles.detach()

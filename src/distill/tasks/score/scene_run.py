@@ -19,9 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from distill.diffusion.process import build_process
+from distill.diffusion.teacher import build_diffusion_model, obtain_diffusion_model
 from distill.engine.cache import fit_or_load
-from distill.experiment.generative import build_diffusion_model, frozen, obtain_diffusion_model
 from distill.experiment.runner import Run
+from distill.models.base import frozen
 from distill.tasks.score.metrics import peak_memory_mb
 from distill.tasks.score.recipe import SceneSpec, ScoreRecipe, ViewsSpec
 from distill.tasks.score.render import (

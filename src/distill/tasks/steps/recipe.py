@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from distill.engine.config import TrainConfig
-from distill.experiment.generative import ClassifierSpec, DiffusionModelSpec, GenDataSpec
-from distill.experiment.recipe import StrictModel, check_builds
+from distill.diffusion.recipe import DiffusionModelSpec, GenDataSpec
+from distill.engine.config import StrictModel, TrainConfig
+from distill.experiment.recipe import check_builds
+from distill.metrics.classifier import ClassifierSpec
 
 
 class MethodSpec(StrictModel):

@@ -10,9 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from distill.experiment.table import Column, Table, number  # noqa: E402
-from distill.experiment.generative import SampleRow  # noqa: E402
 from distill.experiment.plots import plot_panels  # noqa: E402
+from distill.experiment.table import Column, Table, number  # noqa: E402
+from distill.metrics.scorer import SampleRow  # noqa: E402
 
 HEADLINE = {"swd": "sliced W2", "mmd": "MMD²", "fd": "Fréchet dist.", "precision": "precision",
             "recall": "recall", "agreement": "label agreement"}

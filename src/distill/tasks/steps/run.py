@@ -15,16 +15,11 @@ from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.sampling import OdeGenerator
 from distill.engine.checkpoint import load_weights_file, save_weights_file
 from distill.errors import CheckpointError
-from distill.experiment.generative import (
-    SampleRow,
-    Scorer,
-    build_diffusion_model,
-    build_diffusion_net,
-    classifier_accuracy,
-    obtain_diffusion_model,
-    obtain_metric_classifier,
-)
+from distill.diffusion.teacher import build_diffusion_model, build_diffusion_net, obtain_diffusion_model
 from distill.experiment.runner import Run
+from distill.metrics.classification import accuracy
+from distill.metrics.classifier import obtain_metric_classifier
+from distill.metrics.scorer import SampleRow, Scorer
 from distill.tasks.steps.methods import STEP_METHODS, StepsContext
 from distill.tasks.steps.methods.base import StepMethod, counting_evaluations
 from distill.tasks.steps.recipe import StepsRecipe
@@ -87,7 +82,7 @@ def make_scorer(recipe: StepsRecipe, splits, run: Run) -> Scorer:
     """The scorer of the recipe's evaluation (held-out points, feature classifier for images)."""
     evaluate, spec = recipe.evaluate, recipe.evaluate.classifier
     return Scorer(splits, evaluate.samples, evaluate.seed, recipe.teacher.conditional,
-                  obtain_metric_classifier(recipe.data, spec, splits, run), spec.layer, evaluate.floor_from,
+                  obtain_metric_classifier(recipe.data.model_dump(mode="json"), spec, splits, run), spec.layer, evaluate.floor_from,
                   evaluate.bootstrap)
 
 
@@ -117,5 +112,5 @@ def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Sc
     if "floor_spread" in scorer.floor:
         details["floor_spread"] = scorer.floor["floor_spread"]
     if scorer.classifier is not None:
-        details["classifier_accuracy"] = classifier_accuracy(scorer.classifier, splits)
+        details["classifier_accuracy"] = accuracy(scorer.classifier, splits.test.x, splits.test.y)
     return rows, scorer, details

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from distill.errors import ConfigError, NonFiniteLossError
+from distill.metrics.cost import parameter_count
 from distill.tasks.dataset.checks import check_int, check_positive
 from distill.tasks.dataset.experts import load_trajectories
 from distill.tasks.dataset.methods.base import CONDENSERS, Condenser
@@ -48,11 +49,6 @@ def trajectory_matching_loss(student_end: Tensor, expert_start: Tensor, expert_t
     """
     student_end, expert_start, expert_target = (v.reshape(-1) for v in (student_end, expert_start, expert_target))
     return (student_end - expert_target).pow(2).sum() / (expert_start - expert_target).pow(2).sum()
-
-
-def parameter_count(module: nn.Module) -> int:
-    """How many scalars ``parameters_to_vector(module.parameters())`` has."""
-    return sum(p.numel() for p in module.parameters())
 
 
 def unflatten_parameters(module: nn.Module, flat: Tensor) -> dict[str, Tensor]:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from distill.diffusion.cfg import NULL_CLASS, conditional_and_null
 from distill.diffusion.process import Process
 from distill.diffusion.surrogate import score_distillation_loss
 from distill.errors import ConfigError
@@ -91,36 +92,34 @@ def is_conditional(prior, y: Tensor | None) -> bool:
 
 
 def null_condition(prior, y: Tensor | None) -> Tensor | None:
-    """The conditioning of the prior's unconditional prediction: labels −1 (the null class of
-    classifier-free guidance) for a class-conditional prior; otherwise ``y`` as it is (a prior without
+    """The conditioning of the prior's unconditional prediction: the null class of classifier-free
+    guidance (:data:`~distill.diffusion.cfg.NULL_CLASS`) for a class-conditional prior; otherwise ``y`` as it is (a prior without
     classes has one prediction; a pose vector is not dropped, a view-conditioned net has no null pose)."""
-    return torch.full_like(y, -1) if is_conditional(prior, y) else y
+    return torch.full_like(y, NULL_CLASS) if is_conditional(prior, y) else y
 
 
 @contextmanager
-def without_guidance(prior):
+def without_cfg(prior):
     """The prior with its classifier-free guidance scale set to 1 (plain conditional predictions)."""
-    scale = getattr(prior, "guidance", None)
+    scale = getattr(prior, "cfg_scale", None)
     if scale is not None:
-        prior.guidance = 1.0
+        prior.cfg_scale = 1.0
     try:
         yield prior
     finally:
         if scale is not None:
-            prior.guidance = scale
+            prior.cfg_scale = scale
 
 
 def split_both(prior, x: Tensor, t: Tensor, y: Tensor | None) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
     """((x̂0, ε̂) conditional, (x̂0, ε̂) unconditional) at ``(x, t)``, both without the prior's guidance
-    scale, in one batch of 2B (the second with :func:`null_condition`). For a prior without classes or
+    scale, in one batch of 2B (:func:`~distill.diffusion.cfg.conditional_and_null`). For a prior without classes or
     ``y=None`` the two are the same single call. Costs :func:`split_both_evaluations`."""
-    with without_guidance(prior):
+    with without_cfg(prior):
         if not is_conditional(prior, y):
             out = prior.split(x, t, y)
             return out, out
-        x0, eps = prior.split(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null_condition(prior, y)]))
-    n = len(x)
-    return (x0[:n], eps[:n]), (x0[n:], eps[n:])
+        return conditional_and_null(prior.split, x, t, y)
 
 
 def split_both_evaluations(prior, y: Tensor | None) -> int:

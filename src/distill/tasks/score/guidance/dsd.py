@@ -7,7 +7,7 @@ from torch import Tensor
 
 from distill.diffusion.process import broadcast
 from distill.errors import ConfigError
-from distill.tasks.score.guidance.base import GUIDANCES, Guidance, NoiseLevels, annealed, without_guidance
+from distill.tasks.score.guidance.base import GUIDANCES, Guidance, NoiseLevels, annealed, without_cfg
 from distill.tasks.score.guidance.noise import FixedNoise, ddim_path
 
 
@@ -61,7 +61,7 @@ class DSD(Guidance):
         process, x = prior.process, x.detach()
         with torch.no_grad():
             eps_path = prior.split(self.path(prior, eps_star, t_plus, y), t_plus, y)[1]
-            with without_guidance(prior):
+            with without_cfg(prior):
                 target = prior.split(process.noise(x, eps_path, t_plus), t_plus, y)[1]
             eps_t = prior.split(process.noise(x, eps_path, t), t, y)[1]
         return broadcast(self.levels.weight(process, t), x) * (eps_t - target)

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from distill.diffusion.process import broadcast
 from distill.errors import ConfigError
-from distill.tasks.score.guidance.base import GUIDANCES, Guidance, NoiseLevels, null_condition, without_guidance
+from distill.tasks.score.guidance.base import GUIDANCES, Guidance, NoiseLevels, null_condition, without_cfg
 from distill.tasks.score.guidance.noise import ddim_path
 
 
@@ -51,7 +51,7 @@ class ISM(Guidance):
         k = self.inversion_steps
         grid = [start + (s - start) * j / k for j in range(k + 1)]
         null = null_condition(prior, y)
-        with without_guidance(prior):
+        with without_cfg(prior):
             x_s, _ = ddim_path(prior, prior.process.noise(x, eps, start), grid, null)
             x_t, eps_s = ddim_path(prior, x_s, [s, t], null)
         return s, x_s, x_t, eps_s

@@ -7,6 +7,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from distill.diffusion.objective import denoising_loss
 from distill.diffusion.process import broadcast
 from distill.diffusion.surrogate import score_distillation_loss
 from distill.errors import ConfigError
@@ -31,7 +32,7 @@ class VSD:
         if not hasattr(prior, "net"):
             raise ConfigError("vsd needs a prior with a network to copy (a Denoiser); the exact prior has none.")
         fake = copy.deepcopy(prior)
-        fake.guidance = 1.0
+        fake.cfg_scale = 1.0
         return fake.requires_grad_(True).train()
 
     def update(self, x: Tensor, prior, fake, y: Tensor | None = None, progress: float = 0.0,
@@ -48,11 +49,7 @@ class VSD:
              index: Tensor | None = None) -> dict[str, Tensor]:
         """``{"loss", "particles", "fake"}``: the particles' surrogate plus φ's denoising loss on them."""
         particles = score_distillation_loss(x, self.update(x, prior, fake, y, progress))
-        t = torch.rand(len(x), device=x.device)
-        eps = torch.randn_like(x)
-        noisy = fake.process.noise(x.detach(), eps, t)
-        target = fake.process.target(fake.prediction, x.detach(), eps, t)
-        fake_loss = (fake.net(noisy, t, fake.labels(y)) - target).pow(2).mean()
+        fake_loss = denoising_loss(fake, x.detach(), y)
         return {"loss": particles + fake_loss, "particles": particles.detach(), "fake": fake_loss.detach()}
 
     def evaluations_per_step(self, prior, y: Tensor | None = None) -> int:

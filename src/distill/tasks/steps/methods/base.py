@@ -25,12 +25,12 @@ from distill.data.base import DataSplits
 from distill.data.tensors import TensorDictDataset
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.process import FlowProcess
-from distill.experiment.generative import frozen  # noqa: F401  (re-exported to the methods)
 from distill.diffusion.sampling import OdeGenerator
 from distill.engine.config import TrainConfig
 from distill.engine.trainer import TrainResult
 from distill.errors import ConfigError
 from distill.experiment.runner import Run
+from distill.models.base import frozen
 from distill.registry import Registry
 
 #: name → method class; ``Method(**options).train(context)`` returns {steps: student}.

@@ -6,17 +6,17 @@ import copy
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
+from distill.models.base import frozen
 from distill.tasks.steps.methods.base import (
     STEP_METHODS,
     StepMethod,
     StepsContext,
     StudentObjective,
     check_ema_decay,
-    frozen,
 )
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import SOLVERS, RenoisingGenerator, ode_step

@@ -9,11 +9,14 @@ from torch.func import functional_call
 
 from distill.data.tensors import TensorDictDataset
 from distill.diffusion.denoiser import Denoiser
+from distill.diffusion.objective import denoising_loss
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import RenoisingGenerator, time_points
 from distill.diffusion.surrogate import score_distillation_loss
 from distill.engine.config import GroupConfig
 from distill.errors import ConfigError
+from distill.models.base import frozen
+from distill.taps import TapRecorder, TapSpec
 from distill.tasks.steps.methods.base import (
     STEP_METHODS,
     StepMethod,
@@ -21,7 +24,6 @@ from distill.tasks.steps.methods.base import (
     StudentObjective,
     check_ema_decay,
     flat_mean,
-    frozen,
 )
 
 
@@ -58,24 +60,13 @@ def backward_simulation(generator: Denoiser, noise: Tensor, y: Tensor | None, st
     return stacked[level, torch.arange(len(noise), device=noise.device)]
 
 
-class FeatureTap:
-    """The activations of one module of a net, kept from its last forward call."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.value: Tensor | None = None
-        module.register_forward_hook(self._keep)
-
-    def _keep(self, module: nn.Module, args, output: Tensor) -> None:
-        self.value = output
-
-
-def encoder_output(net: nn.Module) -> tuple[nn.Module, int]:
-    """The module whose output DMD2's GAN head reads (the U-Net bottleneck; the middle block of a
+def encoder_output(net: nn.Module) -> tuple[TapSpec, int]:
+    """The tap whose output DMD2's GAN head reads (the U-Net bottleneck; the middle block of a
     residual MLP) and its width."""
     if hasattr(net, "mid"):
-        return net.mid[-1], net.channels[-1]
+        return TapSpec(f"mid.{len(net.mid) - 1}"), net.channels[-1]
     if hasattr(net, "blocks"):
-        return net.blocks[len(net.blocks) // 2], net.inp.out_features
+        return TapSpec(f"blocks.{len(net.blocks) // 2}"), net.inp.out_features
     raise ConfigError(f"dmd: the GAN term needs a U-Net or residual-MLP fake score, got {type(net).__name__}; "
                       "set gan: 0.")
 
@@ -103,8 +94,8 @@ class DMDObjective(StudentObjective):
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # saved with checkpoints
         self.last_generator: dict[str, Tensor] = {}
         if gan:
-            module, width = encoder_output(fake.net)
-            self.tap = FeatureTap(module)
+            self.tap, width = encoder_output(fake.net)
+            self.recorder = TapRecorder(fake.net, [self.tap], "fake score")
             self.head = nn.Sequential(nn.SiLU(), nn.Linear(width, 1))
 
     def after_optimizer_step(self, step: int) -> None:
@@ -136,7 +127,7 @@ class DMDObjective(StudentObjective):
             self.fake.net(x_t, t, labels)
         else:
             functional_call(self.fake.net, params, (x_t, t, labels))
-        features = self.tap.value
+        features = self.recorder.get(self.tap)
         pooled = features.mean(dim=(2, 3)) if features.dim() == 4 else features
         if params is None:
             return self.head(pooled).squeeze(1)
@@ -166,9 +157,7 @@ class DMDObjective(StudentObjective):
     def fake_losses(self, batch: dict[str, Tensor], sample: Tensor, y: Tensor | None) -> dict[str, Tensor]:
         process = self.fake.process
         t = torch.rand(len(sample), device=sample.device)
-        eps = torch.randn_like(sample)
-        pred = self.fake.net(process.noise(sample, eps, t), t, self.fake.labels(y))
-        losses = {"fake": (pred - process.target(self.fake.prediction, sample, eps, t)).pow(2).mean()}
+        losses = {"fake": denoising_loss(self.fake, sample, y, t=t)}
         if self.gan:
             real = batch["x"]
             t_real = torch.rand(len(real), device=real.device)

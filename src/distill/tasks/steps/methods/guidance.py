@@ -5,9 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from distill.diffusion.cfg import conditional_and_null, guided
 from distill.diffusion.denoiser import Denoiser
+from distill.diffusion.objective import check_labels
 from distill.diffusion.sampling import SOLVERS, OdeGenerator
 from distill.errors import ConfigError
+from distill.models.base import frozen
 from distill.tasks.steps.methods.base import (
     STEP_METHODS,
     StepMethod,
@@ -15,7 +18,6 @@ from distill.tasks.steps.methods.base import (
     StudentObjective,
     check_ema_decay,
     flat_mean,
-    frozen,
 )
 
 
@@ -27,10 +29,9 @@ def scale_input(w: Tensor | float, w_range: tuple[float, float]) -> Tensor | flo
 
 def guided_target(net: nn.Module, x_t: Tensor, t: Tensor, y: Tensor, w: Tensor, num_classes: int) -> Tensor:
     """The raw net output under classifier-free guidance at a per-row scale ``w``:
-    ``uncond + w·(cond − uncond)`` (Ho & Salimans, 2022), the null class being label ``num_classes``."""
-    null = torch.full_like(y, num_classes)
-    cond, uncond = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
-    return uncond + w.view(-1, *[1] * (x_t.dim() - 1)) * (cond - uncond)
+    ``uncond + w·(cond − uncond)`` (Ho & Salimans, 2022); labels outside the net's ``num_classes`` are refused."""
+    check_labels(y, num_classes)
+    return guided(*conditional_and_null(net, x_t, t, y), w)
 
 
 class GuidanceObjective(StudentObjective):
@@ -68,7 +69,7 @@ class AtScale(Denoiser):
 
 
 @STEP_METHODS.register("guidance")
-class Guidance(StepMethod):
+class GuidanceDistillation(StepMethod):
     """Guidance distillation (Meng et al., "On Distillation of Guided Diffusion Models", CVPR 2023,
     stage one): one student, told the guidance scale w through the step-size input (as LCM's
     guidance embedding, Luo et al., 2023), matches the teacher's classifier-free-guided output for

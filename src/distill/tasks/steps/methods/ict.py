@@ -14,7 +14,8 @@ from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.process import Process
 from distill.diffusion.sampling import SOLVERS, ode_step
 from distill.errors import ConfigError
-from distill.tasks.steps.methods.base import STEP_METHODS, StepsContext, StudentObjective, check_ema_decay, frozen
+from distill.models.base import frozen
+from distill.tasks.steps.methods.base import STEP_METHODS, StepsContext, StudentObjective, check_ema_decay
 from distill.tasks.steps.methods.consistency import Consistency, consistency_distance, consistency_function
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
+from distill.models.base import frozen
 from distill.tasks.steps.methods.base import (
     STEP_METHODS,
     StepMethod,
@@ -16,7 +17,6 @@ from distill.tasks.steps.methods.base import (
     StudentObjective,
     check_ema_decay,
     flat_mean,
-    frozen,
 )
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import OdeGenerator

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from distill.errors import DistillError
-from distill.metrics import _cloud, _positive_int, frechet_from_moments
+from distill.metrics.checks import as_cloud, positive_int
+from distill.metrics.distances import frechet_from_moments
 
 
 EXCESS_KEYS = ("excess", "excess_low", "excess_high")  # the metric names of an Excess in a results row
@@ -61,12 +62,12 @@ class _FloorExcess:
 
     def __init__(self, real: object, reference: object, resamples: int = 200, seed: int = 0,
                  level: float = 0.95) -> None:
-        self.resamples, self.seed = _positive_int("resamples", resamples), seed
+        self.resamples, self.seed = positive_int("resamples", resamples), seed
         if not 0 < level < 1:
             raise DistillError(f"level must be in (0, 1), got {level!r}; 0.95 gives a 95 % interval.")
         self.level = level
-        self._prepare(_cloud("real", real))
-        reference = _cloud("reference", reference)
+        self._prepare(as_cloud("real", real))
+        reference = as_cloud("reference", reference)
         self._floor = self._squared(reference, torch.ones(1, len(reference), dtype=torch.long))
         self._floor_resampled = self._squared(reference, bootstrap_counts(len(reference), resamples, seed))
         self.floor = float(self._scale(self._floor))
@@ -74,7 +75,7 @@ class _FloorExcess:
 
     def __call__(self, samples: object) -> Excess:
         """The excess of ``samples`` over the floor, with its interval at ``level``."""
-        samples = _cloud("samples", samples)
+        samples = as_cloud("samples", samples)
         point = self._excess(self._squared(samples, torch.ones(1, len(samples), dtype=torch.long)), self._floor)
         counts = bootstrap_counts(len(samples), self.resamples, self.seed + 1)
         resampled = self._excess(self._squared(samples, counts), self._floor_resampled)
@@ -107,7 +108,7 @@ class SlicedExcess(_FloorExcess):
 
     def __init__(self, real: object, reference: object, resamples: int = 200, seed: int = 0,
                  level: float = 0.95, projections: int = 32) -> None:
-        self.projections = _positive_int("projections", projections)
+        self.projections = positive_int("projections", projections)
         super().__init__(real, reference, resamples, seed, level)
 
     def _prepare(self, real: Tensor) -> None:
