@@ -3,9 +3,14 @@ opacity, named parameter groups, save / load; and the registry that builds them 
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+
+import distill.scenes
 
 from distill.errors import ConfigError, DistillError
 from distill.scenes import REPRESENTATIONS, GaussianScene, Representation, VoxelGrid, orbit, random_cameras
@@ -91,3 +96,20 @@ def test_save_and_load_refuse_wrong_files(tmp_path):
         VoxelGrid.load(tmp_path / "other.npz")
     with pytest.raises(ConfigError, match="1 \\(grey\\) or 3 \\(RGB\\).*features=True"):
         gaussians.random(4, channels=2)
+
+
+def test_the_shared_scene_layer_imports_no_family():
+    allowed = ("distill.scenes", "distill.data", "distill.diffusion", "distill.engine", "distill.registry",
+               "distill.errors")
+    for path in Path(distill.scenes.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("distill"):
+                assert node.module.startswith(allowed), f"{path.name} imports {node.module}"
+
+
+def test_distill_list_shows_the_representations(capsys):
+    from distill.cli import main
+
+    assert main(["list", "representations"]) == 0
+    out = capsys.readouterr().out
+    assert "gaussians" in out and "voxels" in out

@@ -80,9 +80,9 @@ class GaussianScene(Representation):
     @classmethod
     def random(cls, n: int, radius: float = 0.5, channels: int = 3, generator: torch.Generator | None = None,
                scale: float | None = None, opacity: float = 0.1, features: bool = False) -> GaussianScene:
-        """``n`` Gaussians uniform in the ball of ``radius``; ``scale`` defaults to their mean spacing
-        ``radius * (4 pi / 3n)^(1/3)``; colours near grey (features near 0) with a little noise;
-        ``opacity`` as 3DGS's 0.1."""
+        """3-D Gaussian splats (Kerbl et al. 2023): ``n`` Gaussians uniform in the ball of ``radius``;
+        ``scale`` defaults to their mean spacing ``radius * (4 pi / 3n)^(1/3)``; colours near grey
+        (features near 0) with a little noise; ``opacity`` as 3DGS's 0.1."""
         if not isinstance(n, int) or n < 1:
             raise ConfigError(f"n must be a positive int, got {n!r}.")
         if radius <= 0:

@@ -28,7 +28,8 @@ from distill.scenes.representation import REPRESENTATIONS, Representation, check
 
 @REPRESENTATIONS.register("voxels")
 class VoxelGrid(Representation):
-    """``resolution^3`` density logits ``(D, D, D)`` and colour logits ``(C, D, D, D)`` over ``[-bound, bound]^3``.
+    """A ray-marched voxel radiance field: ``resolution^3`` density logits ``(D, D, D)`` and colour logits
+    ``(C, D, D, D)`` over ``[-bound, bound]^3``.
 
     ``init_density`` is the initial density logit (softplus(-2) ≈ 0.13 per unit length: nearly
     empty); colours start grey. With ``features=True`` the ``C`` channels are a feature field's raw
