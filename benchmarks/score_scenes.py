@@ -31,10 +31,9 @@ from common import mean_std, print_table, write_json
 from distill.engine.config import GroupConfig
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
+from distill.scenes import chamfer_distance, surface_points
 from distill.tasks.score.guidance import GUIDANCES
-from distill.tasks.score.render import chamfer_distance
 from distill.tasks.score.scene_run import prepare_scene
-from distill.tasks.score.scenes import surface_points
 
 KEYS = ("chamfer", "psnr", "ssim", "seconds", "evaluations_per_step")
 

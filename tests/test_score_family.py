@@ -13,9 +13,9 @@ from distill.errors import ConfigError
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
 from distill.experiment.tasks import get_task
-from distill.tasks.score.render import GaussianScene, ellipsoid_mesh, orbit, pose_vector
-from distill.tasks.score.scenes import ReconstructionObjective, SceneObjective
-from distill.tasks.score.views import ViewConditionedExactDenoiser, ViewSet, view_directions
+from distill.scenes import GaussianScene, ReconstructionObjective, ViewSet, ellipsoid_mesh, orbit, pose_vector
+from distill.tasks.score.scenes import SceneObjective
+from distill.tasks.score.view_prior import ViewConditionedExactDenoiser, view_directions
 
 POINTS = {"name": "t", "task": "score", "data": {"name": "8gaussians", "options": {"n_train": 2000, "n_test": 500}},
           "prior": {"model": "mlp", "options": {"hidden": 32, "depth": 1}, "steps": 4,
@@ -78,7 +78,7 @@ def test_the_view_exact_prior_refuses_class_labels():
 
 
 def _tiny_views(size: int = 8) -> ViewSet:
-    from distill.tasks.score.render import render_mesh
+    from distill.scenes import render_mesh
 
     cameras = orbit(6, elevation=15.0)
     return ViewSet(2 * render_mesh(ellipsoid_mesh(), cameras, size) - 1, cameras, torch.zeros(6, dtype=torch.long))

@@ -71,9 +71,11 @@ def _registries() -> dict:
     from distill.diffusion.nets import DENOISERS
     from distill.experiment import TASKS, all_tasks
     from distill.models import MODELS
+    from distill.scenes import REPRESENTATIONS
 
     tasks = all_tasks()
-    shared = {"tasks": TASKS, "datasets": DATASETS, "toys": TOYS, "models": MODELS, "denoisers": DENOISERS}
+    shared = {"tasks": TASKS, "datasets": DATASETS, "toys": TOYS, "models": MODELS, "denoisers": DENOISERS,
+              "representations": REPRESENTATIONS}
     return {**shared, **{f"{name}-methods": task.methods for name, task in tasks.items() if task.methods}}
 
 

@@ -9,94 +9,47 @@ mode-seeking guidance settled on.
 
 from __future__ import annotations
 
-import hashlib
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from distill.diffusion.process import build_process
 from distill.diffusion.teacher import build_diffusion_model, obtain_diffusion_model
-from distill.engine.cache import fit_or_load
 from distill.experiment.runner import Run
 from distill.models.base import frozen
-from distill.tasks.score.metrics import peak_memory_mb
-from distill.tasks.score.recipe import SceneSpec, ScoreRecipe, ViewsSpec
-from distill.tasks.score.render import (
-    GaussianScene,
+from distill.scenes import (
+    REPRESENTATIONS,
     OrbitCameras,
-    VoxelGrid,
+    ReconstructionObjective,
+    Representation,
+    ViewSet,
     chamfer_distance,
-    load_mesh,
+    image_metrics,
+    obtain_views,
     orbit,
     random_cameras,
     render_mesh,
+    resolve_mesh,
     sample_surface,
-    shipped_mesh,
-    write_ply,
-    write_voxels,
+    surface_points,
 )
-from distill.tasks.score.render.meshes import UP_AXIS
+from distill.tasks.score.metrics import peak_memory_mb
+from distill.tasks.score.recipe import SceneSpec, ScoreRecipe
 from distill.tasks.score.run import ScoreRow
-from distill.tasks.score.scenes import ReconstructionObjective, SceneObjective, image_metrics, surface_points
-from distill.tasks.score.views import POSE_DIM, ViewConditionedExactDenoiser, ViewSet, render_views
+from distill.tasks.score.scenes import SceneObjective
+from distill.tasks.score.view_prior import POSE_DIM, ViewConditionedExactDenoiser
 
 CAMERA_POOL = 4096
-#: what made the renders, in the cache key: a change of shading or ray casting must not reuse old views
-RENDERER = "render_mesh: exact ray casting, headlight Lambertian 0.15 + 0.85·|n·d|"
 
 
-def resolve_mesh(name: str):
-    """A shipped mesh by name, or a mesh file by path."""
-    return shipped_mesh(name) if name in UP_AXIS else load_mesh(Path(name))
-
-
-def mesh_fingerprint(mesh) -> str:
-    """A content hash of a normalised mesh's vertices and faces (a renamed or edited file is new data)."""
-    digest = hashlib.sha256(np.ascontiguousarray(mesh.vertices, dtype=np.float64).tobytes())
-    digest.update(np.ascontiguousarray(mesh.faces, dtype=np.int64).tobytes())
-    return digest.hexdigest()[:16]
-
-
-class _Renders(nn.Module):
-    """A render set as buffers, so the content-hash cache stores it like a model."""
-
-    def __init__(self, count: int, size: int) -> None:
-        super().__init__()
-        for name, shape in (("images", (count, 1, size, size)), ("azimuth", (count,)), ("elevation", (count,)),
-                            ("mesh_index", (count,))):
-            self.register_buffer(name, torch.zeros(shape))
-
-
-def obtain_views(spec: ViewsSpec, meshes: list) -> tuple[ViewSet, dict]:
-    """The renders of ``meshes`` the prior learns from, from the cache or rendered now."""
-    holder = _Renders(spec.count * len(meshes), spec.size)
-    identity = {"kind": "mesh-views", "renderer": RENDERER, "meshes": [mesh_fingerprint(m) for m in meshes],
-                **spec.model_dump(mode="json", exclude={"held_out", "surface_points", "meshes"})}
-
-    def fit() -> dict:
-        started = time.perf_counter()
-        views = render_views(meshes, spec.count, spec.size, spec.seed, spec.elevation, spec.radius, spec.fov)
-        for name in ("images", "mesh_index"):
-            getattr(holder, name).copy_(getattr(views, name))
-        holder.azimuth.copy_(views.cameras.azimuth)
-        holder.elevation.copy_(views.cameras.elevation)
-        return {"seconds": time.perf_counter() - started}
-
-    info, _ = fit_or_load(holder, identity, fit)
-    cameras = OrbitCameras(holder.azimuth, holder.elevation, spec.radius, spec.fov)
-    return ViewSet(holder.images, cameras, holder.mesh_index.long()), {**info, "identity": identity}
-
-
-def initial_scene(spec: SceneSpec, seed: int) -> nn.Module:
-    """The object before any update, seeded."""
-    if spec.kind == "voxels":
-        return VoxelGrid(spec.resolution, spec.channels)
-    return GaussianScene.random(spec.count, spec.init_radius, channels=spec.channels,
-                                generator=torch.Generator().manual_seed(seed))
+def initial_scene(spec: SceneSpec, seed: int) -> Representation:
+    """The object before any update, seeded: the registered representation ``spec.kind`` with its options."""
+    options = {"gaussians": {"n": spec.count, "radius": spec.init_radius,
+                             "generator": torch.Generator().manual_seed(seed)},
+               "voxels": {"resolution": spec.resolution}}[spec.kind]
+    return REPRESENTATIONS.build(spec.kind, channels=spec.channels, **options)
 
 
 def obtain_view_prior(recipe: ScoreRecipe, views: ViewSet, identity: dict, run: Run | None):
@@ -137,10 +90,10 @@ class SceneContext:
     def background(self) -> float:
         return self.recipe.object.background
 
-    def initial(self, seed: int) -> nn.Module:
+    def initial(self, seed: int) -> Representation:
         return initial_scene(self.recipe.object, seed)
 
-    def score(self, label: str, scene: nn.Module, cost: dict | None = None) -> ScoreRow:
+    def score(self, label: str, scene: Representation, cost: dict | None = None) -> ScoreRow:
         """Metrics against the mesh the scene is nearest to (Chamfer), which mesh that is, and a turntable."""
         points = surface_points(scene, self.held, self.size).float()
         points = points if len(points) else torch.ones(1, 3)  # nothing opaque: a far corner of the box
@@ -164,7 +117,7 @@ class SceneContext:
                            "reconstruction" if mesh is None else f"reconstruction_{self.names[mesh]}")
         return self.score("reconstruction (prior's training views)", objective.scene, {"seconds": result.seconds})
 
-    def distil(self, run: Run, guidance, label: str, seed: int, train=None) -> tuple[ScoreRow, nn.Module]:
+    def distil(self, run: Run, guidance, label: str, seed: int, train=None) -> tuple[ScoreRow, Representation]:
         """The guidance's object from the initial state of ``seed``, scored with its cost; ``train``
         replaces the recipe's training settings (e.g. a benchmark giving VSD its ``fake`` group)."""
         config = (train or self.recipe.train).model_copy(update={"seed": seed})
@@ -186,7 +139,8 @@ def prepare_scene(recipe: ScoreRecipe, run: Run) -> SceneContext:
     """Render the meshes (cached), check the guidance against an untrained prior, then obtain the prior."""
     spec, views_spec = recipe.object, recipe.views
     meshes = [resolve_mesh(name) for name in views_spec.meshes]
-    views, views_info = obtain_views(views_spec, meshes)
+    views, views_info = obtain_views(meshes, views_spec.count, views_spec.size, views_spec.seed,
+                                     views_spec.elevation, views_spec.radius, views_spec.fov)
     cameras = random_cameras(CAMERA_POOL, torch.Generator().manual_seed(recipe.train.seed + 1),
                              elevation_range=views_spec.elevation, radius=views_spec.radius,
                              fov_degrees=views_spec.fov)
@@ -211,10 +165,7 @@ def run_scene_recipe(recipe: ScoreRecipe, run: Run) -> tuple[list[ScoreRow], dic
     rows = [context.score("initial state", context.initial(seed)), context.reconstruct(run, seed)]
     row, scene = context.distil(run, recipe.guidance.build(), recipe.guidance.name, seed)
     rows.append(row)
-    if recipe.object.kind == "gaussians":
-        write_ply(scene, run.folder / "scene.ply")
-    else:
-        write_voxels(scene, run.folder / "scene.npz")
+    scene.save(run.folder / f"scene{scene.suffix}")
     details = {"guidance": recipe.guidance.name, "prior": context.prior_info,
                "views": {"seconds": context.views_info.get("seconds")}, "meshes": context.names,
                "held_out_cameras": recipe.views.held_out}

@@ -1,24 +1,20 @@
-"""Views of real meshes: the only thing a view-conditioned prior ever sees, and its exact prior.
+"""The view prior: what a view-conditioned prior conditions on, and its exact form.
 
-A prior for 3-D score distillation is trained on renders of meshes from cameras on an orbit; each
-render comes with its camera's pose vector (sin az, cos az, sin el, cos el), the conditioning
-``y`` the prior takes. The exact prior is the closed-form ideal denoiser of that render set with
-every render weighted by how close its camera is to the query's: no training, the test oracle.
+A prior for 3-D score distillation is trained on renders of meshes from cameras on an orbit
+(:class:`distill.scenes.ViewSet`); each render comes with its camera's pose vector (sin az, cos az,
+sin el, cos el), the conditioning ``y`` the prior takes. The exact prior is the closed-form ideal
+denoiser of that render set with every render weighted by how close its camera is to the query's:
+no training, the test oracle.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from distill.data.base import DataSplits
-from distill.data.tensors import InMemoryDataset
 from distill.diffusion.exact import ExactDenoiser
 from distill.diffusion.process import Process
 from distill.errors import ConfigError
-from distill.tasks.score.render import OrbitCameras, pose_vector, random_cameras, render_mesh
 
 POSE_DIM = 4
 
@@ -55,40 +51,3 @@ class ViewConditionedExactDenoiser(ExactDenoiser):
         angle = torch.arccos(cosine)
         window = angle.amin(dim=1, keepdim=True).clamp(min=2 * self.kappa)
         return torch.where(angle <= window, -angle.pow(2) / (2 * self.kappa**2), -1e9)
-
-
-@dataclass
-class ViewSet:
-    """Renders (N, C, H, W) in [−1, 1] of one or more meshes, their cameras and which mesh each shows."""
-
-    images: Tensor
-    cameras: OrbitCameras
-    mesh_index: Tensor
-
-    @property
-    def poses(self) -> Tensor:
-        return pose_vector(self.cameras)
-
-    def subset(self, keep: Tensor) -> ViewSet:
-        """The views selected by ``keep`` (a mask or indices)."""
-        return ViewSet(self.images[keep], self.cameras[keep], self.mesh_index[keep])
-
-    def splits(self, name: str = "views") -> DataSplits:
-        """The views as a data set whose labels are the pose vectors (what a view prior trains on)."""
-        data = InMemoryDataset(self.images, self.poses)
-        return DataSplits(data, data, tuple(self.images.shape[1:]), 0, name=name)
-
-
-def render_views(meshes: list, count: int, size: int, seed: int, elevation: tuple[float, float],
-                 radius: float, fov: float) -> ViewSet:
-    """``count`` renders of each mesh from cameras drawn uniformly around it (seeded), mapped to [−1, 1]."""
-    generator = torch.Generator().manual_seed(seed)
-    images, azimuth, elevations, index = [], [], [], []
-    for k, mesh in enumerate(meshes):
-        cameras = random_cameras(count, generator, elevation_range=elevation, radius=radius, fov_degrees=fov)
-        images.append(2 * render_mesh(mesh, cameras, size) - 1)
-        azimuth.append(cameras.azimuth)
-        elevations.append(cameras.elevation)
-        index.append(torch.full((count,), k))
-    cameras = OrbitCameras(torch.cat(azimuth), torch.cat(elevations), radius, fov)
-    return ViewSet(torch.cat(images), cameras, torch.cat(index))

@@ -1,4 +1,4 @@
-"""The score family's 3-D rendering layer: cameras, compositing, Gaussians, voxels, meshes, outputs."""
+"""The shared 3-D scene layer: cameras, compositing, Gaussians, voxels, meshes, outputs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import trimesh
 
 from distill.errors import ConfigError, DistillError
-from distill.tasks.score.render import (
+from distill.scenes import (
     UP_AXIS,
     GaussianScene,
     OrbitCameras,
@@ -305,7 +305,7 @@ def _box_file(tmp_path):
 
 
 def test_depth_maps_unproject_onto_the_surface_they_see():
-    from distill.tasks.score.scenes import surface_points
+    from distill.scenes import surface_points
 
     cameras = orbit(4, elevation=0.0, radius=3.0)
     grid = VoxelGrid(resolution=8, channels=1, init_density=60.0)  # an opaque cube [-1, 1]^3

@@ -1,4 +1,4 @@
-"""Meshes: loading and normalising, surface samples, exact ray-cast renders and Chamfer distance.
+"""Meshes: loading and normalising, surface samples and exact ray-cast renders.
 
 Meshes are ``trimesh.Trimesh`` objects. :func:`load_mesh` centres a mesh on its bounding-box
 centre, rotates its named ``up`` axis onto the world up +z (the cameras' convention) and scales
@@ -18,10 +18,10 @@ import trimesh
 from torch import Tensor
 
 from distill.errors import ConfigError, DistillError, unknown_name_message
-from distill.tasks.score.render.cameras import OrbitCameras, as_cameras, image_size
-from distill.tasks.score.render.composite import background_tensor
+from distill.scenes.cameras import OrbitCameras, as_cameras, image_size
+from distill.scenes.composite import background_tensor
 
-MESHES_DIR = Path(__file__).resolve().parents[3] / "data" / "meshes"
+MESHES_DIR = Path(__file__).resolve().parents[1] / "data" / "meshes"
 # The axis each shipped mesh stands on in its file (found by rendering orbits of each and looking).
 UP_AXIS = {"cow": "y", "elephant": "y", "pig": "-y", "triceratops": "y"}
 AMBIENT = 0.15
@@ -172,22 +172,6 @@ def _cast(per_face: list[Tensor], rays: Tensor) -> Tensor:
     nearest, face = torch.where(hit, t, torch.full_like(t, torch.inf)).min(dim=-1)
     shade = AMBIENT + (1 - AMBIENT) * (normals[face] * rays).sum(-1).abs()
     return torch.where(torch.isinf(nearest), torch.full_like(shade, torch.nan), shade)
-
-
-def chamfer_distance(a: Tensor, b: Tensor, chunk: int = 4096) -> float:
-    """Symmetric Chamfer distance ``(mean_i min_j |a_i - b_j| + mean_j min_i |a_i - b_j|) / 2``
-    (Euclidean, not squared; halved so a set and its copy shifted by ``e`` are ``≈ |e|`` apart
-    when ``e`` is small against the point spacing). ``a`` is ``(N, 3)``, ``b`` is ``(M, 3)``."""
-    for name, x in (("a", a), ("b", b)):
-        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != 3 or len(x) == 0:
-            raise ConfigError(f"chamfer_distance needs {name} of shape (N, 3) with N >= 1, got "
-                              f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}.")
-    a, b = a.detach().double(), b.detach().double()
-
-    def one_way(p: Tensor, q: Tensor) -> Tensor:
-        return torch.cat([torch.cdist(p[i:i + chunk], q).amin(dim=1) for i in range(0, len(p), chunk)]).mean()
-
-    return float(0.5 * (one_way(a, b) + one_way(b, a)))
 
 
 def _check_mesh(mesh) -> None:

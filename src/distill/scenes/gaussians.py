@@ -7,18 +7,23 @@ local affine (EWA) approximation of the perspective map, ``Sigma' = J W Sigma W^
 (Zwicker et al. 2001, "EWA Volume Splatting"), widened by a 0.3 px^2 low-pass, evaluated
 densely at every pixel centre and alpha-composited near→far in the order of camera depth.
 Dense evaluation costs ``views × H·W × N``: meant for up to ~1024 Gaussians at 32-64 px.
+Registered in ``REPRESENTATIONS`` as ``gaussians``; saved as a PLY point cloud.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from distill.errors import ConfigError
-from distill.tasks.score.render.cameras import OrbitCameras, as_cameras, image_size
-from distill.tasks.score.render.composite import background_tensor, compositing_weights
+from distill.errors import ConfigError, DistillError
+from distill.scenes.cameras import OrbitCameras, as_cameras, image_size
+from distill.scenes.composite import background_tensor, compositing_weights
+from distill.scenes.io import checked_path, read_ply_vertices, write_ply_vertices
+from distill.scenes.representation import REPRESENTATIONS, Representation, check_channels
 
 LOW_PASS = 0.3  # px^2 added to the projected covariance's diagonal (3DGS's screen-space filter)
 MAX_ALPHA = 0.99
@@ -39,23 +44,27 @@ def _logit(p: Tensor, eps: float = 1e-4) -> Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
-class GaussianScene(nn.Module):
-    """``N`` Gaussians with ``C`` colour channels (1: grey, 3: RGB); every tensor is a parameter.
+class GaussianScene(Representation):
+    """``N`` Gaussians with ``C`` channels (colour: 1 grey or 3 RGB; a feature field: any); every tensor
+    is a parameter.
 
     ``positions`` (N, 3) world centres; ``log_scales`` (N, 3) per-axis log standard
     deviations; ``rotations`` (N, 4) quaternions ``(w, x, y, z)`` (identity: axis-aligned);
-    ``opacity_logits`` (N,) and ``colour_logits`` (N, C), passed through a sigmoid.
+    ``opacity_logits`` (N,) passed through a sigmoid; ``colour_logits`` (N, C) passed through a
+    sigmoid for colour, taken as they are for a feature field (``features=True``).
     """
 
+    suffix = ".ply"
+
     def __init__(self, positions: Tensor, log_scales: Tensor, opacity_logits: Tensor, colour_logits: Tensor,
-                 rotations: Tensor | None = None) -> None:
+                 rotations: Tensor | None = None, features: bool = False) -> None:
         super().__init__()
         n = _check_shape(positions, "positions", (None, 3))
         _check_shape(log_scales, "log_scales", (n, 3))
         _check_shape(opacity_logits, "opacity_logits", (n,))
         _check_shape(colour_logits, "colour_logits", (n, None))
-        if colour_logits.shape[1] not in (1, 3):
-            raise ConfigError(f"colour_logits must have 1 (grey) or 3 (RGB) channels, got {colour_logits.shape[1]}.")
+        check_channels(colour_logits.shape[1], features)
+        self._features = bool(features)
         if rotations is None:
             rotations = torch.zeros(n, 4, dtype=positions.dtype, device=positions.device)
             rotations[:, 0] = 1.0
@@ -70,27 +79,29 @@ class GaussianScene(nn.Module):
 
     @classmethod
     def random(cls, n: int, radius: float = 0.5, channels: int = 3, generator: torch.Generator | None = None,
-               scale: float | None = None, opacity: float = 0.1) -> GaussianScene:
-        """``n`` Gaussians uniform in the ball of ``radius``; ``scale`` defaults to their mean spacing
-        ``radius * (4 pi / 3n)^(1/3)``; colours near grey with a little noise; ``opacity`` as 3DGS's 0.1."""
+               scale: float | None = None, opacity: float = 0.1, features: bool = False) -> GaussianScene:
+        """3-D Gaussian splats (Kerbl et al. 2023): ``n`` Gaussians uniform in the ball of ``radius``;
+        ``scale`` defaults to their mean spacing ``radius * (4 pi / 3n)^(1/3)``; colours near grey
+        (features near 0) with a little noise; ``opacity`` as 3DGS's 0.1."""
         if not isinstance(n, int) or n < 1:
             raise ConfigError(f"n must be a positive int, got {n!r}.")
         if radius <= 0:
             raise ConfigError(f"radius must be > 0, got {radius}.")
-        _check_channels(channels)
+        check_channels(channels, features)
         direction = torch.randn(n, 3, generator=generator)
         direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         positions = direction * radius * torch.rand(n, 1, generator=generator) ** (1 / 3)
         scale = radius * (4 * math.pi / (3 * n)) ** (1 / 3) if scale is None else scale
         colours = 0.5 * torch.randn(n, channels, generator=generator)
-        return cls._build(positions, torch.full((n, 3), float(scale)), torch.full((n,), float(opacity)), None,
-                          colour_logits=colours)
+        return cls._build(positions, torch.full((n, 3), float(scale)), torch.full((n,), float(opacity)), colours,
+                          features, raw=True)
 
     @classmethod
     def from_points(cls, points: Tensor, colours: Tensor | None = None, channels: int = 3,
-                    scale: float | Tensor | None = None, opacity: float = 0.1) -> GaussianScene:
-        """One isotropic Gaussian per point; ``colours`` (N, C) in [0, 1] (grey 0.5 if omitted);
-        ``scale`` defaults, as in 3DGS, to the root-mean-square distance to the 3 nearest other points."""
+                    scale: float | Tensor | None = None, opacity: float = 0.1, features: bool = False) -> GaussianScene:
+        """One isotropic Gaussian per point; ``colours`` (N, C) in [0, 1] (grey 0.5 if omitted; a feature
+        field's values as they are, 0 if omitted); ``scale`` defaults, as in 3DGS, to the
+        root-mean-square distance to the 3 nearest other points."""
         n = _check_shape(points, "points", (None, 3))
         if n < 1:
             raise ConfigError("from_points needs at least one point.")
@@ -98,21 +109,24 @@ class GaussianScene(nn.Module):
         if colours is not None:
             _check_shape(colours, "colours", (n, None))
             channels = colours.shape[1]
-        _check_channels(channels)
+        check_channels(channels, features)
         if scale is None:
             scale = _nearest_spacing(points)
         scale = torch.as_tensor(scale, dtype=points.dtype).expand(n)[:, None].expand(n, 3)
-        colours = torch.full((n, channels), 0.5) if colours is None else colours
-        return cls._build(points, scale, torch.full((n,), float(opacity)), colours.to(points))
+        colours = torch.full((n, channels), 0.0 if features else 0.5) if colours is None else colours
+        return cls._build(points, scale, torch.full((n,), float(opacity)), colours.to(points), features)
 
     @classmethod
-    def _build(cls, positions, scales, opacities, colours, colour_logits=None) -> GaussianScene:
-        if not 0 < float(opacities[0]) < 1:
-            raise ConfigError(f"opacity must lie strictly between 0 and 1, got {float(opacities[0])}.")
+    def _build(cls, positions, scales, opacities, colours, features: bool = False, raw: bool = False,
+               rotations=None) -> GaussianScene:
+        """From activated values (``raw``: ``colours`` are already logits, or features)."""
+        if not ((opacities > 0) & (opacities < 1)).all():
+            raise ConfigError(f"opacity must lie strictly between 0 and 1, got values in "
+                              f"[{float(opacities.min())}, {float(opacities.max())}].")
         if (scales <= 0).any():
             raise ConfigError("scale must be > 0.")
-        logits = colour_logits if colour_logits is not None else _logit(colours)
-        return cls(positions, scales.log(), _logit(opacities), logits.to(positions))
+        logits = colours if raw or features else _logit(colours)
+        return cls(positions, scales.log(), _logit(opacities), logits.to(positions), rotations, features)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -120,6 +134,10 @@ class GaussianScene(nn.Module):
     @property
     def channels(self) -> int:
         return self.colour_logits.shape[1]
+
+    @property
+    def features(self) -> bool:
+        return self._features
 
     @property
     def scales(self) -> Tensor:
@@ -131,7 +149,22 @@ class GaussianScene(nn.Module):
 
     @property
     def colours(self) -> Tensor:
-        return torch.sigmoid(self.colour_logits)
+        """Per-Gaussian channel values ``(N, C)``: colours in [0, 1], or a feature field's raw features."""
+        return self.colour_logits if self.features else torch.sigmoid(self.colour_logits)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """One group per attribute, as 3DGS sets a learning rate per attribute."""
+        return {"positions": [self.positions], "scales": [self.log_scales], "rotations": [self.rotations],
+                "opacities": [self.opacity_logits], "features" if self.features else "colours": [self.colour_logits]}
+
+    def save(self, path) -> Path:
+        """Write the Gaussians as a PLY point cloud (see :func:`write_ply`)."""
+        return write_ply(self, path)
+
+    @classmethod
+    def load(cls, path) -> GaussianScene:
+        """The Gaussians :func:`write_ply` wrote to ``path`` (see :func:`read_ply`)."""
+        return read_ply(path)
 
     def covariances(self) -> Tensor:
         """World covariances ``(N, 3, 3)``: ``R diag(s^2) R^T``."""
@@ -147,7 +180,7 @@ class GaussianScene(nn.Module):
         height, width = image_size(size)
         if near <= 0:
             raise ConfigError(f"near must be > 0, got {near}.")
-        background = background_tensor(background, self.channels, self.positions)
+        background = background_tensor(background, self.channels, self.positions, bounded=not self.features)
         per_chunk = max(1, max_elements // (height * width * len(self)))
         images = []
         for i in range(0, len(cameras), per_chunk):
@@ -250,6 +283,57 @@ def _check_shape(tensor, name: str, shape: tuple) -> int:
     return tensor.shape[0]
 
 
-def _check_channels(channels) -> None:
-    if channels not in (1, 3):
-        raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}.")
+def write_ply(scene: GaussianScene, path) -> Path:
+    """Write the Gaussians' centres as a binary little-endian PLY point cloud and return the path.
+
+    Per vertex: ``x, y, z``; for colour, uint8 ``red, green, blue`` (grey scenes repeat their one
+    channel) and the exact float ``colour_0..C-1`` in [0, 1]; for a feature field, float
+    ``feature_0..C-1``; ``opacity`` in [0, 1]; ``scale_0..2`` the per-axis standard deviations in
+    world units (not their logs); ``rot_0..3`` the unit quaternion ``(w, x, y, z)``. ``trimesh.load``
+    reads it back as a ``PointCloud`` (the extra properties are in ``metadata["_ply_raw"]``);
+    :func:`read_ply` reads it back as a ``GaussianScene``.
+    """
+    if not isinstance(scene, GaussianScene):
+        raise ConfigError(f"write_ply needs a GaussianScene, got {type(scene).__name__}.")
+    path = checked_path(path, ".ply", "write_ply")
+    name = "feature" if scene.features else "colour"
+    columns = {axis: scene.positions[:, i] for i, axis in enumerate("xyz")}
+    with torch.no_grad():
+        if not scene.features:
+            rgb = scene.colours.expand(-1, 3) if scene.channels == 1 else scene.colours
+            columns |= {colour: (rgb[:, i] * 255).round() for i, colour in enumerate(("red", "green", "blue"))}
+        columns |= {f"{name}_{i}": scene.colours[:, i] for i in range(scene.channels)}
+        columns |= {"opacity": scene.opacities} | {f"scale_{i}": scene.scales[:, i] for i in range(3)}
+        rotations = torch.nn.functional.normalize(scene.rotations, dim=-1)
+        columns |= {f"rot_{i}": rotations[:, i] for i in range(4)}
+        kinds = {key: "u1" if key in ("red", "green", "blue") else "<f4" for key in columns}
+        table = np.empty(len(scene), dtype=list(kinds.items()))
+        for key, values in columns.items():
+            table[key] = values.detach().double().cpu().numpy()
+    return write_ply_vertices(path, table, "distill GaussianScene")
+
+
+def read_ply(path) -> GaussianScene:
+    """The ``GaussianScene`` :func:`write_ply` wrote to ``path`` (logits recovered in float64)."""
+    table = read_ply_vertices(path)
+    names = table.dtype.names
+    need = ["x", "y", "z", "opacity", *(f"scale_{i}" for i in range(3)), *(f"rot_{i}" for i in range(4))]
+    features = "feature_0" in names
+    channels = [key for key in names if key.startswith("feature_" if features else "colour_")]
+    missing = [key for key in need if key not in names] + ([] if channels else ["colour_0 or feature_0"])
+    if missing:
+        raise DistillError(f"{str(path)!r} is not a GaussianScene file written by distill: it lacks the "
+                           f"properties {', '.join(missing)}.")
+
+    def column(*keys):
+        return torch.from_numpy(np.stack([table[key].astype(np.float64) for key in keys], axis=1))
+
+    colours = column(*channels)
+    colours = colours if features else _logit(colours, eps=1e-7)
+    scene = GaussianScene._build(column("x", "y", "z"), column(*(f"scale_{i}" for i in range(3))),
+                                 column("opacity")[:, 0].clamp(1e-7, 1 - 1e-7), colours, features, raw=True,
+                                 rotations=column(*(f"rot_{i}" for i in range(4))))
+    return scene.float()
+
+
+REPRESENTATIONS.register("gaussians")(GaussianScene.random)

@@ -30,15 +30,16 @@ def compositing_weights(alphas: Tensor) -> tuple[Tensor, Tensor]:
     return transmittance * alphas, through[..., -1]
 
 
-def background_tensor(background, channels: int, like: Tensor) -> Tensor:
-    """``background`` (a number or ``channels`` numbers in [0, 1]) as a ``(channels,)`` tensor like ``like``."""
+def background_tensor(background, channels: int, like: Tensor, bounded: bool = True) -> Tensor:
+    """``background`` (a number or ``channels`` numbers, in [0, 1] when ``bounded``: colours) as a
+    ``(channels,)`` tensor like ``like``."""
     value = torch.as_tensor(background, dtype=like.dtype, device=like.device)
     if value.dim() == 0:
         value = value.expand(channels)
     if value.shape != (channels,):
         raise ConfigError(f"background must be a number or {channels} numbers (one per channel), "
                           f"got shape {tuple(value.shape)}.")
-    if not ((value >= 0) & (value <= 1)).all():
+    if bounded and not ((value >= 0) & (value <= 1)).all():
         raise ConfigError(f"background must lie in [0, 1], got {value.tolist()}.")
     return value
 

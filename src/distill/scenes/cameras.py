@@ -189,6 +189,6 @@ def _check_count(n) -> None:
 def as_cameras(cameras) -> OrbitCameras:
     """``cameras`` checked to be :class:`OrbitCameras` (renderers call this on their input)."""
     if not isinstance(cameras, OrbitCameras):
-        raise ConfigError(f"renderers take OrbitCameras (see distill.tasks.score.render.orbit), "
+        raise ConfigError(f"renderers take OrbitCameras (see distill.scenes.orbit), "
                           f"got {type(cameras).__name__}.")
     return cameras

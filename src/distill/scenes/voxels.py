@@ -7,36 +7,47 @@ colour; the "post-activation" of DVGO, Sun et al. 2022). Each ray is sampled ``K
 its entry into and exit from the cube; ``alpha_k = 1 - exp(-sigma_k delta)`` and the samples are
 composited near→far (Mildenhall et al. 2020, NeRF; Max 1995, optical models for volume rendering).
 Tensors are indexed ``[x, y, z]``: ``density_logits[i, j, k]`` is the value at ``(x_i, y_j, z_k)``.
+Registered in ``REPRESENTATIONS`` as ``voxels``; saved as a compressed ``.npz``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill.errors import ConfigError
-from distill.tasks.score.render.cameras import OrbitCameras, as_cameras, image_size
-from distill.tasks.score.render.composite import background_tensor, compositing_weights
+from distill.errors import ConfigError, DistillError
+from distill.scenes.cameras import OrbitCameras, as_cameras, image_size
+from distill.scenes.composite import background_tensor, compositing_weights
+from distill.scenes.io import checked_path
+from distill.scenes.representation import REPRESENTATIONS, Representation, check_channels
 
 
-class VoxelGrid(nn.Module):
-    """``resolution^3`` density logits ``(D, D, D)`` and colour logits ``(C, D, D, D)`` over ``[-bound, bound]^3``.
+@REPRESENTATIONS.register("voxels")
+class VoxelGrid(Representation):
+    """A ray-marched voxel radiance field: ``resolution^3`` density logits ``(D, D, D)`` and colour logits
+    ``(C, D, D, D)`` over ``[-bound, bound]^3``.
 
     ``init_density`` is the initial density logit (softplus(-2) ≈ 0.13 per unit length: nearly
-    empty); colours start grey.
+    empty); colours start grey. With ``features=True`` the ``C`` channels are a feature field's raw
+    values (no sigmoid; they start at 0).
     """
 
+    suffix = ".npz"
+
     def __init__(self, resolution: int = 32, channels: int = 3, bound: float = 1.0,
-                 init_density: float = -2.0) -> None:
+                 init_density: float = -2.0, features: bool = False) -> None:
         super().__init__()
         if not isinstance(resolution, int) or resolution < 2:
             raise ConfigError(f"resolution must be an int >= 2, got {resolution!r}.")
-        if channels not in (1, 3):
-            raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}.")
+        check_channels(channels, features)
         if not bound > 0:
             raise ConfigError(f"bound must be > 0, got {bound!r}.")
         self.bound = float(bound)
+        self._features = bool(features)
         self.density_logits = nn.Parameter(torch.full((resolution,) * 3, float(init_density)))
         self.colour_logits = nn.Parameter(torch.zeros(channels, *(resolution,) * 3))
 
@@ -48,13 +59,32 @@ class VoxelGrid(nn.Module):
     def channels(self) -> int:
         return self.colour_logits.shape[0]
 
+    @property
+    def features(self) -> bool:
+        return self._features
+
+    def _activate(self, values: Tensor) -> Tensor:
+        return values if self.features else torch.sigmoid(values)
+
     def densities(self) -> Tensor:
         """Activated densities ``softplus(logits)`` at the lattice points, ``(D, D, D)``."""
         return F.softplus(self.density_logits)
 
     def colours(self) -> Tensor:
-        """Activated colours at the lattice points, ``(C, D, D, D)`` in [0, 1]."""
-        return torch.sigmoid(self.colour_logits)
+        """Activated colours at the lattice points, ``(C, D, D, D)`` in [0, 1] (a feature field's raw values)."""
+        return self._activate(self.colour_logits)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"density": [self.density_logits], "features" if self.features else "colours": [self.colour_logits]}
+
+    def save(self, path) -> Path:
+        """Write the grid as a compressed ``.npz`` (see :func:`write_voxels`)."""
+        return write_voxels(self, path)
+
+    @classmethod
+    def load(cls, path) -> VoxelGrid:
+        """The grid :func:`write_voxels` wrote to ``path`` (see :func:`read_voxels`)."""
+        return read_voxels(path)
 
     def lattice_points(self) -> Tensor:
         """World positions of the lattice points, ``(D, D, D, 3)``, indexed ``[x, y, z]`` like the grids."""
@@ -85,7 +115,7 @@ class VoxelGrid(nn.Module):
         sampled = F.grid_sample(values, grid.to(values), mode="bilinear", padding_mode="border",
                                 align_corners=True)[0, :, 0, 0]                      # (1 + C, P)
         sampled = sampled.transpose(0, 1).reshape(*points.shape[:-1], 1 + self.channels)
-        return F.softplus(sampled[..., 0]), torch.sigmoid(sampled[..., 1:])
+        return F.softplus(sampled[..., 0]), self._activate(sampled[..., 1:])
 
     def render(self, cameras: OrbitCameras, size, samples: int = 64, background=0.0,
                generator: torch.Generator | None = None) -> Tensor:
@@ -93,7 +123,7 @@ class VoxelGrid(nn.Module):
         when a ``generator`` is given); rays missing the cube show the background."""
         cameras = as_cameras(cameras).to(device=self.density_logits.device, dtype=self.density_logits.dtype)
         height, width = image_size(size)
-        background = background_tensor(background, self.channels, self.density_logits)
+        background = background_tensor(background, self.channels, self.density_logits, bounded=not self.features)
         weights, final, colour, _ = self._march(cameras, height, width, samples, generator)
         image = (weights[..., None] * colour).sum(-2) + final[..., None] * background
         return image.permute(0, 3, 1, 2)
@@ -141,3 +171,46 @@ def ray_box(origins: Tensor, directions: Tensor, bound: float) -> tuple[Tensor, 
     hit = far > near
     zero = torch.zeros_like(near)
     return torch.where(hit, near, zero), torch.where(hit, far, zero)
+
+
+def write_voxels(grid: VoxelGrid, path) -> Path:
+    """Write ``grid`` to a compressed ``.npz`` and return the path.
+
+    Arrays: ``density`` ``(D, D, D)`` (softplus-activated, per unit length), ``colour``
+    ``(D, D, D, C)`` in [0, 1] (``features`` for a feature field), both indexed ``[x, y, z]`` with
+    lattice point ``i`` at ``-bound + 2 bound i / (D - 1)``; ``bounds`` ``(2, 3)``: the cube's min and
+    max corners; ``density_logits`` and ``colour_logits``, the parameters as they are (so
+    :func:`read_voxels` restores the grid exactly).
+    """
+    if not isinstance(grid, VoxelGrid):
+        raise ConfigError(f"write_voxels needs a VoxelGrid, got {type(grid).__name__}.")
+    path = checked_path(path, ".npz", "write_voxels")
+    with torch.no_grad():
+        density = grid.densities().float().cpu().numpy()
+        colour = grid.colours().permute(1, 2, 3, 0).float().cpu().numpy()
+        logits = {name: getattr(grid, name).detach().float().cpu().numpy()
+                  for name in ("density_logits", "colour_logits")}
+    bounds = np.array([[-grid.bound] * 3, [grid.bound] * 3], dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, density=density, bounds=bounds, **{"features" if grid.features else "colour": colour},
+                        **logits)
+    return path
+
+
+def read_voxels(path) -> VoxelGrid:
+    """The ``VoxelGrid`` :func:`write_voxels` wrote to ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DistillError(f"scene file {str(path)!r} does not exist.")
+    with np.load(path) as data:
+        missing = [key for key in ("bounds", "density_logits", "colour_logits") if key not in data.files]
+        if missing:
+            raise DistillError(f"{str(path)!r} is not a VoxelGrid file written by distill: it lacks the arrays "
+                               f"{', '.join(missing)}.")
+        density, colour = torch.from_numpy(data["density_logits"]), torch.from_numpy(data["colour_logits"])
+        grid = VoxelGrid(density.shape[0], colour.shape[0], float(data["bounds"][1, 0]),
+                         features="features" in data.files)
+    with torch.no_grad():
+        grid.density_logits.copy_(density)
+        grid.colour_logits.copy_(colour)
+    return grid
