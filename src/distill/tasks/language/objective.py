@@ -11,18 +11,13 @@ self-attention-relation terms (``internals``) are added from the same teacher fo
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
 from distill.errors import ConfigError
 from distill.losses import IGNORE_INDEX, DistillLoss, masked_cross_entropy
-from distill.losses.sparse import TopKTargets
+from distill.signals import LiveSignal, TeacherSignal
 from distill.tasks.language.internals import InternalMatching
-
-#: ``(input_ids, rows) -> dense teacher logits or TopKTargets`` for the batch's positions
-Signal = Callable[[Tensor, Tensor], "Tensor | TopKTargets"]
 
 
 def next_token_labels(ids: Tensor, mask: Tensor) -> Tensor:
@@ -48,20 +43,15 @@ def sample_continuations(model: nn.Module, prompt: Tensor, length: int) -> Tenso
                           pad_token_id=model.config.eos_token_id)
 
 
-def live_signal(teacher: nn.Module) -> Signal:
-    """Targets from the live teacher: its full logits for the batch."""
-
-    def targets(ids: Tensor, rows: Tensor) -> Tensor:
-        with torch.no_grad():
-            return teacher(input_ids=ids).logits
-
-    return targets
+def live_signal(teacher: nn.Module) -> LiveSignal:
+    """The live causal LM as a signal: its full logits for a batch's ``input_ids``."""
+    return LiveSignal(teacher, inputs={"input_ids": "input_ids"}, output="logits")
 
 
 class LanguageObjective(nn.Module):
     """``forward(batch) -> {"loss", ...}`` for ``distill.engine.train`` on ``{"input_ids", "row"[, "loss_mask"]}``."""
 
-    def __init__(self, student: nn.Module, loss: DistillLoss | None = None, signal: Signal | None = None,
+    def __init__(self, student: nn.Module, loss: DistillLoss | None = None, signal: TeacherSignal | None = None,
                  teacher: nn.Module | None = None, on_policy: float = 0.0, prompt_tokens: int = 32,
                  total_steps: int = 1, internals: InternalMatching | None = None) -> None:
         super().__init__()
@@ -99,7 +89,7 @@ class LanguageObjective(nn.Module):
         if self.loss is None:
             value = masked_cross_entropy(student_out.logits, labels)
         else:
-            targets = teacher_out.logits if teacher_out is not None else self.signal(ids, batch["row"])
+            targets = teacher_out.logits if teacher_out is not None else self.signal.for_batch(batch)
             # sampled continuations carry no ground truth: their cross-entropy term would train on the student's own draws
             value = self.loss(student_out.logits, targets, target=None if on_policy else labels, mask=mask)
         terms = self.internals(student_out, teacher_out, mask) if self.internals is not None else {}
