@@ -27,11 +27,10 @@ from common import machine, mean_std, print_table, write_json
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
 from distill.losses import LOSSES
+from distill.signals import tail_mass, topk_reconstruction_kl
 from distill.tasks.language.objective import LanguageObjective, live_signal
 from distill.tasks.language.report import plot_curves
-from distill.tasks.language.run import (EVAL_K, cached_signal, make_student, prepare, teacher_cache,
-                                        teacher_stats, train_student)
-from distill.token_cache import tail_mass, topk_reconstruction_kl
+from distill.tasks.language.run import EVAL_K, make_student, prepare, teacher_cache, teacher_stats, train_student
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "language" / "smollm2_shakespeare.yaml"
 ROWS = {
@@ -84,7 +83,7 @@ def throughput(recipe, context, train_cache) -> dict:
     loss = LOSSES.build("forward_kl")
     out = {}
     for name, objective in (("ce_step", LanguageObjective(make_student(recipe, context))),
-                            ("cached_step", LanguageObjective(make_student(recipe, context), loss, cached_signal(train_cache))),
+                            ("cached_step", LanguageObjective(make_student(recipe, context), loss, train_cache)),
                             ("live_step", LanguageObjective(make_student(recipe, context), loss, live_signal(context.teacher),
                                                             context.teacher))):
         seconds = time_steps(objective, batch)

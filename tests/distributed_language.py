@@ -17,7 +17,7 @@ from distill.engine.trainer import train
 from distill.losses import LOSSES
 from distill.tasks.language.objective import LanguageObjective
 from distill.tasks.language.recipe import LanguageRecipe
-from distill.tasks.language.run import cached_signal, make_student, prepare, teacher_cache
+from distill.tasks.language.run import make_student, prepare, teacher_cache
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     recipe = LanguageRecipe(name="dist", task="language", teacher={"source": str(teacher)},
                             data={"corpus": "generated", "block_length": 16, "train_blocks": 32, "eval_blocks": 4})
     context = prepare(recipe)
-    signal = cached_signal(teacher_cache(context, "train", 8))  # built by the test before the launch
+    signal = teacher_cache(context, "train", 8)  # built by the test before the launch
     torch.manual_seed(0)
     objective = LanguageObjective(make_student(recipe, context), LOSSES.build("forward_kl"), signal)
     data = TensorDictDataset(input_ids=context.train_blocks, row=torch.arange(len(context.train_blocks)))

@@ -147,7 +147,7 @@ def test_cache_is_refused_for_other_text(teacher_folder):
     cache = teacher_cache(context, "train", 8)
     assert len(cache) == 24 and cache.k == 8
     other = prepare(recipe_for(teacher_folder, "data.seed=7"))
-    from distill.token_cache import TopKCache
+    from distill.signals import TopKCache
     with pytest.raises(DistillError, match="differs from the one this top-k cache was built with"):
         TopKCache(cache.folder, identity=other.identity["train"])
     for part in ("tokenizer", "text", "packing", "teacher"):

@@ -14,6 +14,7 @@ from distill.errors import ConfigError, DistillError
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
 from distill.experiment.tasks import get_task
+from distill.losses import LOSSES
 from distill.losses.minilm import AttentionRelationLoss
 from distill.tasks.language.internals import HiddenStateMatching, InternalMatching, RelationMatching, uniform_layer_map
 from distill.tasks.language.models import build_student, load_causal_lm
@@ -162,3 +163,39 @@ def test_run_with_hidden_states_and_relations(tmp_path):
     with pytest.raises(ConfigError, match="heads=5 does not divide"):
         get_task("language").run(bad, Run(tmp_path / "bad", bad))
     assert not (tmp_path / "bad" / "student").exists()
+
+
+def test_hidden_state_taps_capture_the_models_hidden_states(teacher):
+    from distill.taps import TapRecorder, parse_tap
+    from distill.tasks.language.internals import hidden_state_taps
+
+    for model in (teacher, build_student(teacher, "tiny", 16)):
+        specs = [parse_tap(t) for t in hidden_state_taps(model.config.num_hidden_layers)]
+        recorder = TapRecorder(model, specs)
+        out = model(input_ids=torch.randint(0, teacher.config.vocab_size, (2, 16)), output_hidden_states=True)
+        assert len(specs) == len(out.hidden_states)
+        for spec, state in zip(specs, out.hidden_states):
+            assert torch.equal(recorder.get(spec), state)
+        recorder.remove()
+
+
+def test_internal_terms_are_distiller_pairs_with_one_teacher_pass(teacher):
+    torch.manual_seed(0)
+    student = build_student(teacher, "tiny", 16)
+    hidden = HiddenStateMatching([(1, 1), (2, 2)], student.config, teacher.config, 16)
+    internals = InternalMatching(hidden, 0.5, RelationMatching(student, teacher, -1, -1, heads=2), 2.0)
+    objective = LanguageObjective(student, LOSSES.build("forward_kl"), teacher=teacher, internals=internals)
+    calls = []
+    handle = teacher.register_forward_hook(lambda *args: calls.append(1))
+    ids = torch.randint(0, teacher.config.vocab_size, (2, 16))
+    out = objective({"input_ids": ids, "row": torch.arange(2)})
+    handle.remove()
+    assert len(calls) == 1  # the token targets come from the Distiller's teacher pass
+    s_out, t_out = student(input_ids=ids, output_hidden_states=True), teacher(input_ids=ids, output_hidden_states=True)
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    mask[:, -1] = False
+    token = LOSSES.build("forward_kl")(s_out.logits, t_out.logits, mask=mask)
+    masked_hidden = hidden(s_out.hidden_states, t_out.hidden_states, mask=mask)
+    assert out["hidden"].item() == pytest.approx(masked_hidden.item(), rel=1e-5)
+    assert out["loss"].item() == pytest.approx(token.item() + 0.5 * masked_hidden.item() + 2.0 * out["relations"].item(),
+                                               rel=1e-5)

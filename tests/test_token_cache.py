@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from distill.errors import DistillError
-from distill.token_cache import TopKCache, blocks_hash, build_topk_cache, tail_mass, topk_reconstruction_kl
+from distill.signals import TopKCache, blocks_hash, build_topk_cache, tail_mass, topk_reconstruction_kl
 
 IDENTITY = {"tokenizer": "t1", "text": "x1", "packing": "p1", "teacher": "m1"}
 

@@ -221,6 +221,7 @@ class Distiller(nn.Module):
         ]
         self._exported = False
         self._adapters_ready = False
+        self._teacher_output: Any = None
         #: training forward passes so far (drives warm-ups; saved in checkpoints so resume is exact)
         self.register_buffer("passes", torch.zeros((), dtype=torch.long))
         recorders: list[TapRecorder] = []
@@ -276,13 +277,21 @@ class Distiller(nn.Module):
             raise DistillError("this Distiller was exported; build a new one to keep distilling.")
         self.student_taps.clear()
         self.teacher_taps.clear()
+        self._teacher_output = None
         if self.training:
             self.passes.add_(1)
         if self.teacher is not None and len(self.pairs):
             teacher_args, teacher_kwargs = self._teacher_arguments(args, kwargs, teacher_input)
             with torch.no_grad():
-                self.teacher(*teacher_args, **teacher_kwargs)
+                self._teacher_output = self.teacher(*teacher_args, **teacher_kwargs)
         return self.student(*args, **kwargs)
+
+    @property
+    def teacher_output(self) -> Any:
+        """The teacher's output in the latest forward pass (None when the teacher did not run), for a caller
+        that also scores it outside the pairs — a live teacher's logits as token targets — without a second
+        teacher pass."""
+        return self._teacher_output
 
     def _teacher_arguments(self, args: tuple, kwargs: dict, teacher_input: Any) -> tuple[tuple, dict]:
         if teacher_input is not None:
@@ -394,5 +403,6 @@ class Distiller(nn.Module):
         """Remove every hook and return the bare student for deployment."""
         self.student_taps.remove()
         self.teacher_taps.remove()
+        self._teacher_output = None
         self._exported = True
         return self.student

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from distill.engine.config import StrictModel, TrainConfig
 from distill.experiment.recipe import check_builds
 from distill.losses import LOSSES
+from distill.taps import parse_tap
 
 
 class DataSpec(StrictModel):
@@ -73,6 +74,28 @@ class DistillSpec(StrictModel):
     augment: Literal["none", "mixup", "jitter"] = "none"
     mixup_alpha: float = Field(1.0, gt=0)
     use_transfer: bool = Field(True, description="also train on the dataset's unlabeled transfer set")
+    teacher_signal: Literal["live", "cache"] = Field(
+        "live", description="live: the teacher runs on every batch; cache: its tapped outputs are computed once over "
+                            "the training inputs (distill.signals.CachedTeacher) and served from memory")
+
+    def teacher_taps(self) -> list[str]:
+        """Every teacher tap of the pairs, and ``output``: what a teacher cache must hold."""
+        taps = [t for p in self.pairs for t in ([p.teacher] if isinstance(p.teacher, str) else p.teacher)]
+        return list(dict.fromkeys(["output", *taps]))
+
+    @model_validator(mode="after")
+    def _cacheable(self) -> DistillSpec:
+        """A cache serves only the exact inputs it was built from, and stores whole tensors."""
+        if self.teacher_signal != "cache":
+            return self
+        if self.augment != "none":
+            raise ValueError(f"distill.teacher_signal 'cache' serves only the exact inputs it cached, and augment "
+                             f"{self.augment!r} makes new ones; set distill.augment: none or distill.teacher_signal: live")
+        indexed = [t for t in self.teacher_taps() if parse_tap(t).index is not None]
+        if indexed:
+            raise ValueError(f"distill.teacher_signal 'cache' stores whole tensors, but teacher taps {indexed} pick an "
+                             "element or key; tap the submodule that returns the tensor, or use teacher_signal: live")
+        return self
 
 
 class BaselineSpec(StrictModel):
@@ -93,3 +116,15 @@ class ClassificationRecipe(StrictModel):
     distill: DistillSpec
     train: TrainConfig
     baselines: BaselineSpec = Field(default_factory=BaselineSpec)
+
+    @model_validator(mode="after")
+    def _cache_has_one_teacher_view(self) -> ClassificationRecipe:
+        if self.distill.teacher_signal != "cache":
+            return self
+        if self.teacher == "self":
+            raise ValueError("distill.teacher_signal 'cache' needs a separate teacher; self-distillation reads the "
+                             "student's own forward pass, so set teacher_signal: live")
+        if self.data.student_channels:
+            raise ValueError("distill.teacher_signal 'cache' is not supported for cross-sensor recipes "
+                             "(data.student_channels): set teacher_signal: live")
+        return self

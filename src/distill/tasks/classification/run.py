@@ -25,6 +25,7 @@ from distill.losses import masked_cross_entropy
 from distill.metrics.cost import cpu_latency_per_sample, parameter_count
 from distill.models import build_model
 from distill.multi_teacher import MultiTeacher
+from distill.signals import CachedTeacher, build_teacher_cache
 from distill.tasks.classification.metrics import evaluate_classifier
 from distill.tasks.classification.objectives import DistillObjective, SupervisedObjective
 from distill.tasks.classification.recipe import ClassificationRecipe, TeacherSpec
@@ -189,15 +190,24 @@ def check_recipe(recipe: ClassificationRecipe, splits: DataSplits, views: Paired
     objective.distiller.export()
 
 
+def cached_teacher(recipe: ClassificationRecipe, teacher: nn.Module, data, run: Run) -> CachedTeacher:
+    """``teacher``'s tapped outputs over the training inputs, computed once into the run folder and served
+    from there (``distill.teacher_signal: cache``); rebuilt on every run, so it never outlives its teacher."""
+    folder = build_teacher_cache(teacher, data, run.folder / "teacher_cache", taps=recipe.distill.teacher_taps())
+    return CachedTeacher(folder)
+
+
 def train_distilled(recipe: ClassificationRecipe, splits: DataSplits, teacher: nn.Module | str, run: Run,
                     views: PairedViews | None = None):
     """The student distilled from ``teacher`` as the recipe describes (``views``: cross-sensor pairs)."""
-    student = build_student(recipe, splits)
-    objective = build_distill_objective(recipe, student, teacher, splits, views)
     spec = recipe.distill
     data = views.paired_train if views else splits.train
     if spec.use_transfer and splits.transfer is not None and views is None:
         data = concat_datasets(splits.train, splits.transfer)
+    if spec.teacher_signal == "cache":
+        teacher = cached_teacher(recipe, teacher, data, run)
+    student = build_student(recipe, splits)
+    objective = build_distill_objective(recipe, student, teacher, splits, views)
     result = run.train(objective, data, recipe.train, "distill", _evaluator(splits.test))
     methods = "+".join(p.loss for p in spec.pairs) + ("" if spec.augment == "none" else f", {spec.augment}")
     return objective.distiller.export(), _row(f"student distilled ({recipe.student.model}, {methods})", student,

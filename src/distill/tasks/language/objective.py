@@ -6,23 +6,20 @@ block's first ``prompt_tokens`` tokens, let the student sample the rest, and sco
 sampled continuation with the live teacher; only the sampled positions count. With no
 loss the objective is next-token cross-entropy (the from-scratch baseline, and
 sequence-level KD on teacher generations, Kim & Rush 2016). Hidden-state and
-self-attention-relation terms (``internals``) are added from the same teacher forward pass.
+self-attention-relation terms (``internals``) are the pairs of a :class:`~distill.distiller.Distiller`
+over student and live teacher; its one teacher pass also gives the token loss its targets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
+from distill.distiller import Distiller
 from distill.errors import ConfigError
 from distill.losses import IGNORE_INDEX, DistillLoss, masked_cross_entropy
-from distill.losses.sparse import TopKTargets
+from distill.signals import LiveSignal, TeacherSignal
 from distill.tasks.language.internals import InternalMatching
-
-#: ``(input_ids, rows) -> dense teacher logits or TopKTargets`` for the batch's positions
-Signal = Callable[[Tensor, Tensor], "Tensor | TopKTargets"]
 
 
 def next_token_labels(ids: Tensor, mask: Tensor) -> Tensor:
@@ -48,20 +45,15 @@ def sample_continuations(model: nn.Module, prompt: Tensor, length: int) -> Tenso
                           pad_token_id=model.config.eos_token_id)
 
 
-def live_signal(teacher: nn.Module) -> Signal:
-    """Targets from the live teacher: its full logits for the batch."""
-
-    def targets(ids: Tensor, rows: Tensor) -> Tensor:
-        with torch.no_grad():
-            return teacher(input_ids=ids).logits
-
-    return targets
+def live_signal(teacher: nn.Module) -> LiveSignal:
+    """The live causal LM as a signal: its full logits for a batch's ``input_ids``."""
+    return LiveSignal(teacher, inputs={"input_ids": "input_ids"}, output="logits")
 
 
 class LanguageObjective(nn.Module):
     """``forward(batch) -> {"loss", ...}`` for ``distill.engine.train`` on ``{"input_ids", "row"[, "loss_mask"]}``."""
 
-    def __init__(self, student: nn.Module, loss: DistillLoss | None = None, signal: Signal | None = None,
+    def __init__(self, student: nn.Module, loss: DistillLoss | None = None, signal: TeacherSignal | None = None,
                  teacher: nn.Module | None = None, on_policy: float = 0.0, prompt_tokens: int = 32,
                  total_steps: int = 1, internals: InternalMatching | None = None) -> None:
         super().__init__()
@@ -69,9 +61,10 @@ class LanguageObjective(nn.Module):
             raise ConfigError("hidden-state and relation terms need the live teacher: pass teacher=")
         self.model = student
         self.loss = loss
-        self.internals = internals
         self.signal = signal
         self.teacher = teacher  # frozen; the engine leaves ``teacher.*`` out of checkpoints
+        self.live = live_signal(teacher) if teacher is not None else None  # scores on-policy samples
+        self.distiller = Distiller(student, teacher, internals.pairs()) if internals is not None else None
         self.on_policy, self.prompt_tokens, self.total_steps = on_policy, prompt_tokens, total_steps
         self._last = None
 
@@ -89,23 +82,28 @@ class LanguageObjective(nn.Module):
         on_policy = self.on_policy > 0 and bool(torch.rand(()) < self.on_policy)
         if on_policy:
             ids, mask = self._rollout(ids)
-        hidden = self.internals is not None and self.internals.needs_hidden_states
-        student_out = self.model(input_ids=ids, output_hidden_states=hidden)
-        teacher_out = None
-        if self.internals is not None or on_policy:
-            with torch.no_grad():
-                teacher_out = self.teacher(input_ids=ids, output_hidden_states=hidden)
+        if self.distiller is not None:  # runs the teacher too, for the internal terms
+            student_out = self.distiller(input_ids=ids)
+        else:
+            student_out = self.model(input_ids=ids)
         labels = next_token_labels(ids, mask)
         if self.loss is None:
             value = masked_cross_entropy(student_out.logits, labels)
         else:
-            targets = teacher_out.logits if teacher_out is not None else self.signal(ids, batch["row"])
+            if self.distiller is not None:
+                targets = self.distiller.teacher_output.logits
+            elif on_policy:
+                targets = self.live.for_batch({"input_ids": ids})
+            else:
+                targets = self.signal.for_batch(batch)
             # sampled continuations carry no ground truth: their cross-entropy term would train on the student's own draws
             value = self.loss(student_out.logits, targets, target=None if on_policy else labels, mask=mask)
-        terms = self.internals(student_out, teacher_out, mask) if self.internals is not None else {}
         self._last = value.detach()  # TAID adapts to its own loss, not to the internal terms
-        logged = {name: term.detach() for name, term in terms.items()}
-        value = value + sum(terms.values())
+        logged = {}
+        if self.distiller is not None:
+            terms = self.distiller.compute_losses(mask=mask)
+            value = value + terms.pop("total")
+            logged = {name: term.detach() for name, term in terms.items()}
         return {"loss": value, "on_policy": torch.tensor(float(on_policy)), **logged}
 
     def after_optimizer_step(self, step: int) -> None:

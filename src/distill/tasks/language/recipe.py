@@ -9,7 +9,7 @@ from pydantic import Field, PositiveInt, model_validator
 from distill.engine.config import StrictModel, TrainConfig
 from distill.experiment.recipe import check_builds
 
-#: the token-level losses a recipe can name (registered in distill.losses.token); "ce" trains without a teacher
+#: the token-level losses a recipe can name (one module each in distill.losses); "ce" trains without a teacher
 TOKEN_LOSSES = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "taid")
 
 

@@ -19,17 +19,17 @@ from distill.engine.progress import progress_bar
 from distill.errors import ConfigError
 from distill.experiment.runner import Run
 from distill.losses import IGNORE_INDEX, LOSSES
-from distill.losses.sparse import TopKTargets, binned_log_probs
+from distill.losses.sparse import binned_log_probs
 from distill.losses.token import kl_divergence
 from distill.metrics.classification import hits
 from distill.metrics.cost import parameter_count
+from distill.signals import TopKCache, blocks_hash, build_topk_cache
 from distill.tasks.language.corpus import Corpus, generated_text, pack_blocks, shakespeare_plays, split_documents, text_files
 from distill.tasks.language.models import (build_student, load_causal_lm, load_tokenizer, resolve_model_folder,
                                           tokenizer_hash, weights_hash)
 from distill.tasks.language.internals import HiddenStateMatching, InternalMatching, RelationMatching, uniform_layer_map
 from distill.tasks.language.objective import LanguageObjective, live_signal, prediction_mask, sample_continuations
 from distill.tasks.language.recipe import LanguageRecipe
-from distill.token_cache import TopKCache, blocks_hash, build_topk_cache
 
 STUDENT_FOLDER = "student"
 EVAL_K = 128  # the held-out cache: agreement and KL are scored against the teacher's top-128
@@ -121,15 +121,6 @@ def teacher_stats(cache: TopKCache) -> dict:
     return json.loads((cache.folder / "teacher_stats.json").read_text())
 
 
-def cached_signal(cache: TopKCache):
-    """Targets from the top-k cache, by block row."""
-
-    def targets(ids: Tensor, rows: Tensor) -> TopKTargets:
-        return cache.targets(rows, device=ids.device)
-
-    return targets
-
-
 @torch.no_grad()
 def evaluate_model(model: nn.Module, blocks: Tensor, cache: TopKCache, batch_size: int = 16) -> dict[str, float]:
     """Held-out perplexity, top-1 agreement with the teacher and KL(teacher ‖ student) on the cache's
@@ -206,7 +197,7 @@ def train_student(recipe: LanguageRecipe, context: LanguageContext, run: Run,
     if method.loss != "ce":
         loss = LOSSES.build(method.loss, temperature=method.temperature, ce_weight=method.ce_weight, **method.options)
         if recipe.signals.source == "cache":
-            signal = cached_signal(teacher_cache(context, "train", recipe.signals.k))
+            signal = teacher_cache(context, "train", recipe.signals.k)
         else:
             signal = live_signal(context.teacher)
     if method.on_policy or recipe.signals.source == "live":

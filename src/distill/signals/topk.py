@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from torch import Tensor
 from distill.engine.progress import progress_bar
 from distill.errors import DistillError
 from distill.losses.sparse import TopKTargets
+from distill.signals.base import TeacherSignal
 
 _FORMAT = "distill-topk-cache-v1"
 
@@ -87,8 +88,9 @@ def build_topk_cache(teacher_logits: Callable[[Tensor], Tensor], blocks: Tensor,
     return folder
 
 
-class TopKCache:
-    """A built top-k cache, opened only for the ``identity`` (and ``blocks``) it was built from."""
+class TopKCache(TeacherSignal):
+    """A built top-k cache, opened only for the ``identity`` (and ``blocks``) it was built from; as a
+    :class:`TeacherSignal` it serves a batch by its ``"row"`` entry (the index of each block)."""
 
     def __init__(self, folder: Path, identity: dict[str, str], blocks: Tensor | None = None) -> None:
         self.folder = Path(folder)
@@ -151,6 +153,13 @@ class TopKCache:
         logprobs = torch.from_numpy(self._logprobs[rows_np].astype(np.float32))
         return TopKTargets(indices.to(device) if device else indices, logprobs.to(device) if device else logprobs,
                            self.temperature)
+
+
+    def for_batch(self, batch: Mapping[str, Tensor]) -> TopKTargets:
+        if "row" not in batch:
+            raise DistillError("a top-k cache serves batches by their 'row' entry (each block's index in the cached "
+                               f"blocks); the batch has {', '.join(map(repr, batch))}.")
+        return self.targets(batch["row"], device=batch["row"].device)
 
 
 def tail_mass(logits: Tensor, k: int) -> Tensor:

@@ -1,4 +1,4 @@
-"""Where teacher outputs come from: the live teacher, or a cache written once.
+"""A dense cache of a teacher's tapped outputs, written once: any family's teacher, any tap.
 
 :class:`CachedTeacher` answers like the live teacher (same module paths, so the same
 taps work) from memory-mapped float16 arrays written by :func:`build_teacher_cache`.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from distill.data import collate_batches
 from distill.errors import DistillError
+from distill.signals.base import TeacherSignal
 from distill.taps import TapRecorder, TapSpec, parse_tap
 
 _FORMAT = "distill-teacher-cache-v1"
@@ -137,11 +138,17 @@ class _Emit(nn.Module):
         return value
 
 
-class CachedTeacher(nn.Module):
-    """A stand-in teacher serving cached outputs on the input's device; refuses inputs it has not seen."""
+class CachedTeacher(nn.Module, TeacherSignal):
+    """A stand-in teacher serving cached outputs on the input's device; refuses inputs it has not seen.
 
-    def __init__(self, folder: Path) -> None:
+    As a module it replaces the teacher in a :class:`~distill.distiller.Distiller` (its cached
+    taps fire as the teacher's would); as a :class:`TeacherSignal` it answers
+    :meth:`for_batch` with the cached output of the batch's ``key`` entry.
+    """
+
+    def __init__(self, folder: Path, key: str = "x") -> None:
         super().__init__()
+        self.key = key
         folder = Path(folder)
         try:
             meta = json.loads((folder / "meta.json").read_text())
@@ -206,3 +213,9 @@ class CachedTeacher(nn.Module):
             else:
                 output = value
         return output
+
+    def for_batch(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if self.key not in batch:
+            raise DistillError(f"this teacher cache serves batches by their {self.key!r} entry; the batch has "
+                               f"{', '.join(map(repr, batch))}.")
+        return self(batch[self.key])
