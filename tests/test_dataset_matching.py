@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from distill.errors import ConfigError, DistillError
+from distill.taps import tapped
+from distill.tasks.dataset.condense import build_network
 from distill.tasks.dataset.matching import class_gradients, gradient_distance, mean_embedding_distance
 from distill.tasks.dataset.methods.base import CONDENSERS
 from distill.tasks.dataset.methods.dc import GradientMatching, get_loops
 from distill.tasks.dataset.methods.dm import DistributionMatching
-from distill.taps import tapped
-from distill.tasks.dataset.condense import build_network
 from distill.tasks.dataset.recipe import ARCHITECTURES
 from distill.tasks.dataset.synthetic import ClassBank, SyntheticSet
 
