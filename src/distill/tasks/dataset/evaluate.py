@@ -108,7 +108,7 @@ def train_on_set(images: Tensor, labels: Tensor, network: Callable[[], nn.Module
                                  lambda epoch: lr * schedule_factor(config, epoch * steps_per_epoch, total,
                                                                     steps_per_epoch))
         fit(objective, data, config, label="evaluate")
-    return model
+    return model.to(images.device)  # the engine trains on its accelerator; the network comes back beside the data
 
 
 def test_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
