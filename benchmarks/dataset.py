@@ -22,6 +22,7 @@ from common import machine, print_table, write_json
 
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
+from distill.taps import tapped
 from distill.tasks.dataset.augment import DSA
 from distill.tasks.dataset.evaluate import evaluate_set, herding_subset, random_subset
 from distill.tasks.dataset.report import plot_accuracy_vs_ipc, plot_grid
@@ -113,8 +114,11 @@ def main() -> None:
     for ipc in args.ipc:
         per_ipc = {"sets": {}, "cross": {}, "condensation": {}, "ranking": {}, "recipes": {}}
         for name in ("random", "herding"):
-            chosen = ([random_subset(bank, ipc, torch.Generator().manual_seed(BASELINE_SEED + s)) for s in args.seeds]
-                      if name == "random" else [herding_subset(bank, ipc, teacher.embed)] * len(args.seeds))
+            if name == "random":
+                chosen = [random_subset(bank, ipc, torch.Generator().manual_seed(BASELINE_SEED + s)) for s in args.seeds]
+            else:
+                with tapped(teacher, base.network.tap, "full-data teacher") as features:
+                    chosen = [herding_subset(bank, ipc, features)] * len(args.seeds)
             per_ipc["sets"][name] = pooled([protocol(scoped(base, ["convnet"]), bank, test, *subset, seed)
                                             for subset, seed in zip(chosen, args.seeds)])
             if name in args.cross:

@@ -10,11 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from distill.errors import ConfigError, DistillError
+from distill.taps import tapped
+from distill.tasks.dataset.condense import build_network
 from distill.tasks.dataset.matching import class_gradients, gradient_distance, mean_embedding_distance
 from distill.tasks.dataset.methods.base import CONDENSERS
 from distill.tasks.dataset.methods.dc import GradientMatching, get_loops
 from distill.tasks.dataset.methods.dm import DistributionMatching
-from distill.tasks.dataset.networks import NETWORKS, build_network
+from distill.tasks.dataset.recipe import ARCHITECTURES
 from distill.tasks.dataset.synthetic import ClassBank, SyntheticSet
 
 # -- gradient_distance ----------------------------------------------------------------------
@@ -150,7 +152,8 @@ def test_mean_embedding_distance_matches_a_hand_computation():
 def test_networks_give_logits_and_consistent_embeddings(name, shape):
     net = build_network(name, shape, 5, width=8, depth=3 if shape[1] >= 8 else 2).eval()
     x = torch.randn(4, *shape)
-    logits, features = net(x), net.embed(x)
+    with tapped(net, "features") as embed:
+        logits, features = net(x), embed(x)
     assert logits.shape == (4, 5)
     assert features.shape == (4, net.embedding_dim) and features.dim() == 2
     torch.testing.assert_close(net.classifier(features), logits)
@@ -163,7 +166,7 @@ def test_network_feature_sizes():
     assert build_network("convnet", (1, 28, 28), 10, width=8, depth=3).embedding_dim == 8 * 3 * 3
     assert build_network("mlp", (1, 28, 28), 10).embedding_dim == 128
     assert build_network("resnet", (3, 8, 8), 10, width=4, depth=3).embedding_dim == 16
-    assert NETWORKS.names() == ["convnet", "mlp", "resnet"]
+    assert list(ARCHITECTURES) == ["convnet", "mlp", "resnet"]
 
 
 def test_network_errors():

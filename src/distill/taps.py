@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -193,3 +194,25 @@ class TapRecorder:
             handle.remove()
         self._handles.clear()
         self.store.clear()
+
+
+@contextmanager
+def tapped(model: nn.Module, tap: str, role: str = "model") -> Iterator[Callable[..., torch.Tensor]]:
+    """A function ``features(*args, **kwargs)`` that runs ``model`` and returns the tensor at ``tap``,
+    flattened to ``(B, D)``; the hook is removed when the block ends.
+
+    >>> with tapped(net, "features") as features:   # doctest: +SKIP
+    ...     phi = features(images)
+    """
+    spec = parse_tap(tap)
+    recorder = TapRecorder(model, [spec], role)
+
+    def features(*args: Any, **kwargs: Any) -> torch.Tensor:
+        recorder.clear()
+        model(*args, **kwargs)
+        return recorder.get(spec).flatten(1)
+
+    try:
+        yield features
+    finally:
+        recorder.remove()

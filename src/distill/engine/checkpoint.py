@@ -34,6 +34,21 @@ class Checkpoint:
     meta: dict
 
 
+def rng_state() -> dict:
+    """The global torch generators' states (CPU, and every CUDA device when there is one)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def untie(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """CPU copies of ``weights`` with each shared tensor kept once, and ``{alias: kept name}``.
 

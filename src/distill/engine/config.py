@@ -41,12 +41,16 @@ class TrainConfig(StrictModel):
     steps: PositiveInt | None = None
     epochs: PositiveInt | None = None
     batch_size: PositiveInt = 100
+    drop_last: bool = Field(True, description="drop each epoch's last, smaller batch; False trains on it too")
     grad_accum: PositiveInt = 1
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
-    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    schedule: Literal["constant", "cosine", "linear", "step"] = "constant"
+    decay_at: float = Field(0.5, gt=0, lt=1, description="'step' schedule: the fraction of the budget (whole epochs "
+                            "when the budget is epochs) after which the rate is multiplied by 'decay'")
+    decay: float = Field(0.1, gt=0, description="'step' schedule: the factor applied at 'decay_at'")
     warmup_steps: int = Field(0, ge=0)
     max_grad_norm: float | None = Field(None, gt=0)
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = "no"

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from distill.data import collate_batches
-from distill.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from distill.engine.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from distill.engine.batches import as_batch, batch_size_of
 from distill.engine.config import GroupConfig, TrainConfig
 from distill.engine.metrics_log import MetricsLog
@@ -102,33 +102,26 @@ def parameter_groups(objective: nn.Module) -> dict[str, list[nn.Parameter]]:
     return groups
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, total: int):
-    """Linear warm-up, then constant, cosine or linear decay to zero over ``total`` steps."""
-
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
-        if config.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        if config.schedule == "linear":
-            return max(0.0, 1 - progress)
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+def schedule_factor(config: TrainConfig, step: int, total: int, per_epoch: int = 1) -> float:
+    """The multiple of the base learning rate at optimizer step ``step`` of ``total``: linear warm-up, then
+    constant, cosine or linear decay to zero, or one ``decay`` at ``decay_at`` of the budget (``"step"``,
+    counted in whole epochs of ``per_epoch`` optimizer steps when the budget is epochs)."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.schedule == "step":
+        cut = int(config.epochs * config.decay_at) * per_epoch if config.epochs else int(total * config.decay_at)
+        return config.decay if 0 < cut <= step else 1.0
+    progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+    if config.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if config.schedule == "linear":
+        return max(0.0, 1 - progress)
+    return 1.0
 
 
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, total: int, per_epoch: int = 1):
+    """``optimizer``'s rate following :func:`schedule_factor` over ``total`` steps."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule_factor(config, step, total, per_epoch))
 
 
 def _trainable_weights(objective: nn.Module) -> dict[str, torch.Tensor]:
@@ -200,7 +193,7 @@ def train(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if len(train_set) < config.batch_size:
+    if config.drop_last and len(train_set) < config.batch_size:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(train_set)} training samples; lower it.")
     accelerator = make_accelerator(config, run_dir)
     if config.batch_size % accelerator.num_processes:
@@ -208,7 +201,7 @@ def train(
     set_seed(config.seed)
     sampler = EpochShuffleSampler(len(train_set), config.seed)
     # Its own generator: starting an iterator must not draw from the global RNG (exact resume).
-    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True,
+    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=config.drop_last,
                         collate_fn=collate_batches, generator=torch.Generator().manual_seed(config.seed))
     total = config.total_steps(len(loader))
     groups = parameter_groups(objective)
@@ -218,7 +211,8 @@ def train(
                           f"{sorted(groups)}; use those names.")
     settings = {name: config.group(name) for name in groups}
     optimizers = {name: make_optimizer(params, settings[name]) for name, params in groups.items()}
-    schedulers = {name: make_schedule(opt, config, total) for name, opt in optimizers.items()}
+    steps_per_epoch = max(1, len(loader) // config.grad_accum)
+    schedulers = {name: make_schedule(opt, config, total, steps_per_epoch) for name, opt in optimizers.items()}
     after_step = getattr(objective, "after_optimizer_step", None)
     plain = _plain_optimizers(accelerator)
     objective, loader, *prepared = accelerator.prepare(objective, loader, *([] if plain else optimizers.values()))
@@ -248,7 +242,7 @@ def train(
         for name in optimizers:
             optimizers[name].load_state_dict(ckpt.state["optimizers"][name])
             schedulers[name].load_state_dict(ckpt.state["schedulers"][name])
-        _set_rng_state(ckpt.state["rng"])
+        set_rng_state(ckpt.state["rng"])
         step, micro = ckpt.step, ckpt.step * config.grad_accum
         if log is not None:
             log.truncate_after(step)
@@ -258,7 +252,7 @@ def train(
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             state = {"optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                     "schedulers": {k: s.state_dict() for k, s in schedulers.items()}, "rng": _rng_state()}
+                     "schedulers": {k: s.state_dict() for k, s in schedulers.items()}, "rng": rng_state()}
             weights = _trainable_weights(accelerator.unwrap_model(objective))
             last_ckpt = save_checkpoint(ckpt_dir, step, weights, state, {"description": description}, config.keep_checkpoints)
         return last_ckpt

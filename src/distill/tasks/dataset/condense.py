@@ -5,17 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from distill.data.base import DATASETS, DataSplits
+from distill.engine.checkpoint import (Checkpoint, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
+                                       set_rng_state)
 from distill.engine.progress import progress_bar
-from distill.errors import ConfigError
+from distill.errors import CheckpointError, ConfigError
+from distill.models import build_model
 from distill.tasks.dataset.augment import DSA
 from distill.tasks.dataset.experts import train_expert_trajectories
 from distill.tasks.dataset.methods import CONDENSERS
-from distill.tasks.dataset.networks import build_network
+from distill.tasks.dataset.recipe import ARCHITECTURES
 from distill.tasks.dataset.synthetic import ClassBank, SyntheticSet
 
 
@@ -52,6 +56,19 @@ def class_bank(dataset: DataSplits | ClassBank | tuple[Tensor, Tensor] | str) ->
                       f"{type(dataset).__name__}.")
 
 
+def build_network(name: str, image_shape: tuple[int, int, int], num_classes: int, width: int = 32,
+                  depth: int = 3) -> nn.Module:
+    """A freshly (randomly) initialised network ``name`` ("convnet", "mlp" or "resnet": the ``distill.models``
+    entry ``ARCHITECTURES[name]``) for ``image_shape = (C, H, W)`` images and ``num_classes`` classes.
+
+    Raises ``ConfigError`` for an unknown name, a non-positive size, or an image too small
+    for the network's ``depth`` poolings.
+    """
+    if name not in ARCHITECTURES:
+        raise ConfigError(f"unknown dataset-distillation network {name!r}; valid networks: {', '.join(ARCHITECTURES)}.")
+    return build_model(ARCHITECTURES[name], image_shape, num_classes, width=width, depth=depth)
+
+
 def network_factory(name: str, bank: ClassBank, width: int = 32, depth: int = 3) -> Callable[[], nn.Module]:
     """A function returning a freshly initialised network ``name`` for the bank's images (checked once now)."""
     build_network(name, bank.image_shape, bank.num_classes, width, depth)
@@ -71,25 +88,65 @@ def seeded_start(bank: ClassBank, ipc: int, init: str, seed: int) -> tuple[Synth
 
 
 def run_condenser(condenser, iterations: int, generator: torch.Generator, progress: bool = False,
-                  label: str = "condense") -> Condensation:
-    """``iterations`` outer iterations of ``condenser``: its set, the logged numbers of each, the time taken."""
-    history = []
-    started = time.perf_counter()
-    with progress_bar(label, iterations, enabled=progress) as bar:
-        for i in range(iterations):
+                  label: str = "condense", *, folder: Path | None = None, every: int = 0, resume: bool = False,
+                  key: str = "") -> Condensation:
+    """``iterations`` outer iterations of ``condenser``: its set, the logged numbers of each, the time taken.
+
+    With a ``folder``, the condensation is checkpointed under ``folder/checkpoints`` every ``every``
+    iterations and at the end (atomically, by :func:`distill.engine.checkpoint.save_checkpoint`): what
+    the method learns (``condenser.learned()``: images, soft labels, MTT's step size), its optimizers,
+    ``generator``, the global RNG, the history and the time so far. With ``resume`` the newest checkpoint
+    is restored and the condensation goes on from there, to the same set an uninterrupted run makes;
+    ``key`` (the recipe parts the condensation was made from) must match the checkpoint's.
+    """
+    history: list[dict[str, float]] = []
+    done, spent = 0, 0.0
+    checkpoints = Path(folder) / "checkpoints" if folder is not None else None
+    if resume and checkpoints is not None and (last := latest_checkpoint(checkpoints)) is not None:
+        done, history, spent = _restore(condenser, generator, load_checkpoint(last, expected=condenser.learned()), key)
+    started = time.perf_counter() - spent
+
+    def checkpoint(step: int) -> None:
+        state = {"optimizers": {k: o.state_dict() for k, o in condenser.optimizers().items()},
+                 "generator": generator.get_state(), "rng": rng_state(), "history": history,
+                 "seconds": time.perf_counter() - started}
+        save_checkpoint(checkpoints, step, {k: v.detach() for k, v in condenser.learned().items()}, state,
+                        {"description": label, "key": key})
+
+    with progress_bar(label, iterations, completed=done, enabled=progress) as bar:
+        for i in range(done, iterations):
             history.append(condenser.iteration(generator))
             bar.update(i + 1, {k: v for k, v in history[-1].items() if k == "loss"})
+            if checkpoints is not None and ((every and (i + 1) % every == 0) or i + 1 == iterations):
+                checkpoint(i + 1)
     return Condensation(condenser.synthetic, history, time.perf_counter() - started)
 
 
+def _restore(condenser, generator: torch.Generator, ckpt: Checkpoint, key: str) -> tuple[int, list, float]:
+    """Put a condensation checkpoint back into ``condenser`` and ``generator``: (iterations done, history, seconds)."""
+    if ckpt.meta.get("key", "") != key:
+        raise CheckpointError(f"the condensation checkpoint at step {ckpt.step} was made from another recipe (key "
+                              f"{ckpt.meta.get('key')!r}, this one {key!r}); run without --resume to start afresh.")
+    with torch.no_grad():
+        for name, tensor in condenser.learned().items():
+            tensor.copy_(ckpt.weights[name])
+    for name, optimizer in condenser.optimizers().items():
+        optimizer.load_state_dict(ckpt.state["optimizers"][name])
+    generator.set_state(ckpt.state["generator"])
+    set_rng_state(ckpt.state["rng"])
+    return ckpt.step, list(ckpt.state["history"]), float(ckpt.state["seconds"])
+
+
 def condense(dataset, method: str = "dm", ipc: int = 10, *, iterations: int = 1000, init: str = "real",
-             dsa: bool = True, network: str = "convnet", width: int = 32, depth: int = 3, seed: int = 0,
-             options: dict | None = None, experts: dict | None = None, progress: bool = False) -> Condensation:
+             dsa: bool = True, network: str | Callable[[], nn.Module] = "convnet", width: int = 32, depth: int = 3,
+             tap: str = "features", seed: int = 0, options: dict | None = None, experts: dict | None = None,
+             progress: bool = False) -> Condensation:
     """Condense ``dataset`` into ``ipc`` synthetic images per class with ``method`` (dc, dsa, dm, mtt).
 
     The set starts from random real images (``init="real"``) or noise, and is learned for
-    ``iterations`` outer iterations against freshly initialised ``network``s, with Siamese
-    augmentation when ``dsa``. MTT first trains its experts: ``experts`` sets count, epochs, lr,
+    ``iterations`` outer iterations against freshly initialised ``network``s (a name of
+    ``ARCHITECTURES`` at ``width`` and ``depth``, or your own function returning a fresh ``nn.Module``,
+    whose feature vector is the output of module ``tap``), with Siamese augmentation when ``dsa``. MTT first trains its experts: ``experts`` sets count, epochs, lr,
     batch_size (``train_expert_trajectories``). Returns the set with its loss history.
 
     >>> result = condense("digits", "dm", ipc=1, iterations=5)   # doctest: +SKIP
@@ -103,12 +160,12 @@ def condense(dataset, method: str = "dm", ipc: int = 10, *, iterations: int = 10
         raise ConfigError(f"iterations must be a positive integer, got {iterations!r}.")
     options = dict(options or {})
     CONDENSERS.get(method).check_options(options, ipc)
-    factory = network_factory(network, bank, width, depth)
+    factory = network if callable(network) else network_factory(network, bank, width, depth)
     augment = DSA() if dsa else None
     synthetic, generator = seeded_start(bank, ipc, init, seed)
     if method == "mtt" and "trajectories" not in options:
         options["trajectories"] = train_expert_trajectories(bank, factory, generator=generator, augment=augment,
                                                             progress=progress, **{"experts": 5, "epochs": 10,
                                                                                   **(experts or {})})
-    condenser = CONDENSERS.get(method)(synthetic, bank, factory, augment, **options)
+    condenser = CONDENSERS.get(method)(synthetic, bank, factory, augment, tap=tap, **options)
     return run_condenser(condenser, iterations, generator, progress, f"{method} ipc={ipc}")

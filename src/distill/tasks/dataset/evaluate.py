@@ -24,9 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from distill.data import TensorDictDataset
+from distill.engine.config import TrainConfig
+from distill.engine.trainer import schedule_factor
 from distill.errors import ConfigError
 from distill.metrics.classification import accuracy
 from distill.tasks.dataset.checks import check_int
+from distill.tasks.dataset.objectives import SetObjective, fit
 from distill.tasks.dataset.synthetic import ClassBank
 
 __all__ = ["train_on_set", "test_accuracy", "evaluate_set", "random_subset", "herding_subset", "ddranking_scores"]
@@ -50,16 +54,18 @@ def train_on_set(images: Tensor, labels: Tensor, network: Callable[[], nn.Module
                  augment=None, generator: torch.Generator, soft_labels: Tensor | None = None,
                  temperature: float = 1.0, on_epoch: Callable[[int, float, float], None] | None = None,
                  progress: bool = False) -> nn.Module:
-    """Train a fresh ``network()`` on ``(images, labels)`` with the field's fixed schedule; return it.
+    """Train a fresh ``network()`` on ``(images, labels)`` with the field's fixed schedule, through the
+    shared engine (:func:`distill.engine.trainer.train`); return it.
 
     Schedule (DatasetCondensation ``utils.evaluate_synset``): SGD, ``momentum`` 0.9,
     ``weight_decay`` 5e-4 on all parameters, ``lr`` 0.01 for the first ``epochs // 2`` epochs and
-    ``lr * 0.1`` for the rest; at the cut a new optimizer is made, so the momentum buffers restart,
-    as the reference does. (The reference runs ``epoch_eval_train + 1`` epochs and cuts after
-    epoch index ``epoch_eval_train // 2 + 1``; here exactly ``epochs`` epochs run and the cut is
-    at ``epochs // 2``. The reference uses 300 epochs without and 1000 with augmentation.)
-    Each epoch visits the set in a new random order in minibatches of ``batch_size``, the last one
-    possibly smaller (as a shuffling ``DataLoader`` with ``drop_last=False``).
+    ``lr * 0.1`` for the rest (the engine's ``"step"`` schedule). The reference makes a new
+    optimizer at the cut, so its momentum restarts; here the momentum carries over. (The reference
+    runs ``epoch_eval_train + 1`` epochs and cuts after epoch index ``epoch_eval_train // 2 + 1``;
+    here exactly ``epochs`` epochs run and the cut is at ``epochs // 2``. The reference uses 300
+    epochs without and 1000 with augmentation.) Each epoch visits the set in a new random order in
+    minibatches of ``batch_size``, the last one possibly smaller (as a shuffling ``DataLoader`` with
+    ``drop_last=False``).
 
     ``augment``, when given, is called as ``augment(batch, generator)`` on every minibatch, so
     every minibatch gets a fresh draw (evaluation-time DSA; with ``DSA`` the images of one minibatch share
@@ -67,14 +73,13 @@ def train_on_set(images: Tensor, labels: Tensor, network: Callable[[], nn.Module
     logits) the loss is ``T² · KL(softmax(soft_labels/T) ‖ softmax(outputs/T))`` (batch mean,
     Hinton's ``T²`` keeps the gradient scale of ``T = 1``); otherwise cross-entropy on ``labels``.
 
-    Determinism: one seed is drawn from ``generator`` first; the global torch RNG is seeded with it
-    while the network is built and trained (so initialisation and any dropout follow it) and is
-    restored afterwards. Shuffling and augmentation draw from ``generator`` itself. Same generator
-    state, same network; on one device and thread count, bit for bit.
+    Determinism: one seed is drawn from ``generator`` first; the network is built under it and it is
+    the engine's seed (shuffling); the global torch RNG is restored afterwards. Augmentation draws from
+    ``generator`` itself. Same generator state, same network; on one device and thread count, bit for bit.
 
     ``on_epoch(epoch, lr, mean_loss)``, when given, is called after every epoch (the loss is
     only read back then, so leaving it out keeps training free of host syncs). ``progress`` shows
-    a bar over the epochs.
+    a bar over the optimizer steps.
     """
     _check_set(images, labels, "training")
     check_int("epochs", epochs)
@@ -87,56 +92,24 @@ def train_on_set(images: Tensor, labels: Tensor, network: Callable[[], nn.Module
     if not temperature > 0:
         raise ConfigError(f"temperature must be > 0; got {temperature!r}.")
 
-    device = images.device
-    images = images.detach().float()
-    labels = labels.detach().long()
-    targets = None
+    tensors = {"x": images.detach().float(), "y": labels.detach().long()}
     if soft_labels is not None:
-        targets = F.softmax(soft_labels.detach().float().to(device) / temperature, dim=1)
-    n = images.shape[0]
+        tensors["target"] = F.softmax(soft_labels.detach().float().to(images.device) / temperature, dim=1)
+    data = TensorDictDataset(**tensors)
     seed = int(torch.randint(2**31, (1,), generator=generator))
-    half = epochs // 2
-    rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-
-    from distill.engine.progress import progress_bar
-
-    with torch.random.fork_rng(devices=rng_devices), progress_bar("train", epochs, enabled=progress) as bar:
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, drop_last=False, optimizer="sgd", lr=lr,
+                         momentum=momentum, weight_decay=weight_decay, schedule="step", decay_at=0.5, decay=0.1,
+                         seed=seed, log_every=10**9, progress=progress)
+    steps_per_epoch = math.ceil(len(data) / batch_size)
+    total = epochs * steps_per_epoch
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
         torch.manual_seed(seed)
-        model = network().to(device)
-        model.train()
-
-        def make_optimizer(rate: float) -> torch.optim.Optimizer:
-            return torch.optim.SGD(model.parameters(), lr=rate, momentum=momentum, weight_decay=weight_decay)
-
-        rate = lr
-        optimizer = make_optimizer(rate)
-        for epoch in range(epochs):
-            if epoch == half and half > 0:
-                rate = lr * 0.1
-                optimizer = make_optimizer(rate)
-            order = torch.randperm(n, generator=generator).to(device)
-            total = torch.zeros((), device=device) if on_epoch is not None else None
-            for start in range(0, n, batch_size):
-                index = order[start:start + batch_size]
-                batch = images[index]
-                if augment is not None:
-                    batch = augment(batch, generator)
-                output = model(batch)
-                if targets is None:
-                    loss = F.cross_entropy(output, labels[index])
-                else:
-                    log_probs = F.log_softmax(output / temperature, dim=1)
-                    loss = F.kl_div(log_probs, targets[index], reduction="batchmean") * temperature ** 2
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if total is not None:
-                    total += loss.detach() * len(index)
-            if on_epoch is not None:
-                on_epoch(epoch, rate, float(total) / n)
-            bar.update(epoch + 1)
-    return model
+        model = network()
+        objective = SetObjective(model, augment, generator, temperature, on_epoch, steps_per_epoch,
+                                 lambda epoch: lr * schedule_factor(config, epoch * steps_per_epoch, total,
+                                                                    steps_per_epoch))
+        fit(objective, data, config, label="evaluate")
+    return model.to(images.device)  # the engine trains on its accelerator; the network comes back beside the data
 
 
 def test_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:

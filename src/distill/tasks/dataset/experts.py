@@ -9,19 +9,20 @@ and epoch count are arguments so a CPU run can train a handful of short experts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
-from torch.nn.utils import parameters_to_vector
 
-from distill.engine.progress import progress_bar
+from distill.data import TensorDictDataset
+from distill.engine.config import TrainConfig
 from distill.errors import ConfigError
-from distill.metrics.classification import hits
+from distill.experiment.runner import Run
+from distill.tasks.dataset.objectives import ExpertObjective, fit
 from distill.tasks.dataset.synthetic import ClassBank
 
 _KEY = "expert_{:05d}"
@@ -30,13 +31,16 @@ _FORMAT = "distill.expert_trajectories"
 
 def train_expert_trajectories(bank: ClassBank, network: Callable[[], nn.Module], *, experts: int, epochs: int,
                               lr: float = 0.01, batch_size: int = 256, generator: torch.Generator,
-                              augment=None, progress: bool = False) -> list[Tensor]:
-    """Train ``experts`` fresh networks on ``bank`` and record where their parameters go.
+                              augment=None, progress: bool = False, run: Run | None = None,
+                              label: str = "experts") -> list[Tensor]:
+    """Train ``experts`` fresh networks on ``bank`` through the shared engine and record where their parameters go.
 
-    Each network comes from ``network()``, is trained in train mode for ``epochs`` epochs of
-    shuffled minibatches (``batch_size``, order drawn from ``generator``) with cross-entropy and
-    SGD at ``lr`` (no momentum, no weight decay). When ``augment`` is given (an object with
-    ``draw(generator)`` and ``apply(images, draw)``, e.g. DSA) every batch gets one fresh draw.
+    Each network comes from ``network()`` (under a seed drawn from ``generator``, which also seeds the
+    shuffling and the augmentation draws), is trained in train mode for ``epochs`` epochs of shuffled
+    minibatches (``batch_size``, the last one possibly smaller) with cross-entropy and SGD at ``lr`` (no
+    momentum, no weight decay). When ``augment`` is given (an object with ``draw(generator)`` and
+    ``apply(images, draw)``, e.g. DSA) every batch gets one fresh draw. With a ``run``, expert ``i`` is
+    its stage ``label/expert_0000i`` (checkpointed each epoch, resumed under ``--resume``).
     Returns one float32 CPU tensor ``(epochs + 1, P)`` per expert: row 0 is the initial
     parameter vector (``parameters_to_vector`` order), row ``e`` the vector after epoch ``e``.
     """
@@ -45,33 +49,20 @@ def train_expert_trajectories(bank: ClassBank, network: Callable[[], nn.Module],
             raise ConfigError(f"expert training needs a positive integer {name}; got {value!r}.")
     if not lr > 0:
         raise ConfigError(f"expert training needs a positive lr; got {lr!r} (the reference uses 0.01).")
-    images, labels = bank.images, bank.labels
-    count = images.shape[0]
+    data = TensorDictDataset(x=bank.images, y=bank.labels)
+    steps_per_epoch = math.ceil(len(data) / batch_size)
     trajectories: list[Tensor] = []
-    with progress_bar("experts", total=experts * epochs, enabled=progress) as bar:
-        for expert in range(experts):
-            net = network().to(images.device)
-            net.train()
-            optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.0, weight_decay=0.0)
-            rows = [_flat(net)]
-            for epoch in range(epochs):
-                order = torch.randperm(count, generator=generator).to(images.device)
-                total_loss, correct = 0.0, 0
-                for batch in order.split(batch_size):
-                    x, y = images[batch], labels[batch]
-                    if augment is not None:
-                        x = augment.apply(x, augment.draw(generator))
-                    logits = net(x)
-                    loss = F.cross_entropy(logits, y)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    total_loss += loss.item() * len(batch)
-                    correct += int(hits(logits, y)[0])
-                rows.append(_flat(net))
-                bar.update(expert * epochs + epoch + 1,
-                           {"train_loss": total_loss / count, "train_acc": correct / count})
-            trajectories.append(torch.stack(rows))
+    for expert in range(experts):
+        seed = int(torch.randint(2**31, (1,), generator=generator))
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, drop_last=False, optimizer="sgd", lr=lr,
+                             momentum=0.0, seed=seed, log_every=steps_per_epoch,
+                             checkpoint_every=steps_per_epoch if run is not None else 0,
+                             progress=progress)
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+            torch.manual_seed(seed)
+            objective = ExpertObjective(network(), epochs, steps_per_epoch, augment, seed)
+            fit(objective, data, config, run, f"{label}/{_KEY.format(expert)}")
+        trajectories.append(objective.trajectory.detach().to("cpu", torch.float32).clone())
     return trajectories
 
 
@@ -108,7 +99,3 @@ def load_trajectories(path: Path | str) -> list[Tensor]:
         raise ConfigError(f"{path} holds no expert trajectories (expected 2-d 'expert_NNNNN' tensors); write one "
                           "with save_trajectories.")
     return [tensors[k] for k in keys]
-
-
-def _flat(net: nn.Module) -> Tensor:
-    return parameters_to_vector(net.parameters()).detach().to("cpu", torch.float32).clone()

@@ -11,8 +11,9 @@ from distill.errors import DistillError
 
 #: the real training sets a recipe can condense (MNIST 28×28 for benchmarks, sklearn's 8×8 digits for tests)
 DATASETS = ("mnist", "digits")
-#: the architectures the evaluation protocol trains (distill.tasks.dataset.networks)
-ARCHITECTURES = ("convnet", "mlp", "resnet")
+#: the architectures a recipe names, by the field's names, and the ``distill.models.MODELS`` entry each is built as
+#: (the instance-norm networks of ``distill.models.dd``, not the batch-norm ``convnet`` / ``mlp`` of MODELS)
+ARCHITECTURES = {"convnet": "convnet_dd", "mlp": "mlp_dd", "resnet": "resnet_dd"}
 
 
 class DataSpec(StrictModel):
@@ -24,11 +25,14 @@ class DataSpec(StrictModel):
 
 class NetworkSpec(StrictModel):
     """The network family the method condenses with (and the evaluation's default): the field's ConvNet of
-    ``depth`` blocks, ``width`` channels (128 in the papers; narrower on a CPU), instance norm, average pooling."""
+    ``depth`` blocks, ``width`` channels (128 in the papers; narrower on a CPU), instance norm, average pooling
+    (``ARCHITECTURES``). ``tap``: the module path of its feature vector (distill.taps), what distribution
+    matching compares and herding selects on."""
 
     name: Literal["convnet", "mlp", "resnet"] = "convnet"
     width: PositiveInt = 32
     depth: PositiveInt = 3
+    tap: str = "features"
 
 
 class ExpertSpec(StrictModel):
@@ -51,6 +55,7 @@ class MethodSpec(StrictModel):
     ipc: PositiveInt = 10
     init: Literal["real", "noise"] = "real"
     iterations: PositiveInt = 1000
+    checkpoint_every: int = Field(100, ge=0)
     dsa: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
     experts: ExpertSpec = Field(default_factory=ExpertSpec)

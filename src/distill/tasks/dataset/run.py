@@ -13,6 +13,7 @@ from torch import Tensor
 
 from distill.data.base import DATASETS
 from distill.experiment.runner import Run
+from distill.taps import tapped
 from distill.tasks.dataset.augment import DSA
 from distill.tasks.dataset.condense import class_bank, network_factory, run_condenser, seeded_start
 from distill.tasks.dataset.evaluate import (ddranking_scores, evaluate_set, herding_subset, random_subset,
@@ -86,24 +87,29 @@ def expert_trajectories(recipe: DatasetRecipe, run: Run, bank: ClassBank, factor
     trajectories = train_expert_trajectories(data, factory, experts=spec.count, epochs=spec.epochs, lr=spec.lr,
                                              batch_size=spec.batch_size, augment=augment,
                                              generator=torch.Generator().manual_seed(BASELINE_SEED + 1),
-                                             progress=recipe.progress)
+                                             progress=recipe.progress, run=run, label="experts")
     save_trajectories(trajectories, path)
     mark(path, key)
     return trajectories
 
 
 def condense_seed(recipe: DatasetRecipe, run: Run, bank: ClassBank, seed: int, trajectories) -> dict:
-    """One distillation seed's synthetic set (resumed from the run folder when it was written already)."""
+    """One distillation seed's synthetic set: the stored one when it was made from this recipe, else condensed
+    as stage ``condense_seed<seed>`` (checkpointed every ``method.checkpoint_every`` iterations; under
+    ``--resume`` it goes on from its newest checkpoint)."""
     method, network = recipe.method, recipe.network
     path = run.folder / SET_FILE.format(seed=seed)
-    key = stage_key(recipe.data, network, method, seed)
+    key = stage_key(recipe.data, network, method.model_dump(mode="json", exclude={"checkpoint_every"}), seed)
     if stored(path, key):
         return {"synthetic": SyntheticSet.load(path), "history": [], "seconds": None}
     factory = network_factory(network.name, bank, network.width, network.depth)
     synthetic, generator = seeded_start(bank, method.ipc, method.init, seed)
     options = {**method.options, **({"trajectories": trajectories} if trajectories is not None else {})}
-    condenser = CONDENSERS.get(method.name)(synthetic, bank, factory, DSA() if method.dsa else None, **options)
-    done = run_condenser(condenser, method.iterations, generator, recipe.progress, f"{method.name} seed {seed}")
+    condenser = CONDENSERS.get(method.name)(synthetic, bank, factory, DSA() if method.dsa else None, tap=network.tap,
+                                            **options)
+    done = run_condenser(condenser, method.iterations, generator, recipe.progress, f"{method.name} seed {seed}",
+                         folder=run.folder / f"condense_seed{seed}", every=method.checkpoint_every,
+                         resume=run.resume, key=key)
     history, seconds = done.history, done.seconds
     synthetic.save(path)
     mark(path, key)
@@ -160,7 +166,8 @@ def run_dataset_recipe(recipe: DatasetRecipe, run: Run) -> dict:
     randoms = [random_subset(bank, ipc, torch.Generator().manual_seed(BASELINE_SEED + s)) for s in recipe.evaluate.seeds]
     sets["random"] = pooled([protocol(recipe, bank, test, *subset, seed)
                              for subset, seed in zip(randoms, recipe.evaluate.seeds)])
-    herding = herding_subset(bank, ipc, teacher.embed)
+    with tapped(teacher, recipe.network.tap, "full-data teacher") as features:
+        herding = herding_subset(bank, ipc, features)
     sets["herding"] = pooled([protocol(recipe, bank, test, *herding, seed) for seed in recipe.evaluate.seeds])
     full = evaluate_set(bank.images, bank.labels, *test, factory, networks=recipe.evaluate.networks,
                         seed=recipe.evaluate.seeds[0], epochs=recipe.evaluate.full_epochs, lr=recipe.evaluate.lr,
@@ -210,8 +217,11 @@ def ipc_curve(recipe: DatasetRecipe, bank: ClassBank, test, teacher, sets: dict)
             if ipc == recipe.method.ipc:
                 curve[name][ipc] = sets[name][architecture][augment]
                 continue
-            images, labels = (random_subset(bank, ipc, torch.Generator().manual_seed(BASELINE_SEED)) if name == "random"
-                              else herding_subset(bank, ipc, teacher.embed))
+            if name == "random":
+                images, labels = random_subset(bank, ipc, torch.Generator().manual_seed(BASELINE_SEED))
+            else:
+                with tapped(teacher, recipe.network.tap, "full-data teacher") as features:
+                    images, labels = herding_subset(bank, ipc, features)
             curve[name][ipc] = evaluate_set(images, labels, *test, factory, networks=spec.networks,
                                             seed=spec.seeds[0], epochs=spec.epochs, lr=spec.lr,
                                             batch_size=spec.batch_size, augment=DSA() if augment else None)

@@ -25,9 +25,10 @@ CONDENSERS = Registry("dataset distillation method")
 class Condenser:
     """Base of the condensation methods.
 
-    ``network`` builds a freshly initialised network on each call (``build_network`` with fixed
+    ``network`` builds a freshly initialised network on each call (``build_model`` with fixed
     arguments, say); it is called under a seed drawn from the iteration's generator, so runs
-    are reproducible. ``augment`` is optional and duck-typed: an object with
+    are reproducible. ``tap`` names the module path whose output is the network's feature vector
+    (:mod:`distill.taps`), for the methods that match features; ``"features"`` for the ``*_dd`` models. ``augment`` is optional and duck-typed: an object with
     ``draw(generator) -> draw`` and ``apply(images, draw) -> images`` (the DSA interface), where
     one draw is shared by all images it is applied to.
 
@@ -39,7 +40,7 @@ class Condenser:
     defaults: ClassVar[dict[str, Any]] = {"lr": 0.1, "momentum": 0.5}
 
     def __init__(self, synthetic: SyntheticSet, bank: ClassBank, network: Callable[[], nn.Module], augment=None,
-                 **options: Any) -> None:
+                 tap: str = "features", **options: Any) -> None:
         name = type(self).__name__
         if synthetic.num_classes != bank.num_classes or tuple(synthetic.images.shape[1:]) != bank.image_shape:
             raise ConfigError(f"{name}: the synthetic set ({synthetic.num_classes} classes of "
@@ -51,7 +52,7 @@ class Condenser:
                                         and callable(getattr(augment, "apply", None))):
             raise ConfigError(f"{name}: augment must have draw(generator) and apply(images, draw) (e.g. DSA); "
                               f"got {type(augment).__name__}.")
-        self.synthetic, self.bank, self.network, self.augment = synthetic, bank, network, augment
+        self.synthetic, self.bank, self.network, self.augment, self.tap = synthetic, bank, network, augment, tap
         self.options = type(self).check_options(options, synthetic.ipc)
         self.optimizer = torch.optim.SGD([synthetic.images], lr=self.options["lr"], momentum=self.options["momentum"])
 
@@ -89,6 +90,17 @@ class Condenser:
     def iteration(self, generator: torch.Generator) -> dict[str, float]:
         """One outer iteration: update ``synthetic.images`` in place; return the numbers to log."""
         raise NotImplementedError
+
+    def learned(self) -> dict[str, Tensor]:
+        """Every tensor the method learns, by name (what a checkpoint of the condensation stores)."""
+        learned = {"images": self.synthetic.images}
+        if self.synthetic.soft_labels is not None:
+            learned["soft_labels"] = self.synthetic.soft_labels
+        return learned
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimizer of the method, by name (their state goes into a checkpoint too)."""
+        return {"images": self.optimizer}
 
     # -- helpers for the methods ------------------------------------------------------------
 

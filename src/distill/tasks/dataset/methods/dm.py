@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from distill.errors import ConfigError
+from distill.taps import tapped
 from distill.tasks.dataset.checks import check_int
 from distill.tasks.dataset.matching import mean_embedding_distance
 from distill.tasks.dataset.methods.base import CONDENSERS, Condenser
@@ -22,8 +22,9 @@ class DistributionMatching(Condenser):
     """Distribution matching (DM, Zhao & Bilen, WACV 2023): match per-class mean embeddings of random networks.
 
     Options: ``lr`` (1.0) and ``momentum`` (0.5) of the SGD on the images; ``real_per_class``
-    real images per class and iteration (256). The network needs ``embed(x) -> (B, D)``; it is
-    never trained (its parameters are frozen) and is used in train mode, as in the reference.
+    real images per class and iteration (256). The features are the output of the network's
+    module ``tap`` (:func:`distill.taps.tapped`, flattened to ``(B, D)``), so any network works by
+    naming its feature layer; the network is never trained (its parameters are frozen) and is used in train mode, as in the reference.
     All classes go through one forward pass (the networks normalise per sample, so this equals
     one pass per class). With ``augment``, each class's real and synthetic images share one draw
     (a new draw per class), as the reference does.
@@ -37,20 +38,17 @@ class DistributionMatching(Condenser):
         check_int("DistributionMatching: real_per_class", options["real_per_class"])
 
     def fresh_network(self, generator: torch.Generator) -> torch.nn.Module:
-        network = super().fresh_network(generator)
-        if not callable(getattr(network, "embed", None)):
-            raise ConfigError(f"DistributionMatching needs a network with embed(x) -> (B, D); "
-                              f"{type(network).__name__} has none (use distill.tasks.dataset.networks.build_network).")
-        return network.requires_grad_(False)
+        return super().fresh_network(generator).requires_grad_(False)
 
     def matching_loss(self, network: torch.nn.Module, generator: torch.Generator) -> torch.Tensor:
         """Σ_k ‖mean real embedding_k − mean synthetic embedding_k‖² on a fresh real batch
         (differentiable w.r.t. the synthetic images)."""
         real, syn = self.augment_pairs(self.real_batch(self.options["real_per_class"], generator),
                                        self.synthetic.per_class(), generator)
-        with torch.no_grad():
-            real_embeddings = network.embed(real.flatten(0, 1))
-        syn_embeddings = network.embed(syn.flatten(0, 1))
+        with tapped(network, self.tap, "network") as embed:
+            with torch.no_grad():
+                real_embeddings = embed(real.flatten(0, 1))
+            syn_embeddings = embed(syn.flatten(0, 1))
         return mean_embedding_distance(real_embeddings.view(*real.shape[:2], -1),
                                        syn_embeddings.view(*syn.shape[:2], -1))
 

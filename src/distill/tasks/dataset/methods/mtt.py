@@ -117,8 +117,8 @@ class TrajectoryMatching(Condenser):
                                           "batch_syn": None, "trajectories": None}
 
     def __init__(self, synthetic: SyntheticSet, bank: ClassBank, network: Callable[[], nn.Module], augment=None,
-                 **options: Any) -> None:
-        super().__init__(synthetic, bank, network, augment, **options)
+                 tap: str = "features", **options: Any) -> None:
+        super().__init__(synthetic, bank, network, augment, tap, **options)
         opts = self.options
         self.syn_steps, self.expert_epochs, self.max_start_epoch = (opts["syn_steps"], opts["expert_epochs"],
                                                                     opts["max_start_epoch"])
@@ -130,6 +130,12 @@ class TrajectoryMatching(Condenser):
         self.trajectories = self._checked(opts["trajectories"], parameter_count(self.student))
         self.syn_lr = torch.tensor(opts["initial_syn_lr"], device=device, requires_grad=True)
         self.lr_optimizer = torch.optim.SGD([self.syn_lr], lr=opts["lr_lr"], momentum=0.5)
+
+    def learned(self) -> dict[str, Tensor]:
+        return {**super().learned(), "syn_lr": self.syn_lr}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().optimizers(), "syn_lr": self.lr_optimizer}
 
     @classmethod
     def check_values(cls, options: dict[str, Any], ipc: int | None) -> None:
