@@ -125,3 +125,39 @@ def test_fp16_without_gpu_is_explained(digits, tmp_path):
     with pytest.raises(ConfigError, match=r"mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on CPU"):
         train(_objective(), digits.train, _config(mixed_precision="fp16"), tmp_path)
     assert not (tmp_path / "checkpoints").exists()  # refused before anything trained
+
+
+class _Regression(nn.Module):
+    """Full-batch least squares: every step sees the same batch, so a hand loop can follow the engine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.model = nn.Linear(3, 1)
+
+    def forward(self, batch):
+        return {"loss": ((self.model(batch["x"]).squeeze(1) - batch["y"]) ** 2).mean()}
+
+
+def test_a_step_schedule_can_restart_the_momentum_at_its_cut(tmp_path):
+    from distill.data import TensorDictDataset
+
+    x, y = torch.randn(16, 3, generator=torch.Generator().manual_seed(1)), torch.randn(16)
+    data = TensorDictDataset(x=x, y=y)
+
+    def engine(restart: bool) -> torch.Tensor:
+        objective = _Regression()
+        config = TrainConfig(steps=6, batch_size=16, optimizer="sgd", lr=0.1, momentum=0.9, schedule="step",
+                             decay_at=0.5, decay=0.1, restart_at_decay=restart, progress=False)
+        train(objective, data, config, tmp_path / f"restart-{restart}")
+        return objective.model.weight.detach().clone()
+
+    reference = _Regression()  # DC's evaluate_synset: a new optimizer at the cut, so the momentum restarts
+    for lr in (0.1, 0.01):
+        optimizer = torch.optim.SGD(reference.parameters(), lr=lr, momentum=0.9)
+        for _ in range(3):
+            optimizer.zero_grad()
+            reference({"x": x, "y": y})["loss"].backward()
+            optimizer.step()
+    assert torch.allclose(engine(True), reference.model.weight, atol=1e-6)
+    assert not torch.allclose(engine(False), reference.model.weight, atol=1e-4)

@@ -51,6 +51,8 @@ class TrainConfig(StrictModel):
     decay_at: float = Field(0.5, gt=0, lt=1, description="'step' schedule: the fraction of the budget (whole epochs "
                             "when the budget is epochs) after which the rate is multiplied by 'decay'")
     decay: float = Field(0.1, gt=0, description="'step' schedule: the factor applied at 'decay_at'")
+    restart_at_decay: bool = Field(False, description="'step' schedule: clear the optimizer state (momentum) at "
+                                   "the cut, as a new optimizer made there would (DC's evaluate_synset)")
     warmup_steps: int = Field(0, ge=0)
     max_grad_norm: float | None = Field(None, gt=0)
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = "no"

@@ -102,6 +102,11 @@ def parameter_groups(objective: nn.Module) -> dict[str, list[nn.Parameter]]:
     return groups
 
 
+def decay_step(config: TrainConfig, total: int, per_epoch: int = 1) -> int:
+    """The optimizer step after which a ``"step"`` schedule multiplies the rate by ``decay``."""
+    return int(config.epochs * config.decay_at) * per_epoch if config.epochs else int(total * config.decay_at)
+
+
 def schedule_factor(config: TrainConfig, step: int, total: int, per_epoch: int = 1) -> float:
     """The multiple of the base learning rate at optimizer step ``step`` of ``total``: linear warm-up, then
     constant, cosine or linear decay to zero, or one ``decay`` at ``decay_at`` of the budget (``"step"``,
@@ -109,7 +114,7 @@ def schedule_factor(config: TrainConfig, step: int, total: int, per_epoch: int =
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
     if config.schedule == "step":
-        cut = int(config.epochs * config.decay_at) * per_epoch if config.epochs else int(total * config.decay_at)
+        cut = decay_step(config, total, per_epoch)
         return config.decay if 0 < cut <= step else 1.0
     progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
     if config.schedule == "cosine":
@@ -214,6 +219,8 @@ def train(
     steps_per_epoch = max(1, len(loader) // config.grad_accum)
     schedulers = {name: make_schedule(opt, config, total, steps_per_epoch) for name, opt in optimizers.items()}
     after_step = getattr(objective, "after_optimizer_step", None)
+    restart_at = decay_step(config, total, steps_per_epoch) if config.schedule == "step" and config.restart_at_decay \
+        else None
     plain = _plain_optimizers(accelerator)
     objective, loader, *prepared = accelerator.prepare(objective, loader, *([] if plain else optimizers.values()))
     if not plain:
@@ -306,6 +313,9 @@ def train(
                 if scheduled:
                     _step_schedules(schedulers, skipping)
                 step += 1
+                if restart_at is not None and step == restart_at:
+                    for optimizer in optimizers.values():
+                        getattr(optimizer, "optimizer", optimizer).state.clear()  # momentum starts afresh
                 if after_step is not None:
                     after_step(step)
                 row = None

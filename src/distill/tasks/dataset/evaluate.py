@@ -59,8 +59,8 @@ def train_on_set(images: Tensor, labels: Tensor, network: Callable[[], nn.Module
 
     Schedule (DatasetCondensation ``utils.evaluate_synset``): SGD, ``momentum`` 0.9,
     ``weight_decay`` 5e-4 on all parameters, ``lr`` 0.01 for the first ``epochs // 2`` epochs and
-    ``lr * 0.1`` for the rest (the engine's ``"step"`` schedule). The reference makes a new
-    optimizer at the cut, so its momentum restarts; here the momentum carries over. (The reference
+    ``lr * 0.1`` for the rest (the engine's ``"step"`` schedule); the momentum restarts at the cut
+    (``restart_at_decay``), as the reference's new optimizer there does. (The reference
     runs ``epoch_eval_train + 1`` epochs and cuts after epoch index ``epoch_eval_train // 2 + 1``;
     here exactly ``epochs`` epochs run and the cut is at ``epochs // 2``. The reference uses 300
     epochs without and 1000 with augmentation.) Each epoch visits the set in a new random order in
@@ -99,7 +99,7 @@ def train_on_set(images: Tensor, labels: Tensor, network: Callable[[], nn.Module
     seed = int(torch.randint(2**31, (1,), generator=generator))
     config = TrainConfig(epochs=epochs, batch_size=batch_size, drop_last=False, optimizer="sgd", lr=lr,
                          momentum=momentum, weight_decay=weight_decay, schedule="step", decay_at=0.5, decay=0.1,
-                         seed=seed, log_every=10**9, progress=progress)
+                         restart_at_decay=True, seed=seed, log_every=10**9, progress=progress)
     steps_per_epoch = math.ceil(len(data) / batch_size)
     total = epochs * steps_per_epoch
     with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
