@@ -22,13 +22,14 @@ from common import machine, print_table, write_json
 
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
+from distill.engine.cache import content_hash
 from distill.taps import tapped
 from distill.tasks.dataset.augment import DSA
 from distill.tasks.dataset.evaluate import evaluate_set, herding_subset, random_subset
 from distill.tasks.dataset.report import plot_accuracy_vs_ipc, plot_grid
 from distill.tasks.dataset.recipe import ARCHITECTURES
 from distill.tasks.dataset.run import (BASELINE_SEED, condense_seed, expert_trajectories, full_data_teacher, load_real,
-                                       network_factory, pooled, protocol, ranking, stage_key)
+                                       network_factory, pooled, protocol, ranking, stage_identity)
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "dataset"
 METHODS = {1: ["dm", "dc", "mtt"], 10: ["dm", "dc"]}
@@ -103,8 +104,8 @@ def main() -> None:
     test = tuple(test)
     run = Run(Path("runs/bench_dataset/shared"), base)
     teacher = full_data_teacher(base, run, bank)
-    key = stage_key(base.data, base.network, base.evaluate.full_epochs, base.evaluate.lr, base.evaluate.batch_size,
-                    args.full_networks)
+    key = content_hash(stage_identity(base.data, base.network, base.evaluate.full_epochs, base.evaluate.lr,
+                                      base.evaluate.batch_size, args.full_networks))
     full = full_data(base, bank, test, run.folder / f"full_data_{key}.json", args.full_networks)
     print(f"full training set: {full['mean']:.2f} ± {full['std']:.2f} % ({time.perf_counter() - started:.0f} s)", flush=True)
     out = {"command": "python " + " ".join(sys.argv), "machine": machine(), "threads": args.threads,

@@ -61,3 +61,21 @@ def test_cached_tensors_round_trip_and_are_keyed_by_content():
     assert calls == [1] and info == info_again == {"seconds": 1.5}
     assert torch.equal(tensors["images"], again["images"])
     assert entry_folder("test-tensors", {"mesh": "abc"}) != entry_folder("test-tensors", {"mesh": "abd"})
+
+
+def test_a_file_entry_claims_its_identity_only_once_written(tmp_path):
+    from distill.engine.cache import read_file_entry, write_file_entry
+
+    path = tmp_path / "set.safetensors"
+    assert not read_file_entry(path, {"seed": 0})
+    write_file_entry(path, {"seed": 0}, lambda staging: staging.write_text("first"))
+    assert read_file_entry(path, {"seed": 0}) and not read_file_entry(path, {"seed": 1})
+
+    def killed(staging):
+        staging.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_file_entry(path, {"seed": 1}, killed)
+    assert not read_file_entry(path, {"seed": 0}) and not read_file_entry(path, {"seed": 1})  # neither is claimed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.safetensors"]

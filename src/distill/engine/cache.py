@@ -85,6 +85,35 @@ def write_entry(folder: Path, identity: dict, build: Callable[[Path], dict]) -> 
     return info
 
 
+def _identity_file(path: Path) -> Path:
+    return path.with_name(path.name + ".identity.json")
+
+
+def read_file_entry(path: Path, identity: dict) -> bool:
+    """Whether the single file ``path`` (a stage's product inside a run folder) was made from ``identity``."""
+    try:
+        recorded = json.loads(_identity_file(Path(path)).read_text())
+    except (OSError, ValueError):
+        return False
+    return Path(path).is_file() and _canonical(recorded) == _canonical(identity)
+
+
+def write_file_entry(path: Path, identity: dict, write: Callable[[Path], None]) -> None:
+    """``write(staging_path)`` then rename it to ``path`` and record ``identity`` beside it, last: an interrupted
+    write leaves no file that claims to be made from ``identity``."""
+    path = Path(path)
+    _identity_file(path).unlink(missing_ok=True)  # whatever is there now was made from something else
+    staging = path.with_name(f".building-{os.getpid()}-{path.name}")  # same suffix: writers may check it
+    try:
+        write(staging)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+    record = _identity_file(path).with_name(f".building-{os.getpid()}-{_identity_file(path).name}")
+    record.write_text(json.dumps(identity, indent=1, sort_keys=True, default=str))
+    os.replace(record, _identity_file(path))
+
+
 def cached_tensors(kind: str, identity: dict,
                    build: Callable[[], tuple[dict[str, torch.Tensor], dict]]) -> tuple[dict[str, torch.Tensor], dict]:
     """Named tensors (and their info) made once per ``identity``: render sets, generated data."""

@@ -3,15 +3,12 @@ the evaluation protocol applied alike to the synthetic sets and to their baselin
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from distill.data.base import DATASETS
+from distill.engine.cache import content_hash, read_file_entry, write_file_entry
 from distill.experiment.runner import Run
 from distill.taps import tapped
 from distill.tasks.dataset.augment import DSA
@@ -29,22 +26,10 @@ SET_FILE = "synthetic_seed{seed}.safetensors"
 BASELINE_SEED = 10_000
 
 
-def stage_key(*parts) -> str:
-    """A content key of the recipe parts a stored stage was made from (pydantic models or plain values)."""
-    plain = [p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parts]
-    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def stored(path: Path, key: str) -> bool:
-    """Whether ``path`` holds the stage made from ``key`` (its ``.key`` file says so): a run folder reused with a
-    changed recipe recomputes what changed instead of serving a stale set, teacher or expert."""
-    marker = path.with_suffix(".key")
-    return path.exists() and marker.exists() and marker.read_text() == key
-
-
-def mark(path: Path, key: str) -> None:
-    """Record that ``path`` (already written) was made from ``key``."""
-    path.with_suffix(".key").write_text(key)
+def stage_identity(*parts) -> dict:
+    """The identity of a stored stage: the recipe parts it was made from (pydantic models or plain values). A run
+    folder reused with a changed recipe recomputes what changed instead of serving a stale set, teacher or expert."""
+    return {"parts": [p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parts]}
 
 
 def load_real(recipe: DatasetRecipe) -> tuple[ClassBank, Tensor, Tensor]:
@@ -58,17 +43,17 @@ def full_data_teacher(recipe: DatasetRecipe, run: Run, bank: ClassBank):
     """A ConvNet trained on the full training set (cached in the run): herding's features and the soft labels' teacher."""
     factory = network_factory(recipe.network.name, bank, recipe.network.width, recipe.network.depth)
     path = run.folder / "full_data_teacher.safetensors"
-    key = stage_key(recipe.data, recipe.network, recipe.evaluate.full_epochs, recipe.evaluate.lr,
-                    recipe.evaluate.batch_size)
-    if stored(path, key):
+    identity = stage_identity(recipe.data, recipe.network, recipe.evaluate.full_epochs, recipe.evaluate.lr,
+                              recipe.evaluate.batch_size)
+    if read_file_entry(path, identity):
         model = factory()
         model.load_state_dict(load_file(str(path)))
         return model.eval()
     model = train_on_set(bank.images, bank.labels, factory, epochs=recipe.evaluate.full_epochs, lr=recipe.evaluate.lr,
                          batch_size=recipe.evaluate.batch_size, generator=torch.Generator().manual_seed(BASELINE_SEED),
                          progress=recipe.progress)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    mark(path, key)
+    write_file_entry(path, identity, lambda staging: save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                                                               str(staging)))
     return model.eval()
 
 
@@ -76,8 +61,8 @@ def expert_trajectories(recipe: DatasetRecipe, run: Run, bank: ClassBank, factor
     """MTT's experts, trained once per run folder (expert_trajectories.safetensors)."""
     path = run.folder / "expert_trajectories.safetensors"
     spec = recipe.method.experts
-    key = stage_key(recipe.data, recipe.network, spec, recipe.method.dsa)
-    if stored(path, key):
+    identity = stage_identity(recipe.data, recipe.network, spec, recipe.method.dsa)
+    if read_file_entry(path, identity):
         return load_trajectories(path)
     data = bank
     if spec.limit_train:
@@ -88,8 +73,7 @@ def expert_trajectories(recipe: DatasetRecipe, run: Run, bank: ClassBank, factor
                                              batch_size=spec.batch_size, augment=augment,
                                              generator=torch.Generator().manual_seed(BASELINE_SEED + 1),
                                              progress=recipe.progress, run=run, label="experts")
-    save_trajectories(trajectories, path)
-    mark(path, key)
+    write_file_entry(path, identity, lambda staging: save_trajectories(trajectories, staging))
     return trajectories
 
 
@@ -99,8 +83,8 @@ def condense_seed(recipe: DatasetRecipe, run: Run, bank: ClassBank, seed: int, t
     ``--resume`` it goes on from its newest checkpoint)."""
     method, network = recipe.method, recipe.network
     path = run.folder / SET_FILE.format(seed=seed)
-    key = stage_key(recipe.data, network, method.model_dump(mode="json", exclude={"checkpoint_every"}), seed)
-    if stored(path, key):
+    identity = stage_identity(recipe.data, network, method.model_dump(mode="json", exclude={"checkpoint_every"}), seed)
+    if read_file_entry(path, identity):
         return {"synthetic": SyntheticSet.load(path), "history": [], "seconds": None}
     factory = network_factory(network.name, bank, network.width, network.depth)
     synthetic, generator = seeded_start(bank, method.ipc, method.init, seed)
@@ -109,10 +93,9 @@ def condense_seed(recipe: DatasetRecipe, run: Run, bank: ClassBank, seed: int, t
                                             **options)
     done = run_condenser(condenser, method.iterations, generator, recipe.progress, f"{method.name} seed {seed}",
                          folder=run.folder / f"condense_seed{seed}", every=method.checkpoint_every,
-                         resume=run.resume, key=key)
+                         resume=run.resume, key=content_hash(identity))
     history, seconds = done.history, done.seconds
-    synthetic.save(path)
-    mark(path, key)
+    write_file_entry(path, identity, synthetic.save)
     return {"synthetic": synthetic, "history": history, "seconds": seconds}
 
 
