@@ -61,3 +61,12 @@ def test_cached_tensors_round_trip_and_are_keyed_by_content():
     assert calls == [1] and info == info_again == {"seconds": 1.5}
     assert torch.equal(tensors["images"], again["images"])
     assert entry_folder("test-tensors", {"mesh": "abc"}) != entry_folder("test-tensors", {"mesh": "abd"})
+
+
+def test_array_hash_reads_dtype_shape_and_values():
+    from distill.engine.cache import array_hash
+
+    x = torch.arange(6)
+    assert array_hash(x) == array_hash(x.numpy()) == array_hash(x.clone())
+    assert len({array_hash(x), array_hash(x.reshape(2, 3)), array_hash(x.int()), array_hash(x + 1)}) == 4
+    assert array_hash(x.to(torch.bfloat16)) != array_hash(x.to(torch.float16))
