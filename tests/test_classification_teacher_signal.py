@@ -74,6 +74,7 @@ def test_teacher_signal_names_its_choices():
 def test_a_teacher_cache_is_reused_by_a_run_with_the_same_teacher_and_rebuilt_for_another(tmp_path, monkeypatch):
     import distill.tasks.classification.run as run_module
 
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))  # not the entries of the other tests
     builds = []
     build = run_module.build_teacher_cache
     monkeypatch.setattr(run_module, "build_teacher_cache", lambda *a, **k: builds.append(a[2]) or build(*a, **k))

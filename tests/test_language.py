@@ -190,10 +190,11 @@ def test_bundled_language_recipes_load(path):
     assert recipe.task == "language" and recipe.teacher.source == "smollm2"
 
 
-def test_a_top_k_entry_is_built_once_and_a_stale_one_is_rebuilt_not_served(teacher_folder, monkeypatch):
+def test_a_top_k_entry_is_built_once_and_a_stale_one_is_rebuilt_not_served(teacher_folder, tmp_path, monkeypatch):
     import distill.tasks.language.run as run_module
     from distill.engine.cache import IDENTITY_FILE
 
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))  # not the entries of the other tests
     builds = []
     build = run_module.build_topk_cache
     monkeypatch.setattr(run_module, "build_topk_cache", lambda *a, **k: builds.append(k["k"]) or build(*a, **k))

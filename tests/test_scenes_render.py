@@ -319,12 +319,13 @@ def test_depth_maps_unproject_onto_the_surface_they_see():
     assert (opacity[:, 7:9, 7:9] > 0.9).all() and torch.allclose(depth[:, 7:9, 7:9], torch.full((4, 2, 2), 3.0), atol=1e-3)
 
 
-def test_obtained_views_are_rendered_once_per_identity(monkeypatch):
+def test_obtained_views_are_rendered_once_per_identity(tmp_path, monkeypatch):
     import distill.scenes.views as views_module
 
     calls = []
     render = views_module.render_views
     monkeypatch.setattr(views_module, "render_views", lambda *args: calls.append(args) or render(*args))
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))  # not the entries of the other tests
     mesh = ellipsoid_mesh(subdivisions=1)
     views, info = views_module.obtain_views([mesh], 3, 8, 0, (0.0, 30.0), 3.0, 40.0)
     again, info_again = views_module.obtain_views([mesh], 3, 8, 0, (0.0, 30.0), 3.0, 40.0)
