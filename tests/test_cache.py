@@ -79,3 +79,12 @@ def test_a_file_entry_claims_its_identity_only_once_written(tmp_path):
         write_file_entry(path, {"seed": 1}, killed)
     assert not read_file_entry(path, {"seed": 0}) and not read_file_entry(path, {"seed": 1})  # neither is claimed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set.safetensors"]
+
+
+def test_array_hash_reads_dtype_shape_and_values():
+    from distill.engine.cache import array_hash
+
+    x = torch.arange(6)
+    assert array_hash(x) == array_hash(x.numpy()) == array_hash(x.clone())
+    assert len({array_hash(x), array_hash(x.reshape(2, 3)), array_hash(x.int()), array_hash(x + 1)}) == 4
+    assert array_hash(x.to(torch.bfloat16)) != array_hash(x.to(torch.float16))

@@ -69,3 +69,22 @@ def test_a_teacher_cache_is_refused_where_it_cannot_serve(overrides, message):
 def test_teacher_signal_names_its_choices():
     with pytest.raises(ConfigError, match="teacher_signal"):
         load_recipe(TREE, ["distill.teacher_signal=disk"])
+
+
+def test_a_teacher_cache_is_reused_by_a_run_with_the_same_teacher_and_rebuilt_for_another(tmp_path, monkeypatch):
+    import distill.tasks.classification.run as run_module
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))  # not the entries of the other tests
+    builds = []
+    build = run_module.build_teacher_cache
+    monkeypatch.setattr(run_module, "build_teacher_cache", lambda *a, **k: builds.append(a[2]) or build(*a, **k))
+    _student_weights(tmp_path, "first", "distill.teacher_signal=cache", "train.steps=2")
+    _student_weights(tmp_path, "second", "distill.teacher_signal=cache", "train.steps=2")
+    assert len(builds) == 1
+    assert (tmp_path / "first" / "teacher_cache").resolve() == (tmp_path / "second" / "teacher_cache").resolve()
+    _student_weights(tmp_path, "other", "distill.teacher_signal=cache", "train.steps=2", "teacher.train.seed=5")
+    assert len(builds) == 2  # another teacher: its own entry
+    assert (tmp_path / "other" / "teacher_cache").resolve() != (tmp_path / "first" / "teacher_cache").resolve()
+    _student_weights(tmp_path, "other_taps", "distill.teacher_signal=cache", "train.steps=2",
+                     "distill.pairs.1.teacher=conv2")
+    assert len(builds) == 3

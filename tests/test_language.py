@@ -188,3 +188,22 @@ def test_full_run_writes_a_loadable_student(teacher_folder, tmp_path, overrides)
 def test_bundled_language_recipes_load(path):
     recipe = load_recipe(path)
     assert recipe.task == "language" and recipe.teacher.source == "smollm2"
+
+
+def test_a_top_k_entry_is_built_once_and_a_stale_one_is_rebuilt_not_served(teacher_folder, tmp_path, monkeypatch):
+    import distill.tasks.language.run as run_module
+    from distill.engine.cache import IDENTITY_FILE
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))  # not the entries of the other tests
+    builds = []
+    build = run_module.build_topk_cache
+    monkeypatch.setattr(run_module, "build_topk_cache", lambda *a, **k: builds.append(k["k"]) or build(*a, **k))
+    context = prepare(recipe_for(teacher_folder, "data.seed=11"))
+    cache = run_module.teacher_cache(context, "eval", 4)
+    assert run_module.teacher_cache(context, "eval", 4).folder == cache.folder and builds == [4]
+    assert run_module.teacher_stats(cache)["perplexity"] > 1
+    recorded = json.loads((cache.folder / IDENTITY_FILE).read_text())
+    (cache.folder / IDENTITY_FILE).write_text(json.dumps({**recorded, "teacher": "another"}))  # made by another teacher
+    rebuilt = run_module.teacher_cache(context, "eval", 4)
+    assert builds == [4, 4] and json.loads((rebuilt.folder / IDENTITY_FILE).read_text()) == recorded
+    assert run_module.teacher_cache(context, "eval", 5).folder != cache.folder and builds == [4, 4, 5]

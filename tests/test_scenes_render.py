@@ -317,3 +317,20 @@ def test_depth_maps_unproject_onto_the_surface_they_see():
     blob = GaussianScene(torch.zeros(1, 3), torch.full((1, 3), -1.0), torch.tensor([8.0]), torch.zeros(1, 1))
     depth, opacity = blob.render_depth(cameras, 16)
     assert (opacity[:, 7:9, 7:9] > 0.9).all() and torch.allclose(depth[:, 7:9, 7:9], torch.full((4, 2, 2), 3.0), atol=1e-3)
+
+
+def test_obtained_views_are_rendered_once_per_identity(tmp_path, monkeypatch):
+    import distill.scenes.views as views_module
+
+    calls = []
+    render = views_module.render_views
+    monkeypatch.setattr(views_module, "render_views", lambda *args: calls.append(args) or render(*args))
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))  # not the entries of the other tests
+    mesh = ellipsoid_mesh(subdivisions=1)
+    views, info = views_module.obtain_views([mesh], 3, 8, 0, (0.0, 30.0), 3.0, 40.0)
+    again, info_again = views_module.obtain_views([mesh], 3, 8, 0, (0.0, 30.0), 3.0, 40.0)
+    assert len(calls) == 1 and info_again == info and info["identity"]["meshes"] == [views_module.mesh_fingerprint(mesh)]
+    assert torch.equal(again.images, views.images) and torch.equal(again.poses, views.poses)
+    assert again.mesh_index.dtype == torch.int64 and again.images.shape == (3, 1, 8, 8)
+    views_module.obtain_views([mesh], 3, 8, 1, (0.0, 30.0), 3.0, 40.0)  # another seed: other cameras, rendered anew
+    assert len(calls) == 2

@@ -13,7 +13,6 @@ import math
 import os
 import random
 import time
-import zipfile
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from distill.data.base import DATASETS, DataSplits
 from distill.data.custom import from_arrays
+from distill.engine.cache import cached_entry
 from distill.errors import DistillError
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 #: The seed of ``mnist1d.data.get_dataset_args()``: it generates the official train/test set.
 OFFICIAL_SEED = 42
 NUM_CLASSES = 10
+ARRAYS_FILE = "arrays.npz"
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -66,14 +67,19 @@ def load_mnist1d(
     folder = data_root(root) / "mnist1d"
     stem = f"mnist1d-{version('mnist1d')}"
     official = _cached(
-        folder / f"{stem}-seed{OFFICIAL_SEED}.npz", lambda: _generate(5000, OFFICIAL_SEED, 0.8)
+        folder / f"{stem}-seed{OFFICIAL_SEED}",
+        {"generator": stem, "samples": 5000, "seed": OFFICIAL_SEED, "train_split": 0.8},
+        lambda: _generate(5000, OFFICIAL_SEED, 0.8),
     )
     transfer = None
     if transfer_size:
-        name = f"{stem}-transfer-n{transfer_size}-seed{transfer_seed}.npz"
         # the generator makes num_samples // 10 per class, then shuffles: round up, keep the first n
         generated = math.ceil(transfer_size / NUM_CLASSES) * NUM_CLASSES
-        drawn = _cached(folder / name, lambda: _generate(generated, transfer_seed, 1.0))
+        drawn = _cached(
+            folder / f"{stem}-transfer-n{generated}-seed{transfer_seed}",
+            {"generator": stem, "samples": generated, "seed": transfer_seed, "train_split": 1.0},
+            lambda: _generate(generated, transfer_seed, 1.0),
+        )
         transfer = drawn["x"][:transfer_size].reshape(-1, 1, 40)
     splits = from_arrays(
         official["x"].reshape(-1, 1, 40),
@@ -109,24 +115,19 @@ def _generate(num_samples: int, seed: int, train_split: float) -> dict[str, np.n
     }
 
 
-def _cached(path: Path, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Arrays stored at ``path``, or ``make()``'s, written atomically for the next call."""
-    if path.exists():
-        try:
-            with np.load(path) as stored:
-                return {key: stored[key] for key in stored.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            logger.warning("regenerating unreadable cache file %s (%s)", path, err)
-    arrays = make()
+def _cached(folder: Path, identity: dict, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``make()``'s arrays, generated once per ``identity`` into the cache entry ``folder``."""
+
+    def write(staging: Path) -> dict:
+        np.savez(staging / ARRAYS_FILE, **make())
+        return {}
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(partial, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(partial, path)
+        cached_entry(folder, identity, write)
     except OSError as err:
         raise DistillError(
-            f"cannot write the MNIST-1D cache {path} ({err}); pass root= or set DISTILL_DATA "
+            f"cannot write the MNIST-1D cache {folder} ({err}); pass root= or set DISTILL_DATA "
             "to a writable folder."
         ) from None
-    return arrays
+    with np.load(folder / ARRAYS_FILE) as stored:
+        return {key: stored[key] for key in stored.files}

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -42,6 +43,20 @@ def _canonical(identity: dict) -> str:
 def content_hash(identity: dict) -> str:
     """A short stable hash (16 hex digits of SHA-256) of a JSON-able description of how something is made."""
     return hashlib.sha256(_canonical(identity).encode()).hexdigest()[:16]
+
+
+def array_hash(*arrays) -> str:
+    """A short stable hash (16 hex digits of SHA-256) of arrays' dtypes, shapes and bytes (numpy or torch;
+    torch tensors are read on the CPU): token blocks, mesh vertices, a teacher's weights."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        if isinstance(array, torch.Tensor):
+            array = array.detach().cpu().contiguous()
+            array = (array.view(torch.int16) if array.dtype == torch.bfloat16 else array).numpy()  # numpy has no bf16
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def entry_folder(kind: str, identity: dict) -> Path:

@@ -7,18 +7,17 @@ the content-hash cache, keyed by the meshes' content, the cameras and the render
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from distill.data.base import DataSplits
 from distill.data.tensors import InMemoryDataset
-from distill.engine.cache import fit_or_load
+from distill.engine.cache import array_hash, cached_tensors
 from distill.scenes.cameras import OrbitCameras, pose_vector, random_cameras
 from distill.scenes.meshes import UP_AXIS, load_mesh, render_mesh, shipped_mesh
 
@@ -75,39 +74,24 @@ def resolve_mesh(name: str):
 
 def mesh_fingerprint(mesh) -> str:
     """A content hash of a normalised mesh's vertices and faces (a renamed or edited file is new data)."""
-    digest = hashlib.sha256(np.ascontiguousarray(mesh.vertices, dtype=np.float64).tobytes())
-    digest.update(np.ascontiguousarray(mesh.faces, dtype=np.int64).tobytes())
-    return digest.hexdigest()[:16]
-
-
-class _Renders(nn.Module):
-    """A render set as buffers, so the content-hash cache stores it like a model."""
-
-    def __init__(self, count: int, size: int) -> None:
-        super().__init__()
-        for name, shape in (("images", (count, 1, size, size)), ("azimuth", (count,)), ("elevation", (count,)),
-                            ("mesh_index", (count,))):
-            self.register_buffer(name, torch.zeros(shape))
+    return array_hash(np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64))
 
 
 def obtain_views(meshes: list, count: int, size: int, seed: int, elevation: tuple[float, float],
                  radius: float, fov: float) -> tuple[ViewSet, dict]:
     """:func:`render_views` of ``meshes``, from the cache or rendered now, and the cache's info (with
     the ``identity`` the views are keyed by)."""
-    holder = _Renders(count * len(meshes), size)
     identity = {"kind": "mesh-views", "renderer": RENDERER, "meshes": [mesh_fingerprint(m) for m in meshes],
                 "count": count, "size": size, "elevation": list(elevation), "radius": radius, "fov": fov,
                 "seed": seed}
 
-    def fit() -> dict:
+    def render() -> tuple[dict[str, Tensor], dict]:
         started = time.perf_counter()
         views = render_views(meshes, count, size, seed, elevation, radius, fov)
-        for name in ("images", "mesh_index"):
-            getattr(holder, name).copy_(getattr(views, name))
-        holder.azimuth.copy_(views.cameras.azimuth)
-        holder.elevation.copy_(views.cameras.elevation)
-        return {"seconds": time.perf_counter() - started}
+        tensors = {"images": views.images, "azimuth": views.cameras.azimuth, "elevation": views.cameras.elevation,
+                   "mesh_index": views.mesh_index}
+        return tensors, {"seconds": time.perf_counter() - started}
 
-    info, _ = fit_or_load(holder, identity, fit)
-    cameras = OrbitCameras(holder.azimuth, holder.elevation, radius, fov)
-    return ViewSet(holder.images, cameras, holder.mesh_index.long()), {**info, "identity": identity}
+    tensors, info = cached_tensors("views", identity, render)
+    cameras = OrbitCameras(tensors["azimuth"], tensors["elevation"], radius, fov)
+    return ViewSet(tensors["images"], cameras, tensors["mesh_index"]), {**info, "identity": identity}

@@ -13,9 +13,7 @@ anything else: a stale cache would silently train on wrong targets.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from distill.engine.cache import array_hash
 from distill.engine.progress import progress_bar
 from distill.errors import DistillError
 from distill.losses.sparse import TopKTargets
@@ -32,9 +31,8 @@ _FORMAT = "distill-topk-cache-v1"
 
 
 def blocks_hash(blocks: Tensor) -> str:
-    """SHA-256 (16 hex digits) of a token-block tensor's shape and int64 bytes."""
-    data = blocks.detach().cpu().to(torch.int64).contiguous().numpy()
-    return hashlib.sha256(str(tuple(data.shape)).encode() + data.tobytes()).hexdigest()[:16]
+    """A content hash of a token-block tensor's shape and int64 values."""
+    return array_hash(blocks.to(torch.int64))
 
 
 def _check_blocks(blocks: Tensor) -> None:
@@ -83,8 +81,7 @@ def build_topk_cache(teacher_logits: Callable[[Tensor], Tensor], blocks: Tensor,
             "temperature": temperature, "index_dtype": str(indices.dtype), "identity": identity,
             "blocks_hash": blocks_hash(blocks), "mean_tail_mass": tail / (count * length),
             "bytes_per_token": k * (indices.dtype.itemsize + 2)}
-    (folder / "meta.json.tmp").write_text(json.dumps(meta, indent=1))
-    os.replace(folder / "meta.json.tmp", folder / "meta.json")
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
     return folder
 
 

@@ -8,6 +8,7 @@ pass, so a bad tap, loss option or shape fails in seconds, not after the teacher
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from torch import nn
 from distill.augment import build_augment
 from distill.data import DataSplits, PairedViews, concat_datasets, load_dataset, student_views, with_validation
 from distill.distiller import Distiller, Match
-from distill.engine.cache import data_identity, fit_or_load
+from distill.engine.cache import array_hash, cached_entry, data_identity, entry_folder, fit_or_load
 from distill.engine.checkpoint import load_weights_file, save_weights_file, weights_for
 from distill.engine.config import TRAIN_ONLY
 from distill.experiment.runner import Run
@@ -190,10 +191,27 @@ def check_recipe(recipe: ClassificationRecipe, splits: DataSplits, views: Paired
     objective.distiller.export()
 
 
-def cached_teacher(recipe: ClassificationRecipe, teacher: nn.Module, data, run: Run) -> CachedTeacher:
-    """``teacher``'s tapped outputs over the training inputs, computed once into the run folder and served
-    from there (``distill.teacher_signal: cache``); rebuilt on every run, so it never outlives its teacher."""
-    folder = build_teacher_cache(teacher, data, run.folder / "teacher_cache", taps=recipe.distill.teacher_taps())
+def cached_teacher(recipe: ClassificationRecipe, teacher: nn.Module, data, splits: DataSplits, run: Run) -> CachedTeacher:
+    """``teacher``'s tapped outputs over the training inputs (``distill.teacher_signal: cache``): a cache entry
+    keyed by the teacher (its recipe and weights), the data and the taps, so a run with the same teacher and
+    data reuses it and any change rebuilds it. ``<run>/teacher_cache`` links to the entry the run read."""
+    taps = recipe.distill.teacher_taps()
+    identity = {"kind": "dense-teacher", "teacher": recipe.teacher.model_dump(mode="json"),
+                "weights": array_hash(*teacher.state_dict().values()),
+                "data": data_identity(recipe.data.model_dump(mode="json"), splits),
+                "use_transfer": recipe.distill.use_transfer, "taps": taps}
+
+    def build(staging: Path) -> dict:
+        build_teacher_cache(teacher, data, staging, taps=taps)
+        return {"inputs": len(data)}
+
+    folder = entry_folder("teacher-signals", identity)
+    cached_entry(folder, identity, build)
+    link = run.folder / "teacher_cache"
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)  # a cache written into the run folder by an older version
+    link.unlink(missing_ok=True)
+    link.symlink_to(folder, target_is_directory=True)
     return CachedTeacher(folder)
 
 
@@ -205,7 +223,7 @@ def train_distilled(recipe: ClassificationRecipe, splits: DataSplits, teacher: n
     if spec.use_transfer and splits.transfer is not None and views is None:
         data = concat_datasets(splits.train, splits.transfer)
     if spec.teacher_signal == "cache":
-        teacher = cached_teacher(recipe, teacher, data, run)
+        teacher = cached_teacher(recipe, teacher, data, splits, run)
     student = build_student(recipe, splits)
     objective = build_distill_objective(recipe, student, teacher, splits, views)
     result = run.train(objective, data, recipe.train, "distill", _evaluator(splits.test))

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from distill.engine.cache import cache_root
+from distill.engine.cache import cached_entry, content_hash, entry_folder
 from distill.errors import ConfigError
 
 #: the packaged teacher: package, file
@@ -33,13 +30,10 @@ STUDENT_PRESETS = {
 }
 
 
-def file_hash(path: Path, chunk: int = 1 << 22) -> str:
+def file_hash(path: Path) -> str:
     """SHA-256 of a file's bytes (16 hex digits)."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
 
 
 def _packaged_smollm2() -> Path:
@@ -51,26 +45,25 @@ def _packaged_smollm2() -> Path:
 
 
 def _convert_gguf(gguf: Path) -> Path:
-    """A plain safetensors folder (model + tokenizer) made once from ``gguf``, in the cache."""
+    """A plain safetensors folder (model + tokenizer) made once from ``gguf``: a cache entry."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    folder = cache_root() / "language" / f"gguf-{file_hash(gguf)}"
-    if (folder / "config.json").exists():
-        return folder
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # The weights are dequantised floats now, but the model keeps its GGUF quantiser and refuses to
-    # save: move them into a plain model of the same config without the quantisation entry.
-    config = loaded.config.to_dict()
-    config.pop("quantization_config", None)
-    config = AutoConfig.for_model(**config)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict())
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    os.replace(tmp, folder)  # atomic: a conversion stopped midway leaves no folder that looks complete
+    def convert(staging: Path) -> dict:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # The weights are dequantised floats now, but the model keeps its GGUF quantiser and refuses to
+        # save: move them into a plain model of the same config without the quantisation entry.
+        config = loaded.config.to_dict()
+        config.pop("quantization_config", None)
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config), dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict())
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        return {"gguf": str(gguf)}
+
+    identity = {"kind": "gguf", "file": file_hash(gguf)}
+    folder = entry_folder("language", identity)
+    cached_entry(folder, identity, convert)
     return folder
 
 
@@ -111,14 +104,13 @@ def load_causal_lm(folder: Path, trainable: bool = False) -> nn.Module:
 
 def tokenizer_hash(tokenizer) -> str:
     """A content hash of a fast tokenizer (vocabulary, merges, normaliser, special tokens)."""
-    text = tokenizer.backend_tokenizer.to_str() + json.dumps(tokenizer.special_tokens_map, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return content_hash({"tokenizer": tokenizer.backend_tokenizer.to_str(), "special": tokenizer.special_tokens_map})
 
 
 def weights_hash(folder: Path) -> str:
     """A content hash of a model folder's config and weight files."""
     files = sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin")) + [Path(folder) / "config.json"]
-    return hashlib.sha256("".join(file_hash(f) for f in files if f.is_file()).encode()).hexdigest()[:16]
+    return content_hash({f.name: file_hash(f) for f in files if f.is_file()})
 
 
 def build_student(teacher: nn.Module, preset: str, context: int, init_layers: list[int] | None = None) -> nn.Module:

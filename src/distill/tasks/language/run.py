@@ -3,7 +3,6 @@ evaluation on held-out text, samples and the Hugging Face student folder."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -14,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.data.tensors import TensorDictDataset
-from distill.engine.cache import cache_root
+from distill.engine.cache import INFO_FILE, cached_entry, cached_tensors, entry_folder
 from distill.engine.progress import progress_bar
 from distill.errors import ConfigError
 from distill.experiment.runner import Run
@@ -98,27 +97,29 @@ def _teacher_logits(teacher: nn.Module, stats: dict | None = None):
 
 
 def teacher_cache(context: LanguageContext, side: str, k: int) -> TopKCache:
-    """The teacher's top-``k`` cache of one side's blocks, built once (content-hash keyed); the held-out
-    side also records the teacher's own perplexity, measured in the same pass."""
+    """The teacher's top-``k`` cache of one side's blocks, a cache entry made once per identity; the
+    held-out side also records the teacher's own perplexity, measured in the same pass."""
     blocks = context.train_blocks if side == "train" else context.eval_blocks
     identity = context.identity[side]
-    key = hashlib.sha256(json.dumps({**identity, "k": k, "blocks": blocks_hash(blocks)}, sort_keys=True).encode())
-    folder = cache_root() / "language" / f"topk-{key.hexdigest()[:16]}"
-    stats_file = folder / "teacher_stats.json"
-    if not (folder / "meta.json").exists() or not stats_file.exists():
+
+    def build(staging: Path) -> dict:
         stats: dict = {}
         started = time.perf_counter()
-        build_topk_cache(_teacher_logits(context.teacher, stats), blocks, folder, k=k, identity=identity)
+        build_topk_cache(_teacher_logits(context.teacher, stats), blocks, staging, k=k, identity=identity)
         stats["seconds"] = time.perf_counter() - started
         stats["tokens_per_second"] = blocks.numel() / stats["seconds"]
         stats["perplexity"] = math.exp(stats["nll"] / stats["tokens"])
-        stats_file.write_text(json.dumps(stats, indent=1))
+        return stats
+
+    entry = {"kind": "topk", **identity, "k": k, "blocks": blocks_hash(blocks)}
+    folder = entry_folder("language", entry)
+    cached_entry(folder, entry, build)
     return TopKCache(folder, identity=identity, blocks=blocks)
 
 
 def teacher_stats(cache: TopKCache) -> dict:
-    """What the teacher's pass over a cache's blocks measured (perplexity, tokens per second)."""
-    return json.loads((cache.folder / "teacher_stats.json").read_text())
+    """What the teacher's pass over a cache's blocks measured (perplexity, tokens per second): its entry's info."""
+    return json.loads((cache.folder / INFO_FILE).read_text())
 
 
 @torch.no_grad()
@@ -149,22 +150,21 @@ def make_student(recipe: LanguageRecipe, context: LanguageContext) -> nn.Module:
 
 def teacher_generations(context: LanguageContext, prompt_tokens: int, count: int, seed: int) -> TensorDictDataset:
     """Sequence-level KD data (Kim & Rush 2016): ``count`` training-block prompts continued by the teacher
-    (sampling at temperature 1) to the block length; cached by content hash. Only continuations are trained on."""
+    (sampling at temperature 1) to the block length; a cache entry. Only continuations are trained on."""
     blocks = context.train_blocks[:count]
-    key = hashlib.sha256(json.dumps({**context.identity["train"], "prompt": prompt_tokens, "count": count, "seed": seed,
-                                     "blocks": blocks_hash(blocks)}, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_root() / "language" / f"seqkd-{key}.pt"
-    if not path.exists():
+
+    def generate() -> tuple[dict[str, Tensor], dict]:
         torch.manual_seed(seed)
         out = []
         with progress_bar("teacher generations", len(blocks)) as bar:
             for start in range(0, len(blocks), 8):
                 out.append(sample_continuations(context.teacher, blocks[start:start + 8, :prompt_tokens], blocks.shape[1]))
                 bar.update(start + len(out[-1]))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(torch.cat(out), path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)
-    ids = torch.load(path)
+        return {"input_ids": torch.cat(out)}, {}
+
+    identity = {"kind": "seqkd", **context.identity["train"], "prompt": prompt_tokens, "count": count, "seed": seed,
+                "blocks": blocks_hash(blocks)}
+    ids = cached_tensors("language", identity, generate)[0]["input_ids"]
     return TensorDictDataset(input_ids=ids, row=torch.arange(len(ids)), loss_mask=prediction_mask(ids, prompt_tokens - 1))
 
 
