@@ -25,7 +25,7 @@ from distill.experiment.runner import Run
 from distill.engine.cache import content_hash
 from distill.taps import tapped
 from distill.tasks.dataset.augment import DSA
-from distill.tasks.dataset.evaluate import evaluate_set, herding_subset, random_subset
+from distill.tasks.dataset.metrics import evaluate_set, herding_subset, random_subset
 from distill.tasks.dataset.report import plot_accuracy_vs_ipc, plot_grid
 from distill.tasks.dataset.recipe import ARCHITECTURES
 from distill.tasks.dataset.run import (BASELINE_SEED, condense_seed, expert_trajectories, full_data_teacher, load_real,

@@ -28,7 +28,7 @@ from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
 from distill.losses import LOSSES
 from distill.signals import tail_mass, topk_reconstruction_kl
-from distill.tasks.language.objective import LanguageObjective, live_signal
+from distill.tasks.language.objectives import LanguageObjective, live_signal
 from distill.tasks.language.report import plot_curves
 from distill.tasks.language.run import EVAL_K, make_student, prepare, teacher_cache, teacher_stats, train_student
 

@@ -26,7 +26,7 @@ from common import mean_std, print_table, write_json
 
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
-from distill.tasks.score.run import run_points_recipe
+from distill.tasks.score.run import run_score_recipe
 
 GUIDANCES = ("sds", "vsd", "ism", "ssd", "csd", "dsd")
 KEYS = ("swd", "mmd", "mode_distance", "mode_spread", "modes_covered", "fd", "precision", "recall", "agreement",
@@ -60,12 +60,12 @@ def main() -> None:
         for guidance in args.guidances:
             for seed in args.seeds:
                 recipe = recipe_for(args.recipes, guidance, toy, seed)
-                rows, _ = run_points_recipe(recipe, Run(args.work / toy / f"{guidance}_seed{seed}", recipe))
-                for row in rows:
-                    name = guidance if row.model == guidance else row.model
+                outcome = run_score_recipe(recipe, Run(args.work / toy / f"{guidance}_seed{seed}", recipe))
+                for row in outcome.table.rows:
+                    name = guidance if row["model"] == guidance else row["model"]
                     if name != guidance and guidance != args.guidances[0]:
                         continue  # the references are the same for every guidance: keep the first's
-                    table.setdefault(name, []).append({**row.metrics, **row.cost})
+                    table.setdefault(name, []).append({k: v for k, v in row.items() if k != "model"})
                 print(f"{toy} {guidance} seed {seed}: "
                       f"{ {k: round(v, 4) for k, v in table[guidance][-1].items() if isinstance(v, float)} }",
                       flush=True)

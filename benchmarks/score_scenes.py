@@ -32,8 +32,8 @@ from distill.engine.config import GroupConfig
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
 from distill.scenes import chamfer_distance, surface_points
-from distill.tasks.score.guidance import GUIDANCES
-from distill.tasks.score.scene_run import prepare_scene
+from distill.tasks.score.methods import GUIDANCES
+from distill.tasks.score.objects.scene import prepare_scene
 
 KEYS = ("chamfer", "psnr", "ssim", "seconds", "evaluations_per_step")
 

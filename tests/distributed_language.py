@@ -15,7 +15,7 @@ from distill.data.tensors import TensorDictDataset
 from distill.engine.config import TrainConfig
 from distill.engine.trainer import train
 from distill.losses import LOSSES
-from distill.tasks.language.objective import LanguageObjective
+from distill.tasks.language.objectives import LanguageObjective
 from distill.tasks.language.recipe import LanguageRecipe
 from distill.tasks.language.run import make_student, prepare, teacher_cache
 

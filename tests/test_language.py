@@ -15,7 +15,7 @@ from distill.experiment.tasks import get_task
 from distill.losses import LOSSES
 from distill.tasks.language.corpus import Corpus, generated_text, pack_blocks, split_documents, text_files
 from distill.tasks.language.models import build_student, load_causal_lm, load_tokenizer, resolve_model_folder
-from distill.tasks.language.objective import LanguageObjective, next_token_labels, prediction_mask
+from distill.tasks.language.objectives import LanguageObjective, next_token_labels, prediction_mask
 from distill.tasks.language.run import prepare, teacher_cache, teacher_generations
 
 

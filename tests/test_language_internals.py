@@ -16,9 +16,14 @@ from distill.experiment.runner import Run
 from distill.experiment.tasks import get_task
 from distill.losses import LOSSES
 from distill.losses.minilm import AttentionRelationLoss
-from distill.tasks.language.internals import HiddenStateMatching, InternalMatching, RelationMatching, uniform_layer_map
+from distill.tasks.language.methods.internals import (
+    HiddenStateMatching,
+    InternalMatching,
+    RelationMatching,
+    uniform_layer_map,
+)
 from distill.tasks.language.models import build_student, load_causal_lm
-from distill.tasks.language.objective import LanguageObjective
+from distill.tasks.language.objectives import LanguageObjective
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +172,7 @@ def test_run_with_hidden_states_and_relations(tmp_path):
 
 def test_hidden_state_taps_capture_the_models_hidden_states(teacher):
     from distill.taps import TapRecorder, parse_tap
-    from distill.tasks.language.internals import hidden_state_taps
+    from distill.tasks.language.methods.internals import hidden_state_taps
 
     for model in (teacher, build_student(teacher, "tiny", 16)):
         specs = [parse_tap(t) for t in hidden_state_taps(model.config.num_hidden_layers)]

@@ -14,7 +14,7 @@ from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
 from distill.experiment.tasks import get_task
 from distill.scenes import GaussianScene, ReconstructionObjective, ViewSet, ellipsoid_mesh, orbit, pose_vector
-from distill.tasks.score.scenes import SceneObjective
+from distill.tasks.score.objectives import SceneObjective
 from distill.tasks.score.view_prior import ViewConditionedExactDenoiser, view_directions
 
 POINTS = {"name": "t", "task": "score", "data": {"name": "8gaussians", "options": {"n_train": 2000, "n_test": 500}},
@@ -104,7 +104,7 @@ def test_sds_under_the_exact_view_prior_moves_the_renders_towards_the_views():
     torch.manual_seed(0)
     views = _tiny_views()
     prior = ViewConditionedExactDenoiser(views.images, views.poses, build_process("flow"), kappa_degrees=10.0)
-    from distill.tasks.score.guidance import GUIDANCES
+    from distill.tasks.score.methods import GUIDANCES
 
     scene = GaussianScene.random(24, 0.5, channels=1, generator=torch.Generator().manual_seed(0))
     objective = SceneObjective(GUIDANCES.build("sds"), prior, scene, views.cameras, 8, total_steps=60)

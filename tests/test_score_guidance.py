@@ -9,7 +9,7 @@ from distill.diffusion import Denoiser, build_denoiser, build_process
 from distill.diffusion.exact import ExactDenoiser
 from distill.errors import ConfigError
 from distill.tasks.score import GUIDANCES
-from distill.tasks.score.guidance import NoiseLevels
+from distill.tasks.score.methods import NoiseLevels
 
 
 def test_the_exact_denoiser_of_one_point_always_predicts_it():

@@ -11,9 +11,9 @@ from distill.diffusion.exact import ExactDenoiser
 from distill.diffusion.process import broadcast
 from distill.errors import ConfigError
 from distill.tasks.score import GUIDANCES, ParticlesObjective
-from distill.tasks.score.guidance.base import annealed
-from distill.tasks.score.guidance.noise import FixedNoise, ddim_path
-from distill.tasks.score.guidance.ssd import SSD
+from distill.tasks.score.methods.base import annealed
+from distill.tasks.score.methods.noise import FixedNoise, ddim_path
+from distill.tasks.score.methods.ssd import SSD
 
 PROCESSES = ("flow", "diffusion")
 POINT = torch.tensor([[1.0, -0.5]])

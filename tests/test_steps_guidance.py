@@ -16,8 +16,9 @@ from distill.diffusion.sampling import OdeGenerator
 from distill.errors import ConfigError
 from distill.experiment import Run, get_task, load_recipe
 from distill.tasks.steps.methods import STEP_METHODS, StepsContext
-from distill.tasks.steps.methods.base import counting_evaluations, flat_mean
 from distill.tasks.steps.methods.guidance import GuidanceDistillation, GuidanceObjective, guided_target, scale_input
+from distill.tasks.steps.metrics import counting_evaluations
+from distill.tasks.steps.objectives import flat_mean
 from steps_fixtures import perturbed_mlp
 
 RECIPE = Path(__file__).parents[1] / "recipes/steps/digits_guidance.yaml"

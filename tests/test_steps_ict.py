@@ -15,9 +15,9 @@ from distill.diffusion.process import CosineDiffusion, FlowProcess
 from distill.errors import ConfigError
 from distill.experiment import Run, get_task, load_recipe
 from distill.tasks.steps.methods import STEP_METHODS, StepsContext
-from distill.tasks.steps.methods.base import counting_evaluations
 from distill.tasks.steps.methods.consistency import consistency_distance, consistency_function
 from distill.tasks.steps.methods.ict import ImprovedConsistency, ImprovedConsistencyObjective, times_of_ratios
+from distill.tasks.steps.metrics import counting_evaluations
 from distill.tasks.steps.run import STUDENTS_FILE
 
 RECIPE = Path(__file__).parents[1] / "recipes/steps/ict.yaml"

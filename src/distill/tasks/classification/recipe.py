@@ -9,8 +9,8 @@ from pydantic import Field, model_validator
 
 from distill.engine.config import StrictModel, TrainConfig
 from distill.experiment.recipe import check_builds
-from distill.losses import LOSSES
 from distill.taps import parse_tap
+from distill.tasks.classification.methods import LOSSES
 
 
 class DataSpec(StrictModel):

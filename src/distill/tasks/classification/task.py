@@ -8,7 +8,7 @@ from distill.experiment.runner import Run
 from distill.experiment.table import Column, Table, number
 from distill.experiment.tasks import Outcome, Task, register_task
 from distill.export import export_model
-from distill.losses import LOSSES
+from distill.tasks.classification.methods import LOSSES
 from distill.tasks.classification.metrics import evaluate_classifier
 from distill.tasks.classification.recipe import ClassificationRecipe
 from distill.tasks.classification.report import plot_learning_curves, results_table

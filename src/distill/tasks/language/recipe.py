@@ -9,9 +9,6 @@ from pydantic import Field, PositiveInt, model_validator
 from distill.engine.config import StrictModel, TrainConfig
 from distill.experiment.recipe import check_builds
 
-#: the token-level losses a recipe can name (one module each in distill.losses); "ce" trains without a teacher
-TOKEN_LOSSES = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "taid")
-
 
 class TeacherSpec(StrictModel):
     """``source``: ``smollm2`` (the packaged SmolLM2-135M-Instruct), a ``.gguf`` file or a local model folder."""
@@ -111,7 +108,7 @@ class MethodSpec(StrictModel):
 
     @model_validator(mode="after")
     def _loss_builds(self) -> MethodSpec:
-        from distill.losses import LOSSES
+        from distill.tasks.language.methods import LANGUAGE_LOSSES, TOKEN_LOSSES
 
         if self.sequence_kd and self.internals:
             raise ValueError("method.sequence_kd trains on teacher generations only; hidden and relations do not apply")
@@ -123,7 +120,7 @@ class MethodSpec(StrictModel):
             raise ValueError("method.sequence_kd trains with cross-entropy on teacher generations; set method.loss: ce")
         if self.loss not in TOKEN_LOSSES:
             raise ValueError(f"method.loss {self.loss!r} is not a token-level loss; use 'ce' or one of {list(TOKEN_LOSSES)}")
-        check_builds(LOSSES, self.loss, {"temperature": self.temperature, "ce_weight": self.ce_weight, **self.options})
+        check_builds(LANGUAGE_LOSSES, self.loss, {"temperature": self.temperature, "ce_weight": self.ce_weight, **self.options})
         return self
 
 

@@ -17,17 +17,15 @@ from distill.engine.cache import INFO_FILE, cached_entry, cached_tensors, entry_
 from distill.engine.progress import progress_bar
 from distill.errors import ConfigError
 from distill.experiment.runner import Run
-from distill.losses import IGNORE_INDEX, LOSSES
-from distill.losses.sparse import binned_log_probs
-from distill.losses.token import kl_divergence
-from distill.metrics.classification import hits
 from distill.metrics.cost import parameter_count
 from distill.signals import TopKCache, blocks_hash, build_topk_cache
 from distill.tasks.language.corpus import Corpus, generated_text, pack_blocks, shakespeare_plays, split_documents, text_files
+from distill.tasks.language.methods import LANGUAGE_LOSSES
+from distill.tasks.language.methods.internals import internal_matching
+from distill.tasks.language.metrics import evaluate_model, samples
 from distill.tasks.language.models import (build_student, load_causal_lm, load_tokenizer, resolve_model_folder,
                                           tokenizer_hash, weights_hash)
-from distill.tasks.language.internals import HiddenStateMatching, InternalMatching, RelationMatching, uniform_layer_map
-from distill.tasks.language.objective import LanguageObjective, live_signal, prediction_mask, sample_continuations
+from distill.tasks.language.objectives import LanguageObjective, live_signal, prediction_mask, sample_continuations
 from distill.tasks.language.recipe import LanguageRecipe
 
 STUDENT_FOLDER = "student"
@@ -122,25 +120,6 @@ def teacher_stats(cache: TopKCache) -> dict:
     return json.loads((cache.folder / INFO_FILE).read_text())
 
 
-@torch.no_grad()
-def evaluate_model(model: nn.Module, blocks: Tensor, cache: TopKCache, batch_size: int = 16) -> dict[str, float]:
-    """Held-out perplexity, top-1 agreement with the teacher and KL(teacher ‖ student) on the cache's
-    top-k + tail bins (a lower bound of the full KL, data-processing inequality)."""
-    model.eval()
-    nll = kl = agree = count = 0.0
-    for start in range(0, len(blocks), batch_size):
-        ids = blocks[start:start + batch_size]
-        logits = model(input_ids=ids).logits.float()
-        mask = prediction_mask(ids)
-        nll += float(torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten(), reduction="sum"))
-        targets = cache.targets(torch.arange(start, start + len(ids)))
-        log_q, log_p = binned_log_probs(logits, targets, targets.temperature)
-        kl += float((kl_divergence(log_p, log_q) * mask).sum())
-        agree += float(hits(logits, targets.indices[..., 0].masked_fill(~mask, IGNORE_INDEX))[0])
-        count += float(mask.sum())
-    return {"perplexity": math.exp(nll / count), "agreement": agree / count, "kl": kl / count}
-
-
 def make_student(recipe: LanguageRecipe, context: LanguageContext) -> nn.Module:
     """The recipe's student: a local folder, teacher layers, or a size preset."""
     if recipe.student.folder:
@@ -168,21 +147,6 @@ def teacher_generations(context: LanguageContext, prompt_tokens: int, count: int
     return TensorDictDataset(input_ids=ids, row=torch.arange(len(ids)), loss_mask=prediction_mask(ids, prompt_tokens - 1))
 
 
-def internal_matching(recipe: LanguageRecipe, student: nn.Module, teacher: nn.Module) -> InternalMatching | None:
-    """The recipe's hidden-state and relation terms, or None; bad layers or relation heads fail here, before training."""
-    hidden, relations = recipe.method.hidden, recipe.method.relations
-    if hidden is None and relations is None:
-        return None
-    hidden_states = attention = None
-    if hidden is not None:
-        pairs = hidden.layers or uniform_layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
-        hidden_states = HiddenStateMatching(pairs, student.config, teacher.config, recipe.data.block_length)
-    if relations is not None:
-        attention = RelationMatching(student, teacher, relations.student_layer, relations.teacher_layer, relations.heads)
-    return InternalMatching(hidden_states, hidden.weight if hidden else 1.0, attention,
-                            relations.weight if relations else 1.0)
-
-
 def train_student(recipe: LanguageRecipe, context: LanguageContext, run: Run,
                   eval_cache: TopKCache) -> tuple[nn.Module, dict]:
     """Train the recipe's student; returns it and the run's facts (budget, timings, curve)."""
@@ -195,7 +159,7 @@ def train_student(recipe: LanguageRecipe, context: LanguageContext, run: Run,
     total = config.total_steps(len(data) // config.batch_size)
     loss = signal = teacher = None
     if method.loss != "ce":
-        loss = LOSSES.build(method.loss, temperature=method.temperature, ce_weight=method.ce_weight, **method.options)
+        loss = LANGUAGE_LOSSES.build(method.loss, temperature=method.temperature, ce_weight=method.ce_weight, **method.options)
         if recipe.signals.source == "cache":
             signal = teacher_cache(context, "train", recipe.signals.k)
         else:
@@ -216,19 +180,6 @@ def train_student(recipe: LanguageRecipe, context: LanguageContext, run: Run,
              "seconds": result.seconds, "tokens_per_second": result.samples_per_second * recipe.data.block_length,
              "parameters": parameter_count(student), "curve": curve}
     return student, facts
-
-
-@torch.no_grad()
-def samples(model: nn.Module, tokenizer, prompts: list[str], tokens: int) -> list[str]:
-    """Greedy continuations of ``prompts`` (the prompt included)."""
-    model.eval()
-    out = []
-    for prompt in prompts:
-        ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
-        generated = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                   max_new_tokens=tokens, pad_token_id=tokenizer.eos_token_id)
-        out.append(tokenizer.decode(generated[0], skip_special_tokens=True))
-    return out
 
 
 def save_student(model: nn.Module, tokenizer, folder: Path) -> Path:

@@ -9,20 +9,14 @@ from distill.errors import ConfigError
 from distill.experiment.runner import Run
 from distill.experiment.table import Table
 from distill.experiment.tasks import Outcome, Task, TaskOption, register_task
-from distill.losses import LOSSES
 from distill.metrics.cost import parameter_count
 from distill.tasks.language.corpus import pack_blocks, text_files
+from distill.tasks.language.methods import LANGUAGE_LOSSES
+from distill.tasks.language.metrics import evaluate_model
 from distill.tasks.language.models import load_causal_lm
-from distill.registry import Registry
-from distill.tasks.language.recipe import TOKEN_LOSSES, LanguageRecipe
+from distill.tasks.language.recipe import LanguageRecipe
 from distill.tasks.language.report import language_table, plot_curves, samples_markdown
-from distill.tasks.language.run import EVAL_K, STUDENT_FOLDER, evaluate_model, prepare, run_language_recipe, teacher_cache
-
-
-#: the token-level losses a language recipe can name (the same classes as in LOSSES)
-LANGUAGE_LOSSES = Registry("language loss")
-for _name in TOKEN_LOSSES:
-    LANGUAGE_LOSSES.register(_name)(LOSSES.get(_name))
+from distill.tasks.language.run import EVAL_K, STUDENT_FOLDER, prepare, run_language_recipe, teacher_cache
 
 
 class LanguageTask(Task):

@@ -1,10 +1,12 @@
 """What score distillation's results are measured by, beyond the shared distribution metrics:
-mode coverage and spread (mode collapse), pixel statistics (over-saturation) and cost."""
+mode coverage and spread (mode collapse), pixel statistics (over-saturation) and cost, and the row
+that carries them into the table."""
 
 from __future__ import annotations
 
 import resource
 import sys
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -12,6 +14,17 @@ from torch import Tensor
 from distill.data.toys import EIGHT_GAUSSIAN_CENTRES
 
 SATURATION_MARGIN = 0.1
+
+
+@dataclass
+class ScoreRow:
+    """One scored object (real points, the initial state, the prior's samples, a guidance's result) and
+    its metrics; ``points`` is what the figure shows (the points themselves, or a scene's turntable)."""
+
+    model: str
+    metrics: dict[str, float]
+    points: Tensor = field(repr=False)
+    cost: dict[str, float] = field(default_factory=dict)
 
 #: toys whose modes are known points, for :func:`mode_statistics`
 KNOWN_MODES = {"8gaussians": EIGHT_GAUSSIAN_CENTRES}

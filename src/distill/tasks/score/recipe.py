@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
@@ -21,14 +21,14 @@ class GuidanceSpec(StrictModel):
 
     @model_validator(mode="after")
     def _guidance_builds(self) -> GuidanceSpec:
-        from distill.tasks.score.guidance import GUIDANCES
+        from distill.tasks.score.methods import GUIDANCES
 
         check_builds(GUIDANCES, self.name, self.options)
         return self
 
     def build(self):
         """The guidance object."""
-        from distill.tasks.score.guidance import GUIDANCES
+        from distill.tasks.score.methods import GUIDANCES
 
         return GUIDANCES.build(self.name, **self.options)
 
@@ -37,6 +37,8 @@ class PointsSpec(StrictModel):
     """Particles in the prior's own data space — 2-D points or images — started from N(0, init_std²).
     With a class-conditional prior, particle i is guided towards class ``i mod num_classes``."""
 
+    #: the registered object kind that runs it (``distill.tasks.score.objects``)
+    object_kind: ClassVar[str] = "points"
     kind: Literal["points"] = "points"
     count: PositiveInt = 1024
     init_std: float = Field(1.0, gt=0)
@@ -46,6 +48,7 @@ class SceneSpec(StrictModel):
     """A 3-D object seen only through renders: ``gaussians`` (``count`` 3-D Gaussians started uniform in
     a ball of ``init_radius``) or ``voxels`` (a ``resolution``³ grid), grey (1 channel) or RGB."""
 
+    object_kind: ClassVar[str] = "scene"
     kind: Literal["gaussians", "voxels"]
     count: PositiveInt = 256
     resolution: PositiveInt = 32
@@ -110,7 +113,7 @@ class ScoreRecipe(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ScoreRecipe:
-        scene = isinstance(self.object, SceneSpec)
+        scene = self.object.object_kind == "scene"
         if scene and (self.views is None or self.data is not None):
             raise ConfigError(f"a {self.object.kind} object is distilled from renders of meshes: give a 'views' "
                               "section (meshes, count, size, ...) and no 'data' section.")

@@ -1,110 +1,25 @@
-"""Run a ``task: score`` recipe on particles or images: the prior (cached), the guidance, scoring.
-
-Every result is measured beside three references from the same run: an independent real draw
-(the noise floor), the initial state the guidance started from, and the prior's own samples
-(what the prior can do when sampled by its ODE rather than distilled into particles).
+"""Run a ``task: score`` recipe, whatever object it makes: the kind its ``object`` section names
+(:data:`~distill.tasks.score.objects.OBJECT_KINDS`) prepares the prior, scores the references, moves a
+fresh object by the guidance and writes it; this module puts the rows, details and figure together.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import numpy as np
-import torch
-from torch import Tensor, nn
-
-from distill.data.generative import load_generative_data
-from distill.diffusion.exact import ClassConditionalExactDenoiser, ExactDenoiser
-from distill.diffusion.process import build_process
-from distill.diffusion.sampling import OdeGenerator
-from distill.diffusion.teacher import build_diffusion_model, obtain_diffusion_model
 from distill.experiment.runner import Run
-from distill.metrics.classifier import obtain_metric_classifier
-from distill.metrics.scorer import Scorer
-from distill.tasks.score.metrics import KNOWN_MODES, mode_statistics, peak_memory_mb, pixel_statistics
-from distill.tasks.score.particles import ParticlesObjective
+from distill.experiment.tasks import Outcome
+from distill.tasks.score.objects import OBJECT_KINDS
 from distill.tasks.score.recipe import ScoreRecipe
-
-PARTICLES_FILE = "particles.npz"
-
-
-@dataclass
-class ScoreRow:
-    """One set of points (real, initial, prior samples or the guidance's result) and its metrics."""
-
-    model: str
-    metrics: dict[str, float]
-    points: Tensor = field(repr=False)
-    cost: dict[str, float] = field(default_factory=dict)
+from distill.tasks.score.report import score_table
 
 
-def particle_labels(recipe: ScoreRecipe, num_classes: int) -> Tensor | None:
-    """Particle i's class (``i mod num_classes``) under a class-conditional prior, else None."""
-    return torch.arange(recipe.object.count) % num_classes if recipe.prior.conditional else None
-
-
-def initial_points(recipe: ScoreRecipe, shape: tuple[int, ...]) -> Tensor:
-    """N(0, init_std²) particles, seeded by the run's seed."""
-    generator = torch.Generator().manual_seed(recipe.train.seed)
-    return recipe.object.init_std * torch.randn(recipe.object.count, *shape, generator=generator)
-
-
-def obtain_points_prior(recipe: ScoreRecipe, splits, run: Run | None) -> tuple[nn.Module, dict]:
-    """The exact prior of the training points (class-conditional when the recipe says so), or the
-    trained diffusion / flow model (untrained when ``run`` is None, else cached or trained now)."""
-    spec = recipe.prior
-    if spec.kind == "exact":
-        process = build_process(spec.process)
-        if spec.conditional:
-            return ClassConditionalExactDenoiser(splits.train.x, splits.train.y, process, splits.num_classes,
-                                                 spec.cfg_scale), {}
-        return ExactDenoiser(splits.train.x, process), {}
-    if run is None:
-        return build_diffusion_model(spec, splits), {}
-    return obtain_diffusion_model(recipe.data.model_dump(mode="json"), spec, splits, run, label="prior")
-
-
-def describe(points: Tensor, labels: Tensor | None, scorer: Scorer, data: str,
-             shared: dict[str, float] | None = None) -> dict[str, float]:
-    """The shared distribution metrics (``shared`` where already measured) plus the family's own: modes
-    for toys with known modes, pixel statistics for images."""
-    metrics = dict(shared) if shared is not None else scorer.score(points, labels)
-    if data in KNOWN_MODES:
-        metrics |= mode_statistics(points, KNOWN_MODES[data])
-    if points.dim() > 2:
-        metrics |= pixel_statistics(points)
-    return metrics
-
-
-def run_points_recipe(recipe: ScoreRecipe, run: Run) -> tuple[list[ScoreRow], dict]:
-    """Train (or load) the prior, move the particles by the guidance, and score them beside the real
-    draw, the initial state and the prior's own samples."""
-    splits = load_generative_data(recipe.data.name, recipe.data.options)
-    guidance = recipe.guidance.build()
-    labels = particle_labels(recipe, splits.num_classes)
-    init = initial_points(recipe, splits.input_shape)
-    ParticlesObjective(guidance, obtain_points_prior(recipe, splits, None)[0], init, recipe.train.steps, labels)
-    prior, prior_info = obtain_points_prior(recipe, splits, run)
-    classifier_spec = recipe.evaluate.classifier
-    scorer = Scorer(splits, recipe.object.count, recipe.evaluate.seed, recipe.prior.conditional,
-                    obtain_metric_classifier(recipe.data.model_dump(mode="json"), classifier_spec, splits, run), classifier_spec.layer)
-    objective = ParticlesObjective(guidance, prior, init, recipe.train.steps, labels)
-    result = run.train(objective, ParticlesObjective.dataset(recipe.object.count), recipe.train, "particles")
-    particles = objective.particles.detach()
-    np.savez(run.folder / PARTICLES_FILE, particles=particles.numpy(),
-             labels=(labels if labels is not None else torch.zeros(0)).numpy())
-    sampled = scorer.run("prior", OdeGenerator(prior, recipe.prior.solver), recipe.prior.steps)
-    data = recipe.data.name
-    evaluations = guidance.evaluations_per_step(prior, labels)
-    real = scorer.reference
-    rows = [ScoreRow("real data (noise floor)", describe(real, None, scorer, data, scorer.floor), real),
-            ScoreRow("initial state", describe(init, labels, scorer, data), init),
-            ScoreRow(f"prior ({recipe.prior.solver}, {recipe.prior.steps} steps)",
-                     describe(sampled.samples, scorer.labels if scorer.conditional else None, scorer, data),
-                     sampled.samples, {"nfe": sampled.nfe}),
-            ScoreRow(recipe.guidance.name, describe(particles, labels, scorer, data), particles,
-                     {"seconds": result.seconds, "evaluations_per_step": evaluations,
-                      "peak_memory_mb": peak_memory_mb()})]
-    details = {"guidance": recipe.guidance.name, "prior": prior_info, "floor": scorer.floor,
-               "train_seconds": result.seconds}
-    return rows, details
+def run_score_recipe(recipe: ScoreRecipe, run: Run) -> Outcome:
+    """The references first (the initial state among them), then the guidance's object, written to the run
+    folder; the table, the run's details and the kind's figure."""
+    kind = OBJECT_KINDS.build(recipe.object.object_kind)
+    context = kind.prepare(recipe, run)
+    rows = kind.references(context, run)
+    row, made = kind.distil(context, run, recipe.guidance.build(), recipe.guidance.name)
+    rows.append(row)
+    kind.save(context, made, run.folder)
+    details = {"guidance": recipe.guidance.name, "prior": context.prior_info, **kind.details(context, row)}
+    return Outcome(score_table(rows, recipe.name, kind.notes), details, [kind.figure(context, rows, run.folder)])

@@ -8,11 +8,9 @@ from distill.errors import ConfigError
 from distill.experiment.runner import Run
 from distill.experiment.table import Table
 from distill.experiment.tasks import Outcome, Task, register_task
-from distill.tasks.score.guidance import GUIDANCES
-from distill.tasks.score.recipe import SceneSpec, ScoreRecipe
-from distill.tasks.score.report import POINT_NOTES, SCENE_NOTES, plot_points, plot_turntables, score_table
-from distill.tasks.score.run import run_points_recipe
-from distill.tasks.score.scene_run import run_scene_recipe
+from distill.tasks.score.methods import GUIDANCES
+from distill.tasks.score.recipe import ScoreRecipe
+from distill.tasks.score.run import run_score_recipe
 
 OUTPUTS = "particles.npz, or scene.ply for Gaussians and scene.npz for voxels"
 
@@ -26,16 +24,7 @@ class ScoreTask(Task):
     methods = GUIDANCES
 
     def execute(self, recipe: ScoreRecipe, run: Run) -> Outcome:
-        if isinstance(recipe.object, SceneSpec):
-            rows, details, truth = run_scene_recipe(recipe, run)
-            figure = ("Turntables (8 views at 15° elevation): the true meshes, then each result",
-                      plot_turntables(truth + rows, run.folder / "turntable.png"))
-            notes = SCENE_NOTES
-        else:
-            rows, details = run_points_recipe(recipe, run)
-            figure = ("Particles", plot_points(rows, run.folder / "particles.png"))
-            notes = POINT_NOTES
-        return Outcome(score_table(rows, recipe.name, notes), details, [figure])
+        return run_score_recipe(recipe, run)
 
     def evaluate(self, folder: Path, recipe: ScoreRecipe, weights: Path | None = None) -> Table:
         raise ConfigError(f"a score run has no student to re-evaluate: its result is the object itself "

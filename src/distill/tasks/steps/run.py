@@ -12,16 +12,15 @@ from pathlib import Path
 
 from distill.data.generative import load_generative_data
 from distill.diffusion.denoiser import Denoiser
-from distill.diffusion.sampling import OdeGenerator
+from distill.diffusion.teacher import build_diffusion_model, build_diffusion_net, obtain_diffusion_model
 from distill.engine.checkpoint import load_weights_file, save_weights_file
 from distill.errors import CheckpointError
-from distill.diffusion.teacher import build_diffusion_model, build_diffusion_net, obtain_diffusion_model
 from distill.experiment.runner import Run
 from distill.metrics.classification import accuracy
-from distill.metrics.classifier import obtain_metric_classifier
 from distill.metrics.scorer import SampleRow, Scorer
 from distill.tasks.steps.methods import STEP_METHODS, StepsContext
-from distill.tasks.steps.methods.base import StepMethod, counting_evaluations
+from distill.tasks.steps.methods.base import StepMethod
+from distill.tasks.steps.metrics import counting_evaluations, make_scorer, score_rows
 from distill.tasks.steps.recipe import StepsRecipe
 
 STUDENTS_FILE = "students.safetensors"
@@ -64,26 +63,6 @@ def restore_students(recipe: StepsRecipe, method: StepMethod, splits, teacher: D
     if not students:
         raise CheckpointError(f"{weights} holds no step-distillation students (expected entries '<steps>.<weight>').")
     return students
-
-
-def score_rows(recipe: StepsRecipe, teacher: Denoiser | None, generators: dict, scorer: Scorer) -> list[SampleRow]:
-    """The teacher at each evaluated step count (unless None) and every student generator, scored."""
-    spec = recipe.teacher
-    teacher_steps = sorted({*recipe.evaluate.teacher_steps, spec.steps}) if recipe.evaluate.teacher_steps else []
-    rows = []
-    if teacher is not None:
-        sampler = OdeGenerator(teacher, spec.solver)
-        rows = [scorer.run(f"teacher ({spec.solver})", sampler, steps) for steps in teacher_steps]
-    return rows + [scorer.run(f"student ({recipe.method.name})", generator, steps)
-                   for steps, generator in sorted(generators.items())]
-
-
-def make_scorer(recipe: StepsRecipe, splits, run: Run) -> Scorer:
-    """The scorer of the recipe's evaluation (held-out points, feature classifier for images)."""
-    evaluate, spec = recipe.evaluate, recipe.evaluate.classifier
-    return Scorer(splits, evaluate.samples, evaluate.seed, recipe.teacher.conditional,
-                  obtain_metric_classifier(recipe.data.model_dump(mode="json"), spec, splits, run), spec.layer, evaluate.floor_from,
-                  evaluate.bootstrap)
 
 
 def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Scorer, dict]:

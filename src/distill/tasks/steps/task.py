@@ -13,9 +13,10 @@ from distill.experiment.table import Table
 from distill.experiment.tasks import Outcome, Task, register_task
 from distill.export import export_model
 from distill.tasks.steps.methods import STEP_METHODS
+from distill.tasks.steps.metrics import make_scorer, score_rows
 from distill.tasks.steps.recipe import StepsRecipe
 from distill.tasks.steps.report import plot_metric_vs_nfe, plot_samples, steps_table
-from distill.tasks.steps.run import STUDENTS_FILE, build_teacher, make_scorer, restore_students, run_steps_recipe, score_rows
+from distill.tasks.steps.run import STUDENTS_FILE, build_teacher, restore_students, run_steps_recipe
 
 
 class SamplerModule(nn.Module):

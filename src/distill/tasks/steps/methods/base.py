@@ -1,4 +1,4 @@
-"""What every step-distillation method shares: its context, training stages and teacher pairs.
+"""What every step-distillation method shares: its registry, its context, training stages and teacher pairs.
 
 A method is a registered class with ``train(context) -> {steps: trained student Denoiser}``
 and ``generator(denoiser)``, the few-step sampler it uses (so a saved run is restored by
@@ -7,19 +7,19 @@ student is told its step size set ``step_conditioned = True``.
 
 Students train without x0 clipping (a clamp would zero the gradient of every pixel predicted
 outside the range) and keep an exponential moving average of their weights
-(:class:`StudentObjective`); what a method returns, samples with and saves is that EMA,
-wrapped by :meth:`StepsContext.for_sampling` with the teacher's clipping back on.
+(:class:`~distill.tasks.steps.objectives.StudentObjective`); what a method returns, samples with
+and saves is that EMA, wrapped by :meth:`StepsContext.for_sampling` with the teacher's clipping
+back on.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from distill.data.base import DataSplits
 from distill.data.tensors import TensorDictDataset
@@ -123,51 +123,6 @@ class StepsContext:
         return TensorDictDataset(sample=samples, noise=noise, y=labels, x=x[rows])
 
 
-def check_ema_decay(method: str, decay: float) -> float:
-    """Refuse an EMA decay outside [0, 1) (0 samples the online weights)."""
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-        raise ConfigError(f"{method}: ema_decay must lie in [0, 1) (0 samples the online weights; the papers "
-                          f"use 0.999–0.9999), got {decay!r}.")
-    return float(decay)
-
-
-@torch.no_grad()
-def update_ema(ema: nn.Module, online: nn.Module, decay: float, step: int) -> None:
-    """``ema ← d·ema + (1 − d)·online`` with ``d = min(decay, (1 + step)/(10 + step))``, the
-    warm-up of TensorFlow's ExponentialMovingAverage, so short stages are not dominated by their start."""
-    rate = min(decay, (1 + step) / (10 + step))
-    for target, weights in zip(ema.parameters(), online.parameters()):
-        target.lerp_(weights, 1.0 - rate)
-    for target, buffer in zip(ema.buffers(), online.buffers()):
-        target.copy_(buffer)
-
-
-class StudentObjective(nn.Module):
-    """Base of the objectives that train ``self.model``: keeps ``self.ema``, an exponential moving
-    average of it updated once per optimizer step (Song et al., 2023; Salimans & Ho, 2022 sample
-    from EMA weights). ``ema_decay`` 0 makes the EMA a copy of the online weights."""
-
-    def __init__(self, student: Denoiser, ema_decay: float) -> None:
-        super().__init__()
-        self.model, self.ema_decay = student, ema_decay
-        self.ema = frozen(copy.deepcopy(student))
-
-    def after_optimizer_step(self, step: int) -> None:
-        update_ema(self.ema, self.model, self.ema_decay, step)
-
-
-@contextmanager
-def counting_evaluations(net: nn.Module):
-    """Count the rows ``net`` evaluates inside the block: ``with counting_evaluations(teacher.net) as
-    count: ...; count[0]`` is the number of per-sample network evaluations (teacher NFE spent)."""
-    count = [0]
-    handle = net.register_forward_hook(lambda module, args, output: count.__setitem__(0, count[0] + len(output)))
-    try:
-        yield count
-    finally:
-        handle.remove()
-
-
 #: The name of the step-size embedding in step-conditioned networks (see ``distill.diffusion.nets``).
 STEP_EMBEDDING = "embed.step."
 
@@ -180,8 +135,3 @@ def check_flow_velocity(teacher: Denoiser, method: str) -> None:
                           f"teacher.prediction: velocity), got process {type(teacher.process).__name__} "
                           f"predicting {teacher.prediction!r}; train one or pick progressive / consistency / "
                           "dmd, which take any process and prediction.")
-
-
-def flat_mean(values: Tensor) -> Tensor:
-    """Per-sample mean over all but the batch dimension."""
-    return values.flatten(1).mean(dim=1)

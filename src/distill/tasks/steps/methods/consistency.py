@@ -8,18 +8,13 @@ import math
 import torch
 from torch import Tensor
 
-from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
-from distill.models.base import frozen
-from distill.tasks.steps.methods.base import (
-    STEP_METHODS,
-    StepMethod,
-    StepsContext,
-    StudentObjective,
-    check_ema_decay,
-)
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import SOLVERS, RenoisingGenerator, ode_step
+from distill.errors import ConfigError
+from distill.models.base import frozen
+from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext
+from distill.tasks.steps.objectives import StudentObjective, check_ema_decay
 
 SIGMA_DATA = 0.5
 

@@ -17,14 +17,8 @@ from distill.engine.config import GroupConfig
 from distill.errors import ConfigError
 from distill.models.base import frozen
 from distill.taps import TapRecorder, TapSpec
-from distill.tasks.steps.methods.base import (
-    STEP_METHODS,
-    StepMethod,
-    StepsContext,
-    StudentObjective,
-    check_ema_decay,
-    flat_mean,
-)
+from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext
+from distill.tasks.steps.objectives import StudentObjective, check_ema_decay, flat_mean
 
 
 def generate(generator: Denoiser, noise: Tensor, t: Tensor, y: Tensor | None) -> Tensor:

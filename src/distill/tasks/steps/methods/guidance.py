@@ -11,14 +11,8 @@ from distill.diffusion.objective import check_labels
 from distill.diffusion.sampling import SOLVERS, OdeGenerator
 from distill.errors import ConfigError
 from distill.models.base import frozen
-from distill.tasks.steps.methods.base import (
-    STEP_METHODS,
-    StepMethod,
-    StepsContext,
-    StudentObjective,
-    check_ema_decay,
-    flat_mean,
-)
+from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext
+from distill.tasks.steps.objectives import StudentObjective, check_ema_decay, flat_mean
 
 
 def scale_input(w: Tensor | float, w_range: tuple[float, float]) -> Tensor | float:

@@ -15,8 +15,9 @@ from distill.diffusion.process import Process
 from distill.diffusion.sampling import SOLVERS, ode_step
 from distill.errors import ConfigError
 from distill.models.base import frozen
-from distill.tasks.steps.methods.base import STEP_METHODS, StepsContext, StudentObjective, check_ema_decay
+from distill.tasks.steps.methods.base import STEP_METHODS, StepsContext
 from distill.tasks.steps.methods.consistency import Consistency, consistency_distance, consistency_function
+from distill.tasks.steps.objectives import StudentObjective, check_ema_decay
 
 
 def times_of_ratios(process: Process, ratios: Tensor, iterations: int = 40) -> Tensor:

@@ -7,19 +7,13 @@ import copy
 import torch
 from torch import Tensor
 
-from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
-from distill.models.base import frozen
-from distill.tasks.steps.methods.base import (
-    STEP_METHODS,
-    StepMethod,
-    StepsContext,
-    StudentObjective,
-    check_ema_decay,
-    flat_mean,
-)
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import OdeGenerator
+from distill.errors import ConfigError
+from distill.models.base import frozen
+from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext
+from distill.tasks.steps.objectives import StudentObjective, check_ema_decay, flat_mean
 
 
 def two_step_target(teacher: Denoiser, x_t: Tensor, t: Tensor, s: Tensor, y: Tensor | None) -> Tensor:

@@ -5,20 +5,13 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
-from distill.tasks.steps.methods.base import (
-    STEP_METHODS,
-    StepMethod,
-    StepsContext,
-    StudentObjective,
-    check_ema_decay,
-    check_flow_velocity,
-    flat_mean,
-)
 from distill.diffusion.sampling import OdeGenerator
+from distill.errors import ConfigError
+from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext, check_flow_velocity
+from distill.tasks.steps.objectives import StudentObjective, check_ema_decay, flat_mean
 
 
 class ReflowObjective(StudentObjective):

@@ -7,20 +7,13 @@ import math
 import torch
 from torch import Tensor
 
-from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
-from distill.models.base import frozen
-from distill.tasks.steps.methods.base import (
-    STEP_METHODS,
-    StepMethod,
-    StepsContext,
-    StudentObjective,
-    check_ema_decay,
-    check_flow_velocity,
-    flat_mean,
-)
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import device_of, time_points
+from distill.errors import ConfigError
+from distill.models.base import frozen
+from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext, check_flow_velocity
+from distill.tasks.steps.objectives import StudentObjective, check_ema_decay, flat_mean
 
 
 def self_consistency_target(model: Denoiser, x_t: Tensor, t: Tensor, d: Tensor, y: Tensor | None) -> Tensor:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from distill.diffusion.process import broadcast
-from distill.tasks.score.guidance.base import GUIDANCES, Guidance, NoiseLevels
+from distill.tasks.score.methods.base import GUIDANCES, Guidance, NoiseLevels
 
 
 @GUIDANCES.register("sds")

@@ -19,6 +19,7 @@ from distill.losses import DistillLoss
 from distill.losses.functional import masked_mean
 from distill.losses.minilm import AttentionRelationLoss
 from distill.taps import resolve_module
+from distill.tasks.language.recipe import LanguageRecipe
 
 #: the projections whose relations MiniLMv2 matches: queries, keys, values (before rotary embeddings)
 RELATION_KINDS = ("q_proj", "k_proj", "v_proj")
@@ -120,3 +121,18 @@ class InternalMatching:
         """``{(student taps, teacher taps): Match}`` for :class:`~distill.distiller.Distiller`."""
         terms = {"hidden": self.hidden, "relations": self.relations}
         return {term.taps: Match(term, self.weights[name], name=name) for name, term in terms.items() if term is not None}
+
+
+def internal_matching(recipe: LanguageRecipe, student: nn.Module, teacher: nn.Module) -> InternalMatching | None:
+    """The recipe's hidden-state and relation terms, or None; bad layers or relation heads fail here, before training."""
+    hidden, relations = recipe.method.hidden, recipe.method.relations
+    if hidden is None and relations is None:
+        return None
+    hidden_states = attention = None
+    if hidden is not None:
+        pairs = hidden.layers or uniform_layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
+        hidden_states = HiddenStateMatching(pairs, student.config, teacher.config, recipe.data.block_length)
+    if relations is not None:
+        attention = RelationMatching(student, teacher, relations.student_layer, relations.teacher_layer, relations.heads)
+    return InternalMatching(hidden_states, hidden.weight if hidden else 1.0, attention,
+                            relations.weight if relations else 1.0)

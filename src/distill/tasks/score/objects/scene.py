@@ -1,5 +1,5 @@
-"""Run a ``task: score`` recipe on a 3-D object: mesh renders (cached), the view prior, the guidance,
-and the two references measured in the same run — the initial state and direct reconstruction from
+"""The ``scene`` object kind: a 3-D object (any registered representation) seen only through renders —
+mesh renders (cached), the view prior, and the two references measured in the same run — the initial state and direct reconstruction from
 the prior's own training views.
 
 With several meshes the prior is trained on all their renders with no object label: the result is
@@ -35,10 +35,11 @@ from distill.scenes import (
     sample_surface,
     surface_points,
 )
-from distill.tasks.score.metrics import peak_memory_mb
+from distill.tasks.score.metrics import ScoreRow, peak_memory_mb
+from distill.tasks.score.objectives import SceneObjective
+from distill.tasks.score.objects.base import OBJECT_KINDS, ObjectKind
 from distill.tasks.score.recipe import SceneSpec, ScoreRecipe
-from distill.tasks.score.run import ScoreRow
-from distill.tasks.score.scenes import SceneObjective
+from distill.tasks.score.report import SCENE_NOTES, plot_turntables
 from distill.tasks.score.view_prior import POSE_DIM, ViewConditionedExactDenoiser
 
 CAMERA_POOL = 4096
@@ -156,17 +157,31 @@ def prepare_scene(recipe: ScoreRecipe, run: Run) -> SceneContext:
                         prior_info, views_info, cameras, surfaces, held, truth)
 
 
-def run_scene_recipe(recipe: ScoreRecipe, run: Run) -> tuple[list[ScoreRow], dict, list[ScoreRow]]:
-    """The scene beside the initial state and direct reconstruction: the scored rows (each carrying a
-    turntable of 8 views), the run's details, and each true mesh's turntable for the figure. The object
-    is written as ``scene.ply`` (Gaussians) or ``scene.npz`` (voxels)."""
-    context = prepare_scene(recipe, run)
-    seed = recipe.train.seed
-    rows = [context.score("initial state", context.initial(seed)), context.reconstruct(run, seed)]
-    row, scene = context.distil(run, recipe.guidance.build(), recipe.guidance.name, seed)
-    rows.append(row)
-    scene.save(run.folder / f"scene{scene.suffix}")
-    details = {"guidance": recipe.guidance.name, "prior": context.prior_info,
-               "views": {"seconds": context.views_info.get("seconds")}, "meshes": context.names,
-               "held_out_cameras": recipe.views.held_out}
-    return rows, details, context.turntables()
+@OBJECT_KINDS.register("scene")
+class SceneKind(ObjectKind):
+    """The scene beside the initial state and direct reconstruction, each row carrying a turntable of 8
+    views; written as ``scene.ply`` (Gaussians) or ``scene.npz`` (voxels). With several meshes the result
+    is scored against the nearest, and ``object`` names it."""
+
+    notes = tuple(SCENE_NOTES)
+
+    def prepare(self, recipe: ScoreRecipe, run: Run) -> SceneContext:
+        return prepare_scene(recipe, run)
+
+    def references(self, context: SceneContext, run: Run) -> list[ScoreRow]:
+        seed = context.recipe.train.seed
+        return [context.score("initial state", context.initial(seed)), context.reconstruct(run, seed)]
+
+    def distil(self, context: SceneContext, run: Run, guidance, label: str) -> tuple[ScoreRow, Representation]:
+        return context.distil(run, guidance, label, context.recipe.train.seed)
+
+    def save(self, context: SceneContext, made: Representation, folder: Path) -> Path:
+        return made.save(folder / f"scene{made.suffix}")
+
+    def details(self, context: SceneContext, row: ScoreRow) -> dict:
+        return {"views": {"seconds": context.views_info.get("seconds")}, "meshes": context.names,
+                "held_out_cameras": context.recipe.views.held_out}
+
+    def figure(self, context: SceneContext, rows: list[ScoreRow], folder: Path) -> tuple[str, Path | None]:
+        return ("Turntables (8 views at 15° elevation): the true meshes, then each result",
+                plot_turntables(context.turntables() + rows, folder / "turntable.png"))

@@ -7,8 +7,8 @@ from torch import Tensor
 
 from distill.diffusion.process import broadcast
 from distill.errors import ConfigError
-from distill.tasks.score.guidance.base import GUIDANCES, Guidance, NoiseLevels, null_condition, without_cfg
-from distill.tasks.score.guidance.noise import ddim_path
+from distill.tasks.score.methods.base import GUIDANCES, Guidance, NoiseLevels, null_condition, without_cfg
+from distill.tasks.score.methods.noise import ddim_path
 
 
 @GUIDANCES.register("ism")

@@ -11,7 +11,7 @@ from distill.diffusion.objective import denoising_loss
 from distill.diffusion.process import broadcast
 from distill.diffusion.surrogate import score_distillation_loss
 from distill.errors import ConfigError
-from distill.tasks.score.guidance.base import GUIDANCES, NoiseLevels
+from distill.tasks.score.methods.base import GUIDANCES, NoiseLevels
 
 
 @GUIDANCES.register("vsd")

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from distill.diffusion.process import broadcast
 from distill.errors import ConfigError
-from distill.tasks.score.guidance.base import GUIDANCES, Guidance, NoiseLevels, split_both, split_both_evaluations
+from distill.tasks.score.methods.base import GUIDANCES, Guidance, NoiseLevels, split_both, split_both_evaluations
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:

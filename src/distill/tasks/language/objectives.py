@@ -6,7 +6,7 @@ block's first ``prompt_tokens`` tokens, let the student sample the rest, and sco
 sampled continuation with the live teacher; only the sampled positions count. With no
 loss the objective is next-token cross-entropy (the from-scratch baseline, and
 sequence-level KD on teacher generations, Kim & Rush 2016). Hidden-state and
-self-attention-relation terms (``internals``) are the pairs of a :class:`~distill.distiller.Distiller`
+self-attention-relation terms (``methods.internals``) are the pairs of a :class:`~distill.distiller.Distiller`
 over student and live teacher; its one teacher pass also gives the token loss its targets.
 """
 
@@ -19,7 +19,7 @@ from distill.distiller import Distiller
 from distill.errors import ConfigError
 from distill.losses import IGNORE_INDEX, DistillLoss, masked_cross_entropy
 from distill.signals import LiveSignal, TeacherSignal
-from distill.tasks.language.internals import InternalMatching
+from distill.tasks.language.methods.internals import InternalMatching
 
 
 def next_token_labels(ids: Tensor, mask: Tensor) -> Tensor:

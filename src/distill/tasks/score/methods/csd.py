@@ -8,8 +8,8 @@ from torch import Tensor
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import SOLVERS, ode_step
 from distill.errors import ConfigError
-from distill.tasks.score.guidance.base import GUIDANCES, Guidance, annealed, check_weighting, weight
-from distill.tasks.score.guidance.noise import FixedNoise
+from distill.tasks.score.methods.base import GUIDANCES, Guidance, annealed, check_weighting, weight
+from distill.tasks.score.methods.noise import FixedNoise
 
 
 @GUIDANCES.register("csd")

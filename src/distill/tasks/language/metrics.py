@@ -1,0 +1,48 @@
+"""The language family's evaluation: a model's held-out perplexity, agreement with the teacher and KL
+to it on the teacher's top-k cache, and greedy samples for the report."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from distill.losses import IGNORE_INDEX
+from distill.losses.sparse import binned_log_probs
+from distill.losses.token import kl_divergence
+from distill.metrics.classification import hits
+from distill.signals import TopKCache
+from distill.tasks.language.objectives import prediction_mask
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, blocks: Tensor, cache: TopKCache, batch_size: int = 16) -> dict[str, float]:
+    """Held-out perplexity, top-1 agreement with the teacher and KL(teacher ‖ student) on the cache's
+    top-k + tail bins (a lower bound of the full KL, data-processing inequality)."""
+    model.eval()
+    nll = kl = agree = count = 0.0
+    for start in range(0, len(blocks), batch_size):
+        ids = blocks[start:start + batch_size]
+        logits = model(input_ids=ids).logits.float()
+        mask = prediction_mask(ids)
+        nll += float(torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten(), reduction="sum"))
+        targets = cache.targets(torch.arange(start, start + len(ids)))
+        log_q, log_p = binned_log_probs(logits, targets, targets.temperature)
+        kl += float((kl_divergence(log_p, log_q) * mask).sum())
+        agree += float(hits(logits, targets.indices[..., 0].masked_fill(~mask, IGNORE_INDEX))[0])
+        count += float(mask.sum())
+    return {"perplexity": math.exp(nll / count), "agreement": agree / count, "kl": kl / count}
+
+
+@torch.no_grad()
+def samples(model: nn.Module, tokenizer, prompts: list[str], tokens: int) -> list[str]:
+    """Greedy continuations of ``prompts`` (the prompt included)."""
+    model.eval()
+    out = []
+    for prompt in prompts:
+        ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+        generated = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                   max_new_tokens=tokens, pad_token_id=tokenizer.eos_token_id)
+        out.append(tokenizer.decode(generated[0], skip_special_tokens=True))
+    return out
