@@ -108,3 +108,16 @@ def test_a_family_refuses_an_option_it_does_not_declare_and_names_its_own():
         get_task("dataset").parse_options("eval", ["--text", "play.txt"])
     assert get_task("dataset").parse_options("eval", ["--network", "mlp"]) == {"network": "mlp"}
     assert get_task("classification").parse_options("export", []) == {}
+
+
+def test_readme_examples_import_only_public_names():
+    readme = (ROOT / "README.md").read_text()
+    blocks = readme.split("```python\n")[1:]
+    modules = set()
+    for block in blocks:
+        tree = ast.parse(block.split("```")[0])
+        modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    family_internals = {m for m in modules if m.startswith("distill.tasks.") and m.count(".") > 2}
+    layer_internals = {m for m in modules if m.startswith("distill.") and not m.startswith("distill.tasks.")
+                       and m.count(".") > 1 and m.split(".")[1] not in ("metrics", "engine")}
+    assert modules and family_internals == set() and layer_internals == set()

@@ -8,6 +8,7 @@ from distill.losses.dkd import DKDLoss
 from distill.losses.fitnet import FitNetLoss
 from distill.losses.forward_kl import ForwardKLLoss
 from distill.losses.functional import masked_cross_entropy, soft_kl
+from distill.losses.sparse import TopKTargets
 from distill.losses.jsd import GeneralizedJSDLoss
 from distill.losses.kd import KDLoss
 from distill.losses.logit_standardization import LogitStandardizedKDLoss
@@ -55,6 +56,7 @@ __all__ = [
     "SkewReverseKLLoss",
     "TAIDLoss",
     "TokenDistillLoss",
+    "TopKTargets",
     "VkDLoss",
     "masked_cross_entropy",
     "soft_kl",

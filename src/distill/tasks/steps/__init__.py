@@ -6,6 +6,7 @@ students, and every generator answers ``sample(noise, y, steps)``.
 """
 
 from distill.tasks.steps.methods import STEP_METHODS, StepsContext
+from distill.tasks.steps.methods.consistency import ConsistencyObjective, consistency_function
 from distill.tasks.steps.recipe import StepsRecipe
 
-__all__ = ["STEP_METHODS", "StepsContext", "StepsRecipe"]
+__all__ = ["STEP_METHODS", "ConsistencyObjective", "StepsContext", "StepsRecipe", "consistency_function"]
