@@ -28,6 +28,7 @@ demo: venv
 	$(BIN)/distill run
 
 test: venv
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 
 clean:

@@ -20,16 +20,26 @@ from pathlib import Path
 import torch
 from common import machine, print_table, write_json
 
+from distill.engine.cache import content_hash
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
-from distill.engine.cache import content_hash
 from distill.taps import tapped
 from distill.tasks.dataset.augment import DSA
 from distill.tasks.dataset.metrics import evaluate_set, herding_subset, random_subset
-from distill.tasks.dataset.report import plot_accuracy_vs_ipc, plot_grid
 from distill.tasks.dataset.recipe import ARCHITECTURES
-from distill.tasks.dataset.run import (BASELINE_SEED, condense_seed, expert_trajectories, full_data_teacher, load_real,
-                                       network_factory, pooled, protocol, ranking, stage_identity)
+from distill.tasks.dataset.report import plot_accuracy_vs_ipc, plot_grid
+from distill.tasks.dataset.run import (
+    BASELINE_SEED,
+    condense_seed,
+    expert_trajectories,
+    full_data_teacher,
+    load_real,
+    network_factory,
+    pooled,
+    protocol,
+    ranking,
+    stage_identity,
+)
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "dataset"
 METHODS = {1: ["dm", "dc", "mtt"], 10: ["dm", "dc"]}

@@ -22,11 +22,11 @@ from common import print_table, write_json
 
 from distill import Distiller, Match
 from distill.data import load_dataset
-from distill.tasks.classification.run import recipe_pairs
+from distill.experiment.recipe import load_recipe
 from distill.losses import masked_cross_entropy
 from distill.models import build_model
-from distill.experiment.recipe import load_recipe
 from distill.signals import CachedTeacher, build_teacher_cache
+from distill.tasks.classification.run import recipe_pairs
 
 RECIPES = Path(__file__).parents[1] / "recipes" / "methods"
 

@@ -122,8 +122,8 @@ def run_torchdistill(loss: str, recipe, splits, teacher, args) -> dict:
     from torch.utils.data import TensorDataset
     from torchdistill.core.distillation import get_distillation_box
 
-    from distill.tasks.classification.run import build_student
     from distill.tasks.classification.metrics import evaluate_classifier
+    from distill.tasks.classification.run import build_student
 
     student = build_student(recipe, splits)
     torch.manual_seed(recipe.train.seed)

@@ -6,8 +6,14 @@ import torch
 from torch import nn
 
 from distill.errors import ConfigError
-from distill.tasks.dataset.metrics import (ddranking_scores, evaluate_set, herding_subset, random_subset,
-                                            test_accuracy, train_on_set)
+from distill.tasks.dataset.metrics import (
+    ddranking_scores,
+    evaluate_set,
+    herding_subset,
+    random_subset,
+    test_accuracy,
+    train_on_set,
+)
 from distill.tasks.dataset.synthetic import ClassBank, SyntheticSet
 
 

@@ -7,10 +7,10 @@ from torch import nn
 from distill.augment import Mixup
 from distill.engine.checkpoint import latest_checkpoint, load_checkpoint
 from distill.engine.config import TrainConfig
-from distill.tasks.classification.objectives import SupervisedObjective
 from distill.engine.trainer import train
 from distill.errors import CheckpointError, ConfigError, NonFiniteLossError
 from distill.models import build_model
+from distill.tasks.classification.objectives import SupervisedObjective
 
 
 def _config(**overrides):

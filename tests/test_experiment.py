@@ -178,8 +178,8 @@ def test_list_shows_tasks_and_each_tasks_methods(capsys):
 
 
 def test_cpu_latency_leaves_the_callers_model_as_it_was():
-    from distill.models import build_model
     from distill.metrics.cost import cpu_latency_per_sample
+    from distill.models import build_model
 
     model = build_model("mlp", (1, 8, 8), 10, hidden=[8]).train()
     assert cpu_latency_per_sample(model, torch.zeros(1, 1, 8, 8), repeats=5) > 0

@@ -12,7 +12,6 @@ from distill.errors import ConfigError, DistillError
 from distill.experiment.recipe import load_recipe
 from distill.experiment.runner import Run
 from distill.experiment.tasks import get_task
-from distill.losses import LOSSES
 from distill.tasks.language.corpus import Corpus, generated_text, pack_blocks, split_documents, text_files
 from distill.tasks.language.models import build_student, load_causal_lm, load_tokenizer, resolve_model_folder
 from distill.tasks.language.objectives import LanguageObjective, next_token_labels, prediction_mask

@@ -13,7 +13,7 @@ import pytest
 
 from distill.errors import ConfigError, DistillError
 from distill.experiment import tasks as tasks_module
-from distill.experiment.tasks import TASKS, Task, TaskOption, get_task, register_task
+from distill.experiment.tasks import TASKS, get_task
 
 SRC = Path(__file__).parents[1] / "src" / "distill"
 ROOT = Path(__file__).parents[1]

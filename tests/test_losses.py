@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from reference import kl, softmax, t
 
 from distill.errors import ConfigError, DistillError
 from distill.losses import (
@@ -21,8 +22,6 @@ from distill.losses import (
     masked_cross_entropy,
 )
 from distill.registry import Registry
-
-from reference import kl, softmax, t
 
 NAMES = ["kd", "dkd", "fitnet", "at", "sp"]
 

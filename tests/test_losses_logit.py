@@ -7,12 +7,12 @@ import re
 import numpy as np
 import pytest
 import torch
+from reference import kl, softmax, t
 
 from distill.errors import ConfigError, DistillError
 from distill.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
 from distill.losses.dist import DISTLoss, pearson_correlation
 from distill.losses.logit_standardization import LogitStandardizedKDLoss, standardize_logits
-from reference import kl, softmax, t
 
 LOGIT_LOSSES = {"dist": DISTLoss, "lskd": LogitStandardizedKDLoss}
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import distill.scenes
-
 from distill.errors import ConfigError, DistillError
 from distill.scenes import REPRESENTATIONS, GaussianScene, Representation, VoxelGrid, orbit, random_cameras
+
 
 def build(name: str, **options) -> Representation:
     small = {"gaussians": {"n": 12, "generator": torch.Generator().manual_seed(0)}, "voxels": {"resolution": 6}}

@@ -9,8 +9,7 @@ import torch
 from distill.errors import DistillError
 from distill.losses.sparse import TopKTargets
 from distill.models import build_model
-from distill.signals import (CachedTeacher, LiveSignal, TeacherSignal, TopKCache, build_teacher_cache,
-                             build_topk_cache)
+from distill.signals import CachedTeacher, LiveSignal, TeacherSignal, TopKCache, build_teacher_cache, build_topk_cache
 
 
 def test_live_and_dense_cache_give_the_same_targets(digits, tmp_path):

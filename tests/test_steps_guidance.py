@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from steps_fixtures import perturbed_mlp
 
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.nets import build_denoiser
@@ -19,7 +20,6 @@ from distill.tasks.steps.methods import STEP_METHODS, StepsContext
 from distill.tasks.steps.methods.guidance import GuidanceDistillation, GuidanceObjective, guided_target, scale_input
 from distill.tasks.steps.metrics import counting_evaluations
 from distill.tasks.steps.objectives import flat_mean
-from steps_fixtures import perturbed_mlp
 
 RECIPE = Path(__file__).parents[1] / "recipes/steps/digits_guidance.yaml"
 CLASSES = 3

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from steps_fixtures import perturbed_mlp
 from torch import nn
 
-from distill.errors import ConfigError
+from distill.diffusion.cfg import NULL_CLASS, drop_labels
 from distill.diffusion.denoiser import Denoiser
+from distill.diffusion.objective import DenoisingObjective
+from distill.diffusion.process import PREDICTIONS, build_process
+from distill.diffusion.sampling import OdeGenerator, RenoisingGenerator, ode_step, time_points
+from distill.errors import ConfigError
 from distill.tasks.steps.methods import StepsContext
 from distill.tasks.steps.methods.consistency import (
     ConsistencyObjective,
@@ -27,12 +31,6 @@ from distill.tasks.steps.methods.shortcut import (
     ShortcutObjective,
     self_consistency_target,
 )
-from distill.diffusion.cfg import NULL_CLASS, drop_labels
-from distill.diffusion.nets import build_denoiser
-from distill.diffusion.process import PREDICTIONS, build_process
-from distill.diffusion.sampling import OdeGenerator, RenoisingGenerator, ode_step, time_points
-from distill.diffusion.objective import DenoisingObjective
-from steps_fixtures import perturbed_mlp
 
 PROCESSES = ["flow", "diffusion"]
 #: a natural parameterisation per process for the random-model tests

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distill.errors import DistillError
 from distill.diffusion.nets import (
     DENOISERS,
     ConditionEmbedding,
@@ -14,6 +13,7 @@ from distill.diffusion.nets import (
     build_denoiser,
     sinusoidal_embedding,
 )
+from distill.errors import DistillError
 
 #: (name, input_shape) pairs every test below covers; small widths keep them fast
 CASES = [

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from distill.cli import main
-from distill.errors import ConfigError
 from distill.data.toys import TOYS
+from distill.errors import ConfigError
 from distill.experiment import Run, get_task, load_recipe
 from distill.tasks.steps.methods import STEP_METHODS
 

@@ -9,7 +9,6 @@ import torch
 
 from distill.data.base import DataSplits
 from distill.data.tensors import InMemoryDataset
-from distill.errors import DistillError
 from distill.data.toys import (
     EIGHT_GAUSSIAN_CENTRES,
     MOONS_CENTRE,
@@ -18,6 +17,7 @@ from distill.data.toys import (
     sample_toy,
     toy_dataset,
 )
+from distill.errors import DistillError
 
 NAMES = ["8gaussians", "checkerboard", "moons", "swissroll"]
 N = 2000

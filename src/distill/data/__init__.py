@@ -4,8 +4,8 @@ from distill.data import basicmotions, digits, files, mnist, mnist1d  # noqa: F4
 from distill.data.alignment import euclidean_alignment
 from distill.data.base import DATASETS, DataSplits
 from distill.data.custom import from_arrays, from_datasets
-from distill.data.toys import TOYS, sample_toy
 from distill.data.tensors import InMemoryDataset, TensorDictDataset, collate_batches, concat_datasets, make_loader
+from distill.data.toys import TOYS, sample_toy
 from distill.data.validation import with_validation
 from distill.data.views import PairedViews, student_views
 

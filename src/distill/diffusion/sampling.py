@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.process import broadcast
+from distill.errors import ConfigError
 
 SOLVERS = ("ddim", "euler", "heun")
 

@@ -6,7 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
-
 #: TrainConfig fields that change how a run reports, not what it learns (left out of cache keys)
 TRAIN_ONLY = {"progress", "tensorboard", "log_every"}
 

@@ -23,8 +23,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from distill.data import collate_batches
-from distill.engine.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from distill.engine.batches import as_batch, batch_size_of
+from distill.engine.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from distill.engine.config import GroupConfig, TrainConfig
 from distill.engine.metrics_log import MetricsLog
 from distill.engine.progress import progress_bar

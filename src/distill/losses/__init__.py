@@ -8,7 +8,6 @@ from distill.losses.dkd import DKDLoss
 from distill.losses.fitnet import FitNetLoss
 from distill.losses.forward_kl import ForwardKLLoss
 from distill.losses.functional import masked_cross_entropy, soft_kl
-from distill.losses.sparse import TopKTargets
 from distill.losses.jsd import GeneralizedJSDLoss
 from distill.losses.kd import KDLoss
 from distill.losses.logit_standardization import LogitStandardizedKDLoss
@@ -23,6 +22,7 @@ from distill.losses.rkd import RKDLoss
 from distill.losses.similarity import SimilarityPreservingLoss
 from distill.losses.skew_kl import SkewKLLoss
 from distill.losses.skew_reverse_kl import SkewReverseKLLoss
+from distill.losses.sparse import TopKTargets
 from distill.losses.spatial import ChannelWiseLoss, PairwiseAffinityLoss
 from distill.losses.taid import TAIDLoss
 from distill.losses.token import TokenDistillLoss

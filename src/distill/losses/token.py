@@ -32,6 +32,7 @@ from distill.losses.functional import (
 )
 from distill.losses.sparse import TopKTargets, binned_log_probs
 
+
 def token_log_probs(loss: str, student_logits: torch.Tensor, teacher: torch.Tensor | TopKTargets,
                     temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log_q, log_p)``: float32 log-probabilities of student and teacher over the last dim.

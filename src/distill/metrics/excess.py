@@ -20,7 +20,6 @@ from distill.errors import DistillError
 from distill.metrics.checks import as_cloud, positive_int
 from distill.metrics.distances import frechet_from_moments
 
-
 EXCESS_KEYS = ("excess", "excess_low", "excess_high")  # the metric names of an Excess in a results row
 
 

@@ -11,8 +11,14 @@ import torch
 from torch import Tensor, nn
 
 from distill.data.base import DATASETS, DataSplits
-from distill.engine.checkpoint import (Checkpoint, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
-                                       set_rng_state)
+from distill.engine.checkpoint import (
+    Checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from distill.engine.progress import progress_bar
 from distill.errors import CheckpointError, ConfigError
 from distill.models import build_model

@@ -13,10 +13,9 @@ from distill.experiment.runner import Run
 from distill.taps import tapped
 from distill.tasks.dataset.augment import DSA
 from distill.tasks.dataset.condense import class_bank, network_factory, run_condenser, seeded_start
-from distill.tasks.dataset.metrics import (ddranking_scores, evaluate_set, herding_subset, random_subset,
-                                            train_on_set)
 from distill.tasks.dataset.experts import load_trajectories, save_trajectories, train_expert_trajectories
 from distill.tasks.dataset.methods import CONDENSERS
+from distill.tasks.dataset.metrics import ddranking_scores, evaluate_set, herding_subset, random_subset, train_on_set
 from distill.tasks.dataset.recipe import DatasetRecipe
 from distill.tasks.dataset.synthetic import ClassBank, SyntheticSet
 

@@ -19,12 +19,25 @@ from distill.errors import ConfigError
 from distill.experiment.runner import Run
 from distill.metrics.cost import parameter_count
 from distill.signals import TopKCache, blocks_hash, build_topk_cache
-from distill.tasks.language.corpus import Corpus, generated_text, pack_blocks, shakespeare_plays, split_documents, text_files
+from distill.tasks.language.corpus import (
+    Corpus,
+    generated_text,
+    pack_blocks,
+    shakespeare_plays,
+    split_documents,
+    text_files,
+)
 from distill.tasks.language.methods import LANGUAGE_LOSSES
 from distill.tasks.language.methods.internals import internal_matching
 from distill.tasks.language.metrics import evaluate_model, samples
-from distill.tasks.language.models import (build_student, load_causal_lm, load_tokenizer, resolve_model_folder,
-                                          tokenizer_hash, weights_hash)
+from distill.tasks.language.models import (
+    build_student,
+    load_causal_lm,
+    load_tokenizer,
+    resolve_model_folder,
+    tokenizer_hash,
+    weights_hash,
+)
 from distill.tasks.language.objectives import LanguageObjective, live_signal, prediction_mask, sample_continuations
 from distill.tasks.language.recipe import LanguageRecipe
 

@@ -11,6 +11,7 @@ import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
 from distill.experiment.plots import plot_panels  # noqa: E402
 from distill.experiment.table import Column, Table, number  # noqa: E402
 

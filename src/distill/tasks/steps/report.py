@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
 from distill.experiment.plots import plot_panels  # noqa: E402
 from distill.experiment.table import Column, Table, number  # noqa: E402
 from distill.metrics.scorer import SampleRow  # noqa: E402
