@@ -351,8 +351,8 @@ def test_a_projector_larger_than_the_student_is_named_at_build():
     assert "Linear(8 → 4608)" in message and "41,472" in message and "\n" not in message
 
 
-def test_small_projectors_are_inferred_quietly():
-    student, teacher = _pair()
+def test_projectors_smaller_than_the_student_are_inferred_quietly():
+    student, teacher = _pair()  # Linear(100 → 125) + Unflatten: 12,625 parameters, the student 15,210
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Distiller(student, teacher, {("fc2", "conv3"): "fitnet"}, example_input=torch.randn(2, 1, 40))
