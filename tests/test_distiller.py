@@ -356,3 +356,13 @@ def test_projectors_smaller_than_the_student_are_inferred_quietly():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Distiller(student, teacher, {("fc2", "conv3"): "fitnet"}, example_input=torch.randn(2, 1, 40))
+
+
+def test_a_dropped_copy_takes_its_own_hooks_with_it():
+    student, teacher = _pair()
+    distiller = Distiller(student, teacher, {("output", "output"): "kd", ("fc1", "conv2"): "sp"})
+    clone = copy.deepcopy(distiller)
+    models = (clone.student, clone.teacher)
+    del clone
+    gc.collect()
+    assert _hook_count(*models) == 0 and _hook_count(student, teacher) == 4
