@@ -117,3 +117,12 @@ def test_eval_text_is_refused_for_other_families(tmp_path, capsys):
     (tmp_path / "recipe.yaml").write_text((Path(__file__).parents[1] / "recipes" / "steps" / "reflow.yaml").read_text())
     assert main(["eval", str(tmp_path), "--text", str(tmp_path / "play.txt")]) != 0
     assert "--text scores a language model" in capsys.readouterr().err
+
+
+def test_a_teacher_below_the_scratch_student_is_called_out_in_the_table_and_report(tmp_path, capsys):
+    weak = ["--set", "teacher.train.steps=1", "--set", "teacher.train.eval_every=0"]
+    assert main(["run", RECIPE, *FAST, *weak, "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert rows[0]["acc"] <= rows[1]["acc"]  # one step of training: the teacher is the weakest row
+    for text in (capsys.readouterr().out, (tmp_path / "report.md").read_text()):
+        assert "is not above the student scratch" in " ".join(text.split()) and "train the teacher longer" in text

@@ -1,4 +1,7 @@
 import copy
+import gc
+import warnings
+import weakref
 
 import pytest
 import torch
@@ -263,3 +266,103 @@ def test_nothing_to_optimise_is_refused(task_weight):
     task = {} if task_weight is None else {"task_loss": masked_cross_entropy, "task_weight": task_weight}
     with pytest.raises(DistillError, match="nothing to train"):
         Distiller(student, teacher, {}, **task)
+
+
+def test_dropped_distillers_take_their_hooks_and_activations_with_them():
+    """A sweep that builds and drops Distillers leaves the user's models as they were (issue 24)."""
+    student, teacher = _pair()
+    pairs = {("output", "output"): "kd", ("fc2", "conv3"): ("fitnet", 0.5)}
+    x = torch.randn(8, 1, 40)
+    outputs = []
+    for _ in range(30):
+        distiller = Distiller(student, teacher, pairs, example_input=x[:2])
+        outputs.append(weakref.ref(distiller(x)))  # recorded by the output tap, with its autograd graph
+        distiller.compute_losses(target=torch.zeros(8, dtype=torch.long))["total"].backward()
+        dropped = weakref.ref(distiller)
+        del distiller
+        assert dropped() is None  # no reference cycle keeps a dropped Distiller alive
+    gc.collect()
+    assert _hook_count(student, teacher) == 0
+    assert all(ref() is None for ref in outputs)
+
+
+def test_projector_need_without_example_input_is_refused_at_build_and_leaves_no_hooks():
+    student, teacher = _pair()
+    for pairs in ({("fc1", "output"): Match("kd", project=True)}, {("fc1", "conv3"): "crd"}):
+        with pytest.raises(DistillError, match="example_input"):
+            Distiller(student, teacher, pairs)
+        assert _hook_count(student, teacher) == 0
+
+
+@pytest.mark.parametrize(
+    "make, pairs",
+    [
+        (lambda: (_DictNet(), _DictNet()), {("output[logit]", "output[logits]"): "kd"}),  # a wrong dict key
+        (_pair, {("fc1", "conv3:input"): "fitnet"}),  # a projector, and no example_input to build it
+    ],
+)
+def test_a_configuration_error_at_the_first_compute_losses_removes_the_hooks(make, pairs):
+    student, teacher = make()
+    distiller = Distiller(student, teacher, pairs)
+    distiller(torch.randn(4, 1, 40))
+    with pytest.raises(DistillError):
+        distiller.compute_losses()
+    assert _hook_count(student, teacher) == 0
+    with pytest.raises(DistillError, match="build a new one"):
+        distiller(torch.randn(4, 1, 40))
+
+
+def test_compute_losses_before_any_forward_pass_keeps_the_distiller_usable():
+    student, teacher = _pair()
+    distiller = Distiller(student, teacher, {("output", "output"): "kd"})
+    with pytest.raises(DistillError, match="forward pass"):
+        distiller.compute_losses()
+    distiller(torch.randn(4, 1, 40))
+    assert torch.isfinite(distiller.compute_losses()["total"])
+
+
+class _Flat(nn.Module):
+    """A student whose 8-wide features a pair regresses onto a teacher's whole (32, 12, 12) map."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Linear(40, 8)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(self.features(x.flatten(1)).relu())
+
+
+class _Maps(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 32, 3, padding=1)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.head(self.conv(x.view(-1, 1, 1, 40)[..., :12].expand(-1, 1, 12, 12)).mean((2, 3)))
+
+
+def test_a_projector_larger_than_the_student_is_named_at_build():
+    with pytest.warns(UserWarning) as caught:
+        Distiller(_Flat(), _Maps(), {("features", "conv"): "fitnet"}, example_input=torch.randn(2, 1, 40))
+    message = str(caught[-1].message)
+    assert "features" in message and "conv" in message and "fitnet" in message
+    assert "Linear(8 → 4608)" in message and "41,472" in message and "\n" not in message
+
+
+def test_projectors_smaller_than_the_student_are_inferred_quietly():
+    student, teacher = _pair()  # Linear(100 → 125) + Unflatten: 12,625 parameters, the student 15,210
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Distiller(student, teacher, {("fc2", "conv3"): "fitnet"}, example_input=torch.randn(2, 1, 40))
+
+
+def test_a_dropped_copy_takes_its_own_hooks_with_it():
+    student, teacher = _pair()
+    distiller = Distiller(student, teacher, {("output", "output"): "kd", ("fc1", "conv2"): "sp"})
+    clone = copy.deepcopy(distiller)
+    models = (clone.student, clone.teacher)
+    del clone
+    gc.collect()
+    assert _hook_count(*models) == 0 and _hook_count(student, teacher) == 4

@@ -75,3 +75,20 @@ def test_readme_dataset_distillation_example_runs():
     exec(compile(block, "README.md", "exec"), namespace)
     result = namespace["result"]
     assert result.synthetic.images.shape == (10, 1, 8, 8) and len(result.history) == 20
+
+
+def _trained_by_readme_loop(relabel) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    batches = [(x, relabel(y)) for x, y in _mnist1d_namespace()["loader"]]
+    namespace = {"torch": torch, "loader": batches, "x_batch": batches[0][0],
+                 "student": build_model("mlp", (1, 40), 10), "teacher": build_model("convnet", (1, 40), 10)}
+    exec(compile(BLOCKS[0], "README.md", "exec"), namespace)
+    return [p.detach() for p in namespace["deployable"].parameters()]
+
+
+def test_readme_library_example_uses_the_labels():
+    """The five-line loop learns from the labels as well as the teacher: other labels, another student."""
+    same = _trained_by_readme_loop(lambda y: y)
+    assert all(torch.equal(a, b) for a, b in zip(same, _trained_by_readme_loop(lambda y: y)))
+    shifted = _trained_by_readme_loop(lambda y: (y + 1) % 10)
+    assert not all(torch.equal(a, b) for a, b in zip(same, shifted))

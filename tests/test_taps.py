@@ -236,3 +236,32 @@ def test_recorder_removes_its_hooks_when_a_later_tap_is_wrong():
         TapRecorder(net, [parse_tap("head"), parse_tap("body.0:input"), parse_tap("bdy.0")])
     assert _hook_count(net) == 0
     net(torch.randn(2, 4))
+
+
+class Blocks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Module()
+        self.enc.blocks = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)])
+        self.enc.parts = nn.ModuleDict({"a": nn.Linear(4, 4)})
+        self.seq = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+
+    def forward(self, x):
+        for block in self.enc.blocks:
+            x = block(x)
+        return self.seq(self.enc.parts["a"](x))
+
+
+@pytest.mark.parametrize("tap, path", [("enc.blocks[1]", "enc.blocks.1"), ("enc.parts[a]", "enc.parts.a"),
+                                       ("enc.blocks", "enc.blocks.0")])
+def test_index_notation_on_a_container_suggests_the_module_path(tap, path):
+    net = Blocks()
+    with pytest.raises(DistillError) as err:
+        TapRecorder(net, [parse_tap(tap)], "student")
+    assert repr(path) in str(err.value) and "never runs" in str(err.value)
+    assert _hook_count(net) == 0
+
+
+def test_index_notation_on_a_sequential_suggests_the_module_path():
+    message = _captured_error(Blocks(), "seq[0]")
+    assert "'seq.0'" in message and "'seq'" in message

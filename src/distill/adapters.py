@@ -197,3 +197,26 @@ def build_adapters(
     if teacher_layout == "tokens" and len(teacher_shape) == 3:
         student_mods.append(ToTokens())
     return nn.Sequential(*student_mods), nn.Identity()
+
+
+def describe_projector(adapter: nn.Module) -> str:
+    """One line naming the steps of an adapter, e.g. ``Linear(8 → 4608) + Unflatten(→ (32, 12, 12))``."""
+    steps = list(adapter) if isinstance(adapter, nn.Sequential) else [adapter]
+    return " + ".join(_describe_step(step) for step in steps) or "Identity"
+
+
+def _describe_step(step: nn.Module) -> str:
+    name = type(step).__name__
+    if isinstance(step, nn.Linear):
+        return f"{name}({step.in_features} → {step.out_features})"
+    if isinstance(step, nn.modules.conv._ConvNd):
+        kernel = "×".join(map(str, step.kernel_size))
+        return f"{name}({step.in_channels} → {step.out_channels}, {kernel})"
+    if isinstance(step, OrthogonalProjector):
+        linear = step.linear
+        return f"{name}({linear.in_features} → {linear.out_features})"
+    if isinstance(step, nn.Unflatten):
+        return f"{name}(→ {tuple(step.unflattened_size)})"
+    if isinstance(step, Resize):
+        return f"{name}(→ {step.size})"
+    return name

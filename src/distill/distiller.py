@@ -10,6 +10,7 @@ Like ModelOpt's wrapper, ``distiller(*args, **kwargs)`` passes whatever the mode
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -17,7 +18,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
-from distill.adapters import Layout, build_adapters, infer_layout
+from distill.adapters import Layout, build_adapters, describe_projector, infer_layout
 from distill.errors import ConfigError, DistillError
 from distill.losses import LOSSES, DistillLoss
 from distill.taps import TapRecorder, TapSpec, parse_tap, resolve_module
@@ -131,6 +132,26 @@ class _Pair(nn.Module):
         self.student_adapter = s_adapter.to(student.device)
         self.teacher_adapter = t_adapter.to(teacher.device)
 
+    def needs_shapes(self) -> bool:
+        """Whether this pair certainly creates parameters from the tapped shapes (a forced projector, or loss
+        heads sized from one batch), so the Distiller needs ``example_input`` before the optimizer exists."""
+        return self.match.project or self.loss.pending_setup()
+
+    def trainable(self) -> bool:
+        """Whether the adapters built from the shapes (or the loss's heads) create parameters."""
+        return any(True for _ in self.student_adapter.parameters()) or self.loss.pending_setup()
+
+
+def _missing_example_input(names: list[str]) -> DistillError:
+    return DistillError(
+        f"pairs {names} need a trainable projector (or loss heads sized from one batch), which must exist before "
+        "the optimizer is built: pass example_input=<one batch of inputs> to Distiller(...)."
+    )
+
+
+#: a projector with at least this share of the student's parameter count is named in a warning when built
+LARGE_PROJECTOR = 1.0
+
 
 def _as_call(value: Any) -> tuple[tuple, dict]:
     """``(args, kwargs)`` of a model call from one value.
@@ -165,7 +186,8 @@ class Distiller(nn.Module):
     ``(loss, weight)`` or a :class:`Match`. Taps are module paths (see
     :mod:`distill.taps`). ``task_loss(student_output, target)`` with ``task_weight``
     adds the ordinary supervised loss. Pass ``example_input`` when a pair needs a
-    trainable projector, so it exists before the optimizer is created (and
+    trainable projector, so it exists before the optimizer is created (a projector with
+    as many parameters as the student, or more, is named in a warning), and
     ``example_teacher_input`` when the teacher sees a different view); each is one
     batch as :meth:`forward` takes it: a tensor, a tuple of positional arguments or a
     dict of keyword arguments. ``teacher_kwargs_map`` renames the keyword arguments of
@@ -175,6 +197,10 @@ class Distiller(nn.Module):
     ``teacher="self"`` is self-distillation (Zhang et al., ICCV 2019, "Be Your Own
     Teacher"): teacher taps are read from the student's own forward pass and detached,
     so deep layers teach shallow ones.
+
+    The hooks on the models go with the Distiller: at :meth:`export`, when it is garbage-collected,
+    and when a configuration error (a wrong key, shapes no projector can match) surfaces at the
+    first :meth:`compute_losses`; it must then be rebuilt.
     """
 
     def __init__(
@@ -219,7 +245,7 @@ class Distiller(nn.Module):
             )
             for p in self.pairs
         ]
-        self._exported = False
+        self._closed: str | None = None  # why forward() refuses: exported, or a configuration error
         self._adapters_ready = False
         self._teacher_output: Any = None
         #: training forward passes so far (drives warm-ups; saved in checkpoints so resume is exact)
@@ -232,6 +258,8 @@ class Distiller(nn.Module):
             self.student_taps, self.teacher_taps = recorders
             if example_input is not None:
                 self._build_adapters_from(example_input, example_teacher_input)
+            elif any(p.needs_shapes() for p in self.pairs):
+                raise _missing_example_input([p.name for p in self.pairs if p.needs_shapes()])
         except Exception:
             for recorder in recorders:
                 recorder.remove()
@@ -273,8 +301,8 @@ class Distiller(nn.Module):
         channels): a tensor is its one positional argument, a tuple its positional
         arguments, a dict its keyword arguments.
         """
-        if self._exported:
-            raise DistillError("this Distiller was exported; build a new one to keep distilling.")
+        if self._closed:
+            raise DistillError(f"this Distiller was {self._closed}; build a new one to keep distilling.")
         self.student_taps.clear()
         self.teacher_taps.clear()
         self._teacher_output = None
@@ -318,6 +346,7 @@ class Distiller(nn.Module):
             args, kwargs = _as_call(example_input)
             self.forward(*args, teacher_input=example_teacher_input, **kwargs)
             self._make_adapters()
+            self._name_large_projectors()
             for pair in self.pairs:  # e.g. CRD's embedding heads take their input sizes now
                 if pair.loss.pending_setup():
                     pair.loss(*self._adapted(pair), None)
@@ -331,6 +360,21 @@ class Distiller(nn.Module):
             pair.build_adapters(self._tensors(self.student_taps, pair.student_tap),
                                 self._tensors(self.teacher_taps, pair.teacher_tap), layouts)
         self._adapters_ready = True
+
+    def _name_large_projectors(self) -> None:
+        """A one-line warning for each projector with at least ``LARGE_PROJECTOR`` of the student's parameter
+        count: it is trained alongside, may learn the match in the student's stead, and is dropped at export."""
+        student = sum(p.numel() for p in self.student.parameters())
+        for pair in self.pairs:
+            size = sum(p.numel() for p in pair.student_adapter.parameters())
+            if size and size >= LARGE_PROJECTOR * student:
+                warnings.warn(
+                    f"pair ({_label(pair.student_tap)} → {_label(pair.teacher_tap)}, loss {pair.name!r}): inferred "
+                    f"projector {describe_projector(pair.student_adapter)} has {size:,} trainable parameters "
+                    f"({size / student:.1f}× the student's {student:,}); it trains with the student and is dropped "
+                    "at export. Tap a teacher tensor nearer the student's shape for a smaller one.",
+                    stacklevel=2,
+                )
 
     @staticmethod
     def _tensors(recorder: TapRecorder, taps: Taps) -> torch.Tensor | list[torch.Tensor]:
@@ -352,14 +396,7 @@ class Distiller(nn.Module):
         if mask is not None:
             self._check_masked_losses()
         if not self._adapters_ready and len(self.pairs):
-            self._make_adapters()
-            trainable = [p.name for p in self.pairs if any(True for _ in p.student_adapter.parameters())
-                         or p.loss.pending_setup()]
-            if trainable:
-                raise DistillError(
-                    f"pairs {trainable} need a trainable projector, which must exist before the optimizer is "
-                    "built: pass example_input=<one batch of inputs> to Distiller(...)."
-                )
+            self._adapters_from_first_pass()
         losses: dict[str, torch.Tensor] = {}
         total = None
         masking = {} if mask is None else {"mask": mask}
@@ -376,6 +413,20 @@ class Distiller(nn.Module):
             total = losses["task"] * self.task_weight if total is None else total + losses["task"] * self.task_weight
         losses["total"] = total
         return losses
+
+    def _adapters_from_first_pass(self) -> None:
+        """Adapters from the first pass's shapes (no ``example_input`` was given). A configuration error found
+        here closes the Distiller, hooks removed; a call before any forward pass only raises."""
+        ran = bool(self.student_taps.store or self.teacher_taps.store)
+        try:
+            self._make_adapters()
+            trainable = [p.name for p in self.pairs if p.trainable()]
+            if trainable:
+                raise _missing_example_input(trainable)
+        except DistillError:
+            if ran:
+                self._close("stopped by a configuration error")
+            raise
 
     def _check_masked_losses(self) -> None:
         unmaskable = [f"{p.name!r} (loss {p.match.loss if isinstance(p.match.loss, str) else type(p.loss).__name__})"
@@ -401,8 +452,11 @@ class Distiller(nn.Module):
 
     def export(self) -> nn.Module:
         """Remove every hook and return the bare student for deployment."""
+        self._close("exported")
+        return self.student
+
+    def _close(self, why: str) -> None:
         self.student_taps.remove()
         self.teacher_taps.remove()
         self._teacher_output = None
-        self._exported = True
-        return self.student
+        self._closed = why

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,12 +84,42 @@ def resolve_module(model: nn.Module, path: str, role: str = "model") -> nn.Modul
     )
 
 
+def _never_runs(module: nn.Module) -> bool:
+    """True for a container without ``forward`` (``ModuleList``, ``ModuleDict``): hooks on it never fire."""
+    return type(module).forward is nn.Module.forward
+
+
+def _check_runs(module: nn.Module, spec: TapSpec, role: str) -> None:
+    """Refuse a tap on a container that is never called, naming the module path the user meant."""
+    if not _never_runs(module):
+        return
+    children = [name for name, _ in module.named_children()]
+    if spec.index is not None and str(spec.index) in children:
+        path = f"{spec.path}.{spec.index}"
+        fix = f"tap that module by its path, {path!r}"
+    else:
+        path = f"{spec.path}.{children[0] if children else 0}"
+        fix = f"tap one of its modules by path, e.g. {path!r}"
+    raise DistillError(
+        f"tap {spec} of the {role}: {spec.path!r} is a {type(module).__name__}, a container that never runs "
+        f"(forward() calls its modules one by one), so it has no {spec.io}; {fix}."
+    )
+
+
+def _child_path(module: nn.Module, spec: TapSpec) -> str | None:
+    """``"seq.0"`` for a tap ``"seq[0]"`` on a module that has a child named by the index, else None."""
+    if spec.index is None or not spec.path:
+        return None
+    return f"{spec.path}.{spec.index}" if str(spec.index) in dict(module.named_children()) else None
+
+
 def _keys(mapping: Mapping) -> str:
     return ", ".join(repr(k) for k in mapping)
 
 
-def _select(value: Any, spec: TapSpec, role: str) -> Any:
-    """The element or entry of ``value`` that ``spec.index`` names; a wrong one lists what exists."""
+def _select(value: Any, spec: TapSpec, role: str, child_path: str | None = None) -> Any:
+    """The element or entry of ``value`` that ``spec.index`` names; a wrong one lists what exists.
+    ``child_path``: the module path the index may have meant (``"seq.0"`` for ``"seq[0]"``)."""
     if spec.index is None:
         return value
     whole = TapSpec(spec.path, spec.io)
@@ -107,9 +138,10 @@ def _select(value: Any, spec: TapSpec, role: str) -> Any:
             )
         return value[spec.index]
     what = "tensor" if isinstance(value, torch.Tensor) else type(value).__name__
+    module = f" or {child_path!r} for the output of its module {spec.index!r}" if child_path else ""
     raise DistillError(
         f"tap {spec} of the {role} captured a {what}, which has no elements to pick; write {str(whole)!r} "
-        "without the index."
+        f"without the index{module}."
     )
 
 
@@ -152,16 +184,23 @@ class TapRecorder:
 
     The hooks store what the module saw or returned; picking an element or key happens in
     :meth:`get`, so a wrong index is reported there instead of breaking the model's forward.
-    If a spec does not resolve, the hooks already placed are removed before the error.
+    If a spec does not resolve, the hooks already placed are removed before the error; a tap on
+    a container that never runs (``ModuleList``) is refused. The hooks also go when the recorder
+    is garbage-collected (a ``weakref.finalize`` holding only the handles and the store), so a
+    dropped Distiller leaves nothing on the user's models.
     """
 
     def __init__(self, model: nn.Module, specs: list[TapSpec], role: str = "model") -> None:
         self.role = role
         self.store: dict[TapSpec, Any] = _Store()
         self._handles = []
+        self._child_paths: dict[TapSpec, str | None] = {}
+        self._arm()
         try:
             for spec in dict.fromkeys(specs):
                 module = resolve_module(model, spec.path, role)
+                _check_runs(module, spec, role)
+                self._child_paths[spec] = _child_path(module, spec)
                 if spec.io == "output":
                     hook = functools.partial(_record_output, self.store, spec)
                     self._handles.append(module.register_forward_hook(hook))
@@ -183,17 +222,29 @@ class TapRecorder:
                 f"tap {spec} of the {self.role} captured nothing: that module did not run in the "
                 "last forward pass (is it used by forward()?), or no forward pass happened yet."
             )
-        value = _select(self.store[spec], spec, self.role)
+        value = _select(self.store[spec], spec, self.role, self._child_paths.get(spec))
         if not isinstance(value, torch.Tensor):
             raise _not_a_tensor(spec, value, self.role)
         return value
 
     def remove(self) -> None:
         """Detach all hooks from the model."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        self.store.clear()
+        _remove_hooks(self._handles, self.store)
+
+    def _arm(self) -> None:
+        weakref.finalize(self, _remove_hooks, self._handles, self.store)
+
+    def __setstate__(self, state: dict) -> None:
+        """A copy (deepcopy, pickle) removes its own hooks when it is collected, as the original does."""
+        self.__dict__.update(state)
+        self._arm()
+
+
+def _remove_hooks(handles: list, store: dict) -> None:
+    for handle in handles:
+        handle.remove()
+    handles.clear()
+    store.clear()
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The classification results table (accuracy, size, latency, budget) and learning-curve plot."""
+"""The classification results table (accuracy, size, latency, budget), its notes, and learning-curve plot."""
 
 from __future__ import annotations
 
@@ -23,10 +23,27 @@ COLUMNS = (
 
 
 def results_table(rows: Sequence, title: str) -> Table:
-    """The rows (``RowResult``) as a :class:`Table`; a cached phase shows no train time."""
+    """The rows (``RowResult``) as a :class:`Table`; a cached phase shows no train time. A teacher no
+    better than the student trained alone is said so in a note (printed, and in ``report.md``)."""
     body = [{"name": r.name, "acc": r.acc, "params": r.params, "latency_ms": r.latency_ms, "steps": r.steps,
              "seconds": r.seconds if r.steps else None, "samples_per_s": r.samples_per_s} for r in rows]
-    return Table(title, COLUMNS, body)
+    note = weak_teacher_note(rows)
+    return Table(title, COLUMNS, body, notes=[note] if note else [])
+
+
+def weak_teacher_note(rows: Sequence) -> str | None:
+    """What to change when the teacher the student learns from (the combined one, if several) scores no
+    higher than the best student trained alone: distillation passes on only what the teacher knows better."""
+    teachers = [r for r in rows if r.role == "combined"] or [r for r in rows if r.role == "teacher"]
+    scratch = [r for r in rows if r.role == "scratch"]
+    if len(teachers) != 1 or not scratch:
+        return None
+    teacher, best = teachers[0], max(scratch, key=lambda r: r.acc)
+    if teacher.acc > best.acc:
+        return None
+    return (f"Note: the {teacher.name} ({100 * teacher.acc:.2f} %) is not above the {best.name} trained alone "
+            f"({100 * best.acc:.2f} %), so it has little to teach: train the teacher longer (its `train.steps`), "
+            "use a bigger teacher, or check the data (labels, train/test split, input scaling).")
 
 
 def plot_learning_curves(rows: Sequence, path: Path) -> Path | None:

@@ -34,9 +34,11 @@ from distill.tasks.classification.recipe import ClassificationRecipe, TeacherSpe
 
 @dataclass
 class RowResult:
-    """One line of the results table."""
+    """One line of the results table; ``role`` is ``teacher``, ``combined`` (several teachers as one),
+    ``scratch`` or ``distilled``."""
 
     name: str
+    role: str
     acc: float
     params: int
     latency_ms: float
@@ -50,10 +52,11 @@ def _evaluator(test_set):
     return lambda model, accelerator: evaluate_classifier(model, test_set, accelerator)
 
 
-def _row(name: str, model: nn.Module, splits: DataSplits, result) -> RowResult:
+def _row(name: str, role: str, model: nn.Module, splits: DataSplits, result) -> RowResult:
     example = splits.test[0][0].unsqueeze(0)
     return RowResult(
         name=name,
+        role=role,
         acc=evaluate_classifier(model, splits.test)["acc"],
         params=parameter_count(model),
         latency_ms=1000 * cpu_latency_per_sample(model, example),
@@ -122,7 +125,7 @@ def _one_teacher(recipe: ClassificationRecipe, spec: TeacherSpec, splits: DataSp
 
         fit_or_load(teacher, cache_spec, fit)
     teacher.eval()
-    return teacher, _row(f"teacher ({spec.model})", teacher, splits, result)
+    return teacher, _row(f"teacher ({spec.model})", "teacher", teacher, splits, result)
 
 
 def obtain_teacher(recipe: ClassificationRecipe, splits: DataSplits, run: Run):
@@ -133,7 +136,7 @@ def obtain_teacher(recipe: ClassificationRecipe, splits: DataSplits, run: Run):
     teacher = _combine(recipe, [t for t, _ in built])
     rows = [row for _, row in built]
     if isinstance(teacher, MultiTeacher):
-        rows.append(_row(f"teachers combined ({recipe.teacher.combine})", teacher, splits, None))
+        rows.append(_row(f"teachers combined ({recipe.teacher.combine})", "combined", teacher, splits, None))
     return teacher, rows
 
 
@@ -144,7 +147,7 @@ def train_scratch(recipe: ClassificationRecipe, splits: DataSplits, run: Run, au
     label = "scratch" if augment == "none" else f"scratch_{augment}"
     result = run.train(objective, splits.train, recipe.train, label, _evaluator(splits.test))
     name = f"student scratch ({recipe.student.model}{'' if augment == 'none' else ', ' + augment})"
-    return student, _row(name, student, splits, result)
+    return student, _row(name, "scratch", student, splits, result)
 
 
 def _taps(value: str | list[str]) -> str | tuple[str, ...]:
@@ -228,8 +231,8 @@ def train_distilled(recipe: ClassificationRecipe, splits: DataSplits, teacher: n
     objective = build_distill_objective(recipe, student, teacher, splits, views)
     result = run.train(objective, data, recipe.train, "distill", _evaluator(splits.test))
     methods = "+".join(p.loss for p in spec.pairs) + ("" if spec.augment == "none" else f", {spec.augment}")
-    return objective.distiller.export(), _row(f"student distilled ({recipe.student.model}, {methods})", student,
-                                              splits, result)
+    return objective.distiller.export(), _row(f"student distilled ({recipe.student.model}, {methods})",
+                                              "distilled", student, splits, result)
 
 
 def run_recipe(recipe: ClassificationRecipe, run: Run) -> tuple[list[RowResult], DataSplits]:
