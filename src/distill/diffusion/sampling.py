@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from distill.checks import check_count
 from distill.errors import ConfigError
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.process import broadcast
@@ -26,8 +27,7 @@ def device_of(module: nn.Module | None) -> torch.device:
 def time_points(steps: int) -> list[float]:
     """``steps + 1`` uniformly spaced times from 1 (noise) to 0 (data), as Python floats (so a traced
     or exported sampler holds them as constants, not as data)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"steps must be a positive integer, got {steps!r}.")
+    check_count("steps", steps)
     return [(steps - i) / steps for i in range(steps + 1)]
 
 

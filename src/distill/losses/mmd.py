@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 import torch
 
+from distill.checks import check_positive
 from distill.errors import ConfigError
 from distill.losses.base import LOSSES, DistillLoss
-from distill.losses.functional import check_pair, check_positive
+from distill.losses.functional import check_pair
 
 
 @LOSSES.register("mmd")

@@ -6,9 +6,9 @@ import math
 
 import torch
 
+from distill.checks import check_fraction
 from distill.errors import ConfigError, DistillError
 from distill.losses.base import LOSSES
-from distill.losses.functional import check_fraction
 from distill.losses.token import TokenDistillLoss, kl_divergence
 
 #: Added to the previous loss in TAID's relative improvement, as in the official code.

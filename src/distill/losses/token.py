@@ -20,17 +20,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from distill.checks import check_positive
 from distill.errors import ConfigError, DistillError
 from distill.losses.base import IGNORE_INDEX, DistillLoss
-from distill.losses.functional import (
-    check_mask,
-    check_pair,
-    check_positive,
-    check_target,
-    masked_cross_entropy,
-    masked_mean,
-)
+from distill.losses.functional import check_mask, check_pair, check_target, masked_cross_entropy, masked_mean
 from distill.losses.sparse import TopKTargets, binned_log_probs
+
 
 def token_log_probs(loss: str, student_logits: torch.Tensor, teacher: torch.Tensor | TopKTargets,
                     temperature: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from distill.checks import check_count
 from distill.data.base import DATASETS, DataSplits
 from distill.engine.checkpoint import (Checkpoint, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                                        set_rng_state)
@@ -156,8 +157,7 @@ def condense(dataset, method: str = "dm", ipc: int = 10, *, iterations: int = 10
     bank = class_bank(dataset)
     if init not in ("real", "noise"):
         raise ConfigError(f"init must be 'real' or 'noise', got {init!r}.")
-    if not isinstance(iterations, int) or iterations < 1:
-        raise ConfigError(f"iterations must be a positive integer, got {iterations!r}.")
+    check_count("iterations", iterations)
     options = dict(options or {})
     CONDENSERS.get(method).check_options(options, ipc)
     factory = network if callable(network) else network_factory(network, bank, width, depth)

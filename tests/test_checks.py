@@ -1,0 +1,46 @@
+"""The shared argument checks (distill.checks): one implementation for every layer and family."""
+
+import math
+
+import pytest
+
+from distill.checks import check_count, check_fraction, check_int, check_positive, positive_ints
+from distill.errors import ConfigError, DistillError
+
+
+def test_integers_refuse_bools_floats_and_small_values():
+    assert check_int("epochs", 3) == 3 and check_int("transfer_size", 0, least=0) == 0
+    assert check_count("batch_size", 1) == 1
+    for bad in (True, False, 2.0, "3", None, 0, -1):
+        with pytest.raises(ConfigError, match=r"^batch_size must be a positive integer, got "):
+            check_count("batch_size", bad)
+    for bad in (True, 1.0, 1):
+        with pytest.raises(ConfigError, match=r"^num_classes must be an integer >= 2, got "):
+            check_int("num_classes", bad, least=2)
+    assert positive_ints([1, 2, 3]) and not positive_ints([1, True]) and not positive_ints([0]) and positive_ints([])
+
+
+def test_positive_numbers():
+    assert check_positive("temperature", 2) == 2.0 and isinstance(check_positive("lr", 1), float)
+    for bad in (0, -0.5, math.nan, True, "1", None):
+        with pytest.raises(ConfigError, match=r"^temperature must be > 0, got "):
+            check_positive("temperature", bad)
+
+
+def test_fractions_name_the_argument_the_interval_and_the_meaning():
+    assert check_fraction("alpha", 0) == 0.0 and check_fraction("alpha", 1) == 1.0
+    assert check_fraction("decay", 0.0, open_right=True) == 0.0
+    with pytest.raises(ConfigError, match=r"^alpha must lie in \[0, 1\] \(the weight of the soft term\), got 1.5"):
+        check_fraction("alpha", 1.5, "the weight of the soft term")
+    with pytest.raises(ConfigError, match=r"^decay must lie in \[0, 1\), got 1.0"):
+        check_fraction("decay", 1.0, open_right=True)
+    with pytest.raises(ConfigError, match=r"^share must lie in \(0, 1\), got 0"):
+        check_fraction("share", 0, open_left=True, open_right=True)
+    for bad in (True, math.nan, "0.5", -0.1):
+        with pytest.raises(ConfigError, match="must lie in"):
+            check_fraction("beta", bad)
+
+
+def test_errors_are_user_errors():
+    with pytest.raises(DistillError):
+        check_count("n", 0)
