@@ -44,3 +44,56 @@ def test_fractions_name_the_argument_the_interval_and_the_meaning():
 def test_errors_are_user_errors():
     with pytest.raises(DistillError):
         check_count("n", 0)
+
+
+def _registry():
+    from distill.registry import Registry
+
+    registry = Registry("test method")
+    built = []
+
+    @registry.register("plain")
+    class Plain:
+        def __init__(self, steps: int = 1) -> None:
+            built.append(self)
+            check_count("plain: steps", steps)
+
+    @registry.register("needs_data")
+    class NeedsData:
+        checked = []
+
+        def __init__(self, images, **options) -> None:
+            raise AssertionError("a pre-flight check must not build a method that needs data")
+
+        @classmethod
+        def check_options(cls, options, ipc=None):
+            cls.checked.append((options, ipc))
+            check_int("needs_data option ipc", ipc)
+
+    return registry, built, NeedsData
+
+
+def test_one_pre_flight_check_for_every_registered_method():
+    """Registry.check: the name, the option names (by signature) and the values (by the method's own
+    code, raising ConfigError), keeping nothing; a method needing data answers through check_options."""
+    registry, built, needs_data = _registry()
+    registry.check("plain", {"steps": 2})
+    with pytest.raises(DistillError, match="Did you mean 'plain'"):
+        registry.check("plian", {})
+    with pytest.raises(ConfigError, match="Did you mean 'steps'"):
+        registry.check("plain", {"stesp": 2})
+    with pytest.raises(ConfigError, match="plain: steps must be a positive integer, got 0"):
+        registry.check("plain", {"steps": 0})
+    registry.check("needs_data", {"lr": 1.0}, ipc=10)
+    assert needs_data.checked == [({"lr": 1.0}, 10)]
+    with pytest.raises(ConfigError, match="needs_data option ipc must be an integer >= 1, got 0"):
+        registry.check("needs_data", {}, ipc=0)
+
+
+def test_every_recipe_checks_its_method_through_the_registry():
+    """The same error shape from every family's recipe: the section, the bad name and the valid choices."""
+    from distill.experiment.recipe import check_registered
+
+    registry, _, _ = _registry()
+    with pytest.raises(ValueError, match="unknown test method 'plian'.*Valid choices: needs_data, plain"):
+        check_registered(registry, "plian", {})

@@ -159,7 +159,7 @@ def condense(dataset, method: str = "dm", ipc: int = 10, *, iterations: int = 10
         raise ConfigError(f"init must be 'real' or 'noise', got {init!r}.")
     check_count("iterations", iterations)
     options = dict(options or {})
-    CONDENSERS.get(method).check_options(options, ipc)
+    CONDENSERS.check(method, options, ipc=ipc)
     factory = network if callable(network) else network_factory(network, bank, width, depth)
     augment = DSA() if dsa else None
     synthetic, generator = seeded_start(bank, ipc, init, seed)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, model_validator
 
 from distill.engine.config import StrictModel, TrainConfig
-from distill.experiment.recipe import check_builds
+from distill.experiment.recipe import check_registered
 
 #: the token-level losses a recipe can name (one module each in distill.losses); "ce" trains without a teacher
 TOKEN_LOSSES = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "taid")
@@ -123,7 +123,7 @@ class MethodSpec(StrictModel):
             raise ValueError("method.sequence_kd trains with cross-entropy on teacher generations; set method.loss: ce")
         if self.loss not in TOKEN_LOSSES:
             raise ValueError(f"method.loss {self.loss!r} is not a token-level loss; use 'ce' or one of {list(TOKEN_LOSSES)}")
-        check_builds(LOSSES, self.loss, {"temperature": self.temperature, "ce_weight": self.ce_weight, **self.options})
+        check_registered(LOSSES, self.loss, {"temperature": self.temperature, "ce_weight": self.ce_weight, **self.options})
         return self
 
 
