@@ -1,11 +1,18 @@
-"""The shared argument checks (distill.checks): one implementation for every layer and family."""
+"""The shared argument checks (in distill.errors) and the one pre-flight check of a registered method."""
 
 import math
 
 import pytest
 
-from distill.checks import check_count, check_fraction, check_int, check_positive, positive_ints
-from distill.errors import ConfigError, DistillError
+from distill.errors import (
+    ConfigError,
+    DistillError,
+    check_count,
+    check_fraction,
+    check_int,
+    check_positive,
+    positive_ints,
+)
 
 
 def test_integers_refuse_bools_floats_and_small_values():

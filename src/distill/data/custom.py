@@ -12,10 +12,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from distill.checks import check_int
 from distill.data.base import DataSplits
 from distill.data.tensors import InMemoryDataset
-from distill.errors import DistillError
+from distill.errors import DistillError, check_int
 from distill.losses.base import IGNORE_INDEX
 
 ArrayLike = np.ndarray | torch.Tensor

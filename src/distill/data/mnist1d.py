@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.checks import check_int
 from distill.data.base import DATASETS, DataSplits
 from distill.data.custom import from_arrays
-from distill.errors import DistillError
+from distill.errors import DistillError, check_int
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 
-from distill.checks import check_count
-from distill.errors import DistillError
+from distill.errors import DistillError, check_count
 
 
 class SampleBatch(Sequence):

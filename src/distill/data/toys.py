@@ -23,9 +23,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from distill.checks import check_count
 from distill.data.base import DataSplits
 from distill.data.tensors import InMemoryDataset
+from distill.errors import check_count
 from distill.registry import Registry
 
 ToySampler = Callable[[int, torch.Generator], Tensor]

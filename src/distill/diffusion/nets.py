@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill.checks import check_int, positive_ints
-from distill.errors import DistillError
+from distill.errors import DistillError, check_int, positive_ints
 from distill.registry import Registry
 
 DENOISERS: Registry = Registry("denoiser")

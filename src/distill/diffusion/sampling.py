@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from distill.checks import check_count
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.process import broadcast
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from distill.checks import check_positive
+from distill.errors import check_positive
 from distill.losses.base import LOSSES, DistillLoss
 from distill.losses.functional import check_pair
 

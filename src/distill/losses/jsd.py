@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from distill.checks import check_fraction
+from distill.errors import check_fraction
 from distill.losses.base import LOSSES
 from distill.losses.token import TokenDistillLoss, kl_divergence, log_mixture
 

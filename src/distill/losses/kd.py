@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from distill.checks import check_fraction, check_positive
+from distill.errors import check_fraction, check_positive
 from distill.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
 from distill.losses.functional import check_mask, check_pair, check_target, masked_cross_entropy, masked_mean, soft_kl
 

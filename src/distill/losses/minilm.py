@@ -6,8 +6,7 @@ import math
 
 import torch
 
-from distill.checks import check_count
-from distill.errors import ConfigError, DistillError
+from distill.errors import ConfigError, DistillError, check_count
 from distill.losses.base import LOSSES, DistillLoss
 from distill.losses.token import kl_divergence
 

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from distill.checks import check_positive
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_positive
 from distill.losses.base import LOSSES, DistillLoss
 from distill.losses.functional import check_pair
 

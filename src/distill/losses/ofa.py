@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from distill.checks import check_positive
-from distill.errors import DistillError
+from distill.errors import DistillError, check_positive
 from distill.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
 from distill.losses.functional import check_pair, check_target, masked_mean
 

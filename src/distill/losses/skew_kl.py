@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import torch
 
-from distill.checks import check_fraction
+from distill.errors import check_fraction
 from distill.losses.base import LOSSES
 from distill.losses.token import TokenDistillLoss, kl_divergence, log_mixture
 

@@ -6,8 +6,7 @@ import math
 
 import torch
 
-from distill.checks import check_fraction
-from distill.errors import ConfigError, DistillError
+from distill.errors import ConfigError, DistillError, check_fraction
 from distill.losses.base import LOSSES
 from distill.losses.token import TokenDistillLoss, kl_divergence
 

@@ -14,8 +14,7 @@ import ot
 import torch
 from torch import Tensor
 
-from distill.checks import check_count
-from distill.errors import DistillError
+from distill.errors import DistillError, check_count
 from distill.metrics.checks import as_pair
 
 

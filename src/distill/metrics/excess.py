@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from distill.checks import check_count
-from distill.errors import DistillError
+from distill.errors import DistillError, check_count
 from distill.metrics.checks import as_cloud
 from distill.metrics.distances import frechet_from_moments
 

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from distill.checks import check_count
-from distill.errors import DistillError
+from distill.errors import DistillError, check_count
 from distill.taps import TapRecorder, parse_tap
 
 

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from distill.checks import positive_ints
-from distill.errors import DistillError
+from distill.errors import DistillError, positive_ints
 from distill.models.base import MODELS
 
 #: ``checked_shape`` hint for image-only models.

@@ -20,8 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from distill.checks import check_count
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count
 from distill.models.base import MODELS
 
 

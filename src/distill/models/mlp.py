@@ -12,8 +12,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from distill.checks import positive_ints
-from distill.errors import DistillError
+from distill.errors import DistillError, positive_ints
 from distill.models.base import MODELS
 from distill.models.convnet import checked_shape
 

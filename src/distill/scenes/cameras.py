@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from distill.checks import check_count
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count
 
 WORLD_UP = (0.0, 0.0, 1.0)
 

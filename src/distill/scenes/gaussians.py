@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from distill.checks import check_count
-from distill.errors import ConfigError, DistillError
+from distill.errors import ConfigError, DistillError, check_count
 from distill.scenes.cameras import OrbitCameras, as_cameras, image_size
 from distill.scenes.composite import background_tensor, compositing_weights
 from distill.scenes.io import checked_path, read_ply_vertices, write_ply_vertices

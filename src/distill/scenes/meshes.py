@@ -17,8 +17,7 @@ import torch
 import trimesh
 from torch import Tensor
 
-from distill.checks import check_count
-from distill.errors import ConfigError, DistillError, unknown_name_message
+from distill.errors import ConfigError, DistillError, check_count, unknown_name_message
 from distill.scenes.cameras import OrbitCameras, as_cameras, image_size
 from distill.scenes.composite import background_tensor
 

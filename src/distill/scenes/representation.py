@@ -24,8 +24,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from distill.checks import check_count
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count
 from distill.registry import Registry
 
 REPRESENTATIONS: Registry = Registry("3-D representation")

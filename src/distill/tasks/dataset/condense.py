@@ -10,12 +10,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from distill.checks import check_count
 from distill.data.base import DATASETS, DataSplits
 from distill.engine.checkpoint import (Checkpoint, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
                                        set_rng_state)
 from distill.engine.progress import progress_bar
-from distill.errors import CheckpointError, ConfigError
+from distill.errors import CheckpointError, ConfigError, check_count
 from distill.models import build_model
 from distill.tasks.dataset.augment import DSA
 from distill.tasks.dataset.experts import train_expert_trajectories

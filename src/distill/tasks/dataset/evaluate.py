@@ -24,11 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill.checks import check_fraction, check_int, check_positive
 from distill.data import TensorDictDataset
 from distill.engine.config import TrainConfig
 from distill.engine.trainer import schedule_factor
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_fraction, check_int, check_positive
 from distill.metrics.classification import accuracy
 from distill.tasks.dataset.objectives import SetObjective, fit
 from distill.tasks.dataset.synthetic import ClassBank

@@ -18,10 +18,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from distill.checks import check_count, check_positive
 from distill.data import TensorDictDataset
 from distill.engine.config import TrainConfig
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count, check_positive
 from distill.experiment.runner import Run
 from distill.tasks.dataset.objectives import ExpertObjective, fit
 from distill.tasks.dataset.synthetic import ClassBank

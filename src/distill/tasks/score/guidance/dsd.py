@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from distill.checks import check_count
 from distill.diffusion.process import broadcast
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count
 from distill.tasks.score.guidance.base import GUIDANCES, Guidance, NoiseLevels, annealed, without_cfg
 from distill.tasks.score.guidance.noise import FixedNoise, ddim_path
 

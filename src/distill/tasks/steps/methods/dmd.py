@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from distill.checks import check_int
 from distill.data.tensors import TensorDictDataset
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.objective import denoising_loss
@@ -15,7 +14,7 @@ from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import RenoisingGenerator, time_points
 from distill.diffusion.surrogate import score_distillation_loss
 from distill.engine.config import GroupConfig
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_int
 from distill.models.base import frozen
 from distill.taps import TapRecorder, TapSpec
 from distill.tasks.steps.methods.base import (
