@@ -48,6 +48,21 @@ class Registry(Generic[T]):
         except TypeError as err:
             raise DistillError(f"cannot build {self.kind} {name!r} with {kwargs}: {err}") from None
 
+    def check(self, name: str, options: dict[str, Any], **context: Any) -> None:
+        """Refuse an unknown ``name``, an option its factory does not take, or a value it refuses, and keep
+        nothing: the one pre-flight check of a registered method, loss or guidance (a recipe runs it when it
+        loads). Option names are checked against the factory's signature; values by the factory itself,
+        which raises a :class:`ConfigError`: a factory built from its options alone is built once and
+        dropped, and one whose construction needs data (a condenser needs the images) checks them in its
+        ``check_options(options, **context)`` classmethod, which its constructor calls too."""
+        factory = self.get(name)
+        self._check_options(name, factory, options)
+        check_options = getattr(factory, "check_options", None)
+        if callable(check_options):
+            check_options(dict(options), **context)
+        else:
+            self.build(name, **options)
+
     def _check_options(self, name: str, factory: T, kwargs: dict[str, Any]) -> None:
         """Refuse keyword names the factory's signature lacks (factories taking ``**kwargs`` are not checked)."""
         try:

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from distill.data.base import DataSplits
 from distill.data.tensors import InMemoryDataset
-from distill.errors import DistillError
+from distill.errors import DistillError, check_int
 from distill.losses.base import IGNORE_INDEX
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -189,8 +189,7 @@ def _num_classes(num_classes: int | None, labels: dict[str, torch.Tensor]) -> in
                 f"{' and '.join(labels)} hold only class 0; classification needs 2 classes or more."
             )
         return num_classes
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise DistillError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
+    check_int("num_classes", num_classes, least=2)
     for name, top in largest.items():
         if top >= num_classes:
             raise DistillError(

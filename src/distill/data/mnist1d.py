@@ -22,7 +22,7 @@ import numpy as np
 from distill.data.base import DATASETS, DataSplits
 from distill.data.custom import from_arrays
 from distill.engine.cache import cached_entry
-from distill.errors import DistillError
+from distill.errors import DistillError, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,7 @@ def load_mnist1d(
     standardises them with their own mean and std; for 1,000 or more samples
     these agree with the official set's to about 1 %.
     """
-    if isinstance(transfer_size, bool) or not isinstance(transfer_size, int) or transfer_size < 0:
-        raise DistillError(f"transfer_size must be an integer >= 0, got {transfer_size!r}.")
+    check_int("transfer_size", transfer_size, least=0)
     if (
         isinstance(transfer_seed, bool)
         or not isinstance(transfer_seed, int)

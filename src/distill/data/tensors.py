@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 
-from distill.errors import DistillError
+from distill.errors import DistillError, check_count
 
 
 class SampleBatch(Sequence):
@@ -112,8 +112,7 @@ def make_loader(
     gives; an :class:`InMemoryDataset` (or a ``Subset`` of one) is indexed once
     per batch instead of once per sample.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise DistillError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    check_count("batch_size", batch_size)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
         dataset,

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from distill.data.base import DataSplits
 from distill.data.tensors import InMemoryDataset
-from distill.errors import DistillError
+from distill.errors import check_count
 from distill.registry import Registry
 
 ToySampler = Callable[[int, torch.Generator], Tensor]
@@ -81,16 +81,10 @@ def swissroll(n: int, generator: torch.Generator) -> Tensor:
     return points + SWISSROLL_NOISE * torch.randn(n, 2, generator=generator)
 
 
-def _check_count(what: str, n: object) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise DistillError(f"{what} must be a positive integer number of points, got {n!r}.")
-    return n
-
-
 def sample_toy(name: str, n: int, seed: int = 0) -> Tensor:
     """``n`` points of the toy distribution ``name`` as an (n, 2) float32 tensor; fixed by ``seed``."""
     sampler = TOYS.get(name)
-    _check_count("n", n)
+    check_count("n (the number of points)", n)
     points = sampler(n, torch.Generator().manual_seed(seed))
     return points.to(torch.float32).contiguous()
 
@@ -108,8 +102,8 @@ def toy_dataset(name: str, n_train: int, n_test: int, seed: int = 0) -> DataSpli
     so the test points are fresh draws and do not depend on ``n_train``.
     """
     TOYS.get(name)
-    _check_count("n_train", n_train)
-    _check_count("n_test", n_test)
+    check_count("n_train", n_train)
+    check_count("n_test", n_test)
     splits = {}
     for split, n in (("train", n_train), ("test", n_test)):
         x = sample_toy(name, n, _stream_seed(seed, split))

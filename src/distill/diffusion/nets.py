@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill.errors import DistillError
-from distill.models.convnet import positive_ints
+from distill.errors import DistillError, check_int, positive_ints
 from distill.registry import Registry
 
 DENOISERS: Registry = Registry("denoiser")
@@ -347,16 +346,10 @@ def build_denoiser(
             f"denoiser {name!r}: input_shape must be positive sizes without the batch dimension, "
             f"e.g. (2,) or (1, 28, 28); got {input_shape!r}."
         )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise DistillError(
-            f"denoiser {name!r}: num_classes must be an int >= 0 (0: unconditional), "
-            f"got {num_classes!r}."
-        )
+    check_int(f"denoiser {name!r}: num_classes (0: unconditional)", num_classes, least=0)
     if name == "mlp":
         for key, least in (("hidden", 1), ("depth", 1)):
-            value = options.get(key, least)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise DistillError(f"denoiser 'mlp': {key} must be an int >= {least}, got {value!r}.")
+            check_int(f"denoiser 'mlp': {key}", options.get(key, least), least)
         return TimeMLP(math.prod(shape), num_classes=num_classes,
                        step_conditioned=step_conditioned, **options)
     channels = options.get("channels", (32, 64))

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.process import broadcast
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count
 
 SOLVERS = ("ddim", "euler", "heun")
 
@@ -26,8 +26,7 @@ def device_of(module: nn.Module | None) -> torch.device:
 def time_points(steps: int) -> list[float]:
     """``steps + 1`` uniformly spaced times from 1 (noise) to 0 (data), as Python floats (so a traced
     or exported sampler holds them as constants, not as data)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"steps must be a positive integer, got {steps!r}.")
+    check_count("steps", steps)
     return [(steps - i) / steps for i in range(steps + 1)]
 
 

@@ -22,11 +22,13 @@ from distill.errors import ConfigError, DistillError
 DEFAULT_TASK = "classification"
 
 
-def check_builds(registry, name: str, options: dict) -> None:
-    """Inside a pydantic validator: fail (as a ValueError naming the problem) unless the registered
-    ``name`` builds with ``options`` — so a misspelt method or option is refused when the recipe loads."""
+def check_registered(registry, name: str, options: dict, **context) -> None:
+    """Inside a pydantic validator: :meth:`Registry.check <distill.registry.Registry.check>` ``name`` with
+    ``options`` (``context``: what the method's own check needs, e.g. ``ipc``), its error re-raised as a
+    ValueError so the recipe's message names the section — every family's recipe validates its method,
+    loss or guidance this way, when it loads."""
     try:
-        registry.build(name, **options)
+        registry.check(name, options, **context)
     except DistillError as err:
         raise ValueError(str(err)) from None
 

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distill.errors import check_positive
 from distill.losses.base import LOSSES, DistillLoss
-from distill.losses.functional import check_pair, check_positive
+from distill.losses.functional import check_pair
 from distill.losses.rkd import sample_vectors
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from distill.errors import DistillError
+from distill.errors import DistillError, check_positive
 from distill.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
-from distill.losses.functional import check_pair, check_positive, check_target, masked_mean, soft_kl
+from distill.losses.functional import check_pair, check_target, masked_mean, soft_kl
 
 
 def _split(logits: torch.Tensor, is_target: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:

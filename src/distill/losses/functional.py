@@ -1,4 +1,4 @@
-"""Shared pieces of the losses: input checks and float32 maths on logits.
+"""Shared pieces of the losses: tensor checks and float32 maths on logits.
 
 Logits put classes on the last dimension; every other position is one sample, so
 ``(B, C)`` classifier outputs and ``(B, L, V)`` token outputs both work.
@@ -9,26 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from distill.errors import ConfigError, DistillError
+from distill.errors import DistillError
 from distill.losses.base import IGNORE_INDEX
-
-
-def check_positive(name: str, value: float) -> float:
-    """``value`` if it is > 0, else a ConfigError naming the argument."""
-    if not value > 0:
-        raise ConfigError(f"{name} must be > 0, got {value}.")
-    return float(value)
-
-
-def check_fraction(name: str, value: float, meaning: str = "the weight of the soft term", *,
-                   open_right: bool = False) -> float:
-    """``value`` if it lies in [0, 1] (or [0, 1) with ``open_right``), else a ConfigError naming the argument
-    and what it weighs."""
-    upper_ok = value < 1.0 if open_right else value <= 1.0
-    if not (0.0 <= value and upper_ok):
-        interval = "[0, 1)" if open_right else "[0, 1]"
-        raise ConfigError(f"{name} must lie in {interval} ({meaning}), got {value}.")
-    return float(value)
 
 
 def check_pair(loss: str, student: torch.Tensor, teacher: torch.Tensor, requires: str, min_dim: int) -> None:

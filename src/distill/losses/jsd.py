@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from distill.errors import check_fraction
 from distill.losses.base import LOSSES
-from distill.losses.functional import check_fraction
 from distill.losses.token import TokenDistillLoss, kl_divergence, log_mixture
 
 

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from distill.errors import check_fraction, check_positive
 from distill.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
-from distill.losses.functional import (
-    check_fraction,
-    check_mask,
-    check_pair,
-    check_positive,
-    check_target,
-    masked_cross_entropy,
-    masked_mean,
-    soft_kl,
-)
+from distill.losses.functional import check_mask, check_pair, check_target, masked_cross_entropy, masked_mean, soft_kl
 
 
 @LOSSES.register("kd")
@@ -32,7 +24,7 @@ class KDLoss(DistillLoss):
     def __init__(self, temperature: float = 4.0, alpha: float = 1.0) -> None:
         super().__init__()
         self.temperature = check_positive("temperature", temperature)
-        self.alpha = check_fraction("alpha", alpha)
+        self.alpha = check_fraction("alpha", alpha, "the weight of the soft term")
 
     def soft_inputs(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The logits the soft term compares; variants of KD transform them first."""

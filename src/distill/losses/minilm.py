@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from distill.errors import ConfigError, DistillError
+from distill.errors import ConfigError, DistillError, check_count
 from distill.losses.base import LOSSES, DistillLoss
 from distill.losses.token import kl_divergence
 
@@ -30,8 +30,7 @@ class AttentionRelationLoss(DistillLoss):
 
     def __init__(self, heads: int = 4, causal: bool = True) -> None:
         super().__init__()
-        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
-            raise ConfigError(f"attention_relations: heads must be a positive integer, got {heads!r}.")
+        check_count("attention_relations: heads", heads)
         self.heads, self.causal = heads, causal
 
     def log_relations(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_positive
 from distill.losses.base import LOSSES, DistillLoss
-from distill.losses.functional import check_pair, check_positive
+from distill.losses.functional import check_pair
 
 
 @LOSSES.register("mmd")

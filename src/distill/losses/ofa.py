@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from distill.errors import DistillError
+from distill.errors import DistillError, check_positive
 from distill.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
-from distill.losses.functional import check_pair, check_positive, check_target, masked_mean
+from distill.losses.functional import check_pair, check_target, masked_mean
 
 
 @LOSSES.register("ofa")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from distill.errors import check_positive
 from distill.losses.base import LOSSES, DistillLoss
-from distill.losses.functional import check_pair, check_positive
+from distill.losses.functional import check_pair
 from distill.losses.rkd import sample_vectors
 
 

@@ -6,8 +6,8 @@ from typing import ClassVar
 
 import torch
 
+from distill.errors import check_fraction
 from distill.losses.base import LOSSES
-from distill.losses.functional import check_fraction
 from distill.losses.token import TokenDistillLoss, kl_divergence, log_mixture
 
 

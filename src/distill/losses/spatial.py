@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from distill.errors import check_positive
 from distill.losses.base import LOSSES, DistillLoss
-from distill.losses.functional import check_pair, check_positive, soft_kl
+from distill.losses.functional import check_pair, soft_kl
 
 
 def flatten_spatial(feature: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,8 @@ import math
 
 import torch
 
-from distill.errors import ConfigError, DistillError
+from distill.errors import ConfigError, DistillError, check_fraction
 from distill.losses.base import LOSSES
-from distill.losses.functional import check_fraction
 from distill.losses.token import TokenDistillLoss, kl_divergence
 
 #: Added to the previous loss in TAID's relative improvement, as in the official code.

@@ -20,16 +20,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from distill.errors import ConfigError, DistillError
+from distill.errors import ConfigError, DistillError, check_positive
 from distill.losses.base import IGNORE_INDEX, DistillLoss
-from distill.losses.functional import (
-    check_mask,
-    check_pair,
-    check_positive,
-    check_target,
-    masked_cross_entropy,
-    masked_mean,
-)
+from distill.losses.functional import check_mask, check_pair, check_target, masked_cross_entropy, masked_mean
 from distill.losses.sparse import TopKTargets, binned_log_probs
 
 

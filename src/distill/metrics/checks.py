@@ -1,4 +1,4 @@
-"""Argument checks shared by the metrics: point clouds as finite float64 (n, d) tensors, counts."""
+"""Argument checks of the metrics' inputs: point clouds as finite float64 (n, d) tensors."""
 
 from __future__ import annotations
 
@@ -37,10 +37,3 @@ def as_pair(x: object, y: object, names: tuple[str, str] = ("x", "y")) -> tuple[
             "both must come from the same space (same data shape or feature layer)."
         )
     return x, y.to(x.device)
-
-
-def positive_int(name: str, value: object) -> int:
-    """``value`` if it is an integer >= 1 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DistillError(f"{name} must be a positive integer, got {value!r}.")
-    return value

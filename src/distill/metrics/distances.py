@@ -14,14 +14,14 @@ import ot
 import torch
 from torch import Tensor
 
-from distill.errors import DistillError
-from distill.metrics.checks import as_pair, positive_int
+from distill.errors import DistillError, check_count
+from distill.metrics.checks import as_pair
 
 
 def sliced_wasserstein(x: object, y: object, projections: int = 500, seed: int = 0) -> float:
     """Sliced Wasserstein-2 distance of two clouds (n, d), (m, d) (Bonneel et al. 2015), via POT."""
     x, y = as_pair(x, y)
-    n = positive_int("projections", projections)
+    n = check_count("projections", projections)
     return float(ot.sliced_wasserstein_distance(x.cpu().numpy(), y.cpu().numpy(), n_projections=n, seed=seed))
 
 
@@ -82,7 +82,7 @@ def precision_recall(real_feat: object, fake_feat: object, k: int = 3) -> tuple[
     manifold; recall: the fraction of real points inside the fake manifold.
     """
     real, fake = as_pair(real_feat, fake_feat, ("real_feat", "fake_feat"))
-    k = positive_int("k", k)
+    k = check_count("k", k)
     if k >= min(len(real), len(fake)):
         raise DistillError(
             f"k={k} needs more than k samples in each set, got {len(real)} real and {len(fake)} fake; "

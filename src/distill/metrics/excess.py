@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from distill.errors import DistillError
-from distill.metrics.checks import as_cloud, positive_int
+from distill.errors import DistillError, check_count
+from distill.metrics.checks import as_cloud
 from distill.metrics.distances import frechet_from_moments
 
 EXCESS_KEYS = ("excess", "excess_low", "excess_high")  # the metric names of an Excess in a results row
@@ -61,7 +61,7 @@ class _FloorExcess:
 
     def __init__(self, real: object, reference: object, resamples: int = 200, seed: int = 0,
                  level: float = 0.95) -> None:
-        self.resamples, self.seed = positive_int("resamples", resamples), seed
+        self.resamples, self.seed = check_count("resamples", resamples), seed
         if not 0 < level < 1:
             raise DistillError(f"level must be in (0, 1), got {level!r}; 0.95 gives a 95 % interval.")
         self.level = level
@@ -107,7 +107,7 @@ class SlicedExcess(_FloorExcess):
 
     def __init__(self, real: object, reference: object, resamples: int = 200, seed: int = 0,
                  level: float = 0.95, projections: int = 32) -> None:
-        self.projections = positive_int("projections", projections)
+        self.projections = check_count("projections", projections)
         super().__init__(real, reference, resamples, seed, level)
 
     def _prepare(self, real: Tensor) -> None:

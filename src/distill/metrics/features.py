@@ -7,8 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from distill.errors import DistillError
-from distill.metrics.checks import positive_int
+from distill.errors import DistillError, check_count
 from distill.taps import TapRecorder, parse_tap
 
 
@@ -17,7 +16,7 @@ def outputs(model: nn.Module, x: Tensor, batch_size: int) -> Iterator[Tensor]:
     a model without weights), in eval mode without grad; the model's train/eval mode is restored."""
     if not isinstance(x, Tensor):
         raise DistillError(f"samples must be a torch tensor, got {type(x).__name__}.")
-    batch_size = positive_int("batch_size", batch_size)
+    batch_size = check_count("batch_size", batch_size)
     device = next(model.parameters(), x).device
     was_training = model.training
     model.eval()

@@ -9,22 +9,17 @@ pool and flatten) is the feature the final linear layer sees.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from distill.errors import DistillError
+from distill.errors import DistillError, positive_ints
 from distill.models.base import MODELS
 
 #: ``checked_shape`` hint for image-only models.
 IMAGES_ONLY = (
     " It takes images only (a gray image is (1, H, W)); for 1-D signals use 'mlp' or 'convnet'."
 )
-
-
-def positive_ints(values: Iterable[object]) -> bool:
-    """Whether every value is an ``int`` (not a bool) above zero."""
-    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
 
 
 def checked_shape(

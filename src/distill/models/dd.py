@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count
 from distill.models.base import MODELS
 
 
@@ -126,8 +126,7 @@ def _checked(name: str, input_shape: Sequence[int], num_classes: int, width: int
         raise ConfigError(f"model {name!r} takes images: input_shape must be (channels, height, width) with "
                           f"positive sizes; got {tuple(input_shape)}.")
     for field, value in (("num_classes", num_classes), ("width", width), ("depth", depth)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"model {name!r}: {field} must be a positive integer; got {value!r}.")
+        check_count(f"model {name!r}: {field}", value)
     smallest = min(shape[1:])
     if smallest < 2 ** halvings:
         deepest = smallest.bit_length() - 1 + (name == "resnet_dd")  # the largest depth these images allow

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from distill.errors import DistillError
+from distill.errors import DistillError, positive_ints
 from distill.models.base import MODELS
-from distill.models.convnet import checked_shape, positive_ints
+from distill.models.convnet import checked_shape
 
 
 class MLP(nn.Sequential):

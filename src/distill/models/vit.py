@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill.errors import DistillError
+from distill.errors import DistillError, positive_ints
 from distill.models.base import MODELS
-from distill.models.convnet import IMAGES_ONLY, checked_shape, positive_ints
+from distill.models.convnet import IMAGES_ONLY, checked_shape
 
 
 class Attention(nn.Module):

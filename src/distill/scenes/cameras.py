@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count
 
 WORLD_UP = (0.0, 0.0, 1.0)
 
@@ -149,7 +149,7 @@ class OrbitCameras:
 def orbit(n: int, elevation: float = 15.0, radius: float = 3.0, fov_degrees: float = 45.0,
           start_azimuth: float = 0.0) -> OrbitCameras:
     """``n`` cameras at one elevation with evenly spaced azimuths ``start + 360 k / n`` degrees."""
-    _check_count(n)
+    check_count("the number of cameras", n)
     azimuth = start_azimuth + 360.0 * torch.arange(n, dtype=torch.get_default_dtype()) / n
     return OrbitCameras(azimuth, torch.full((n,), float(elevation)), float(radius), fov_degrees)
 
@@ -159,7 +159,7 @@ def random_cameras(n: int, generator: torch.Generator | None = None,
                    azimuth_range: tuple[float, float] = (0.0, 360.0),
                    radius: float | tuple[float, float] = 3.0, fov_degrees: float = 45.0) -> OrbitCameras:
     """``n`` cameras with azimuth, elevation (and radius, when a ``(low, high)`` pair) drawn uniformly."""
-    _check_count(n)
+    check_count("the number of cameras", n)
 
     def uniform(bounds, name):
         if (not isinstance(bounds, (tuple, list)) or len(bounds) != 2
@@ -179,11 +179,6 @@ def pose_vector(cameras: OrbitCameras) -> Tensor:
         raise ConfigError(f"pose_vector needs OrbitCameras, got {type(cameras).__name__}.")
     az, el = torch.deg2rad(cameras.azimuth), torch.deg2rad(cameras.elevation)
     return torch.stack([az.sin(), az.cos(), el.sin(), el.cos()], dim=-1)
-
-
-def _check_count(n) -> None:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ConfigError(f"the number of cameras must be a positive int, got {n!r}.")
 
 
 def as_cameras(cameras) -> OrbitCameras:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from distill.errors import ConfigError, DistillError
+from distill.errors import ConfigError, DistillError, check_count
 from distill.scenes.cameras import OrbitCameras, as_cameras, image_size
 from distill.scenes.composite import background_tensor, compositing_weights
 from distill.scenes.io import checked_path, read_ply_vertices, write_ply_vertices
@@ -83,8 +83,7 @@ class GaussianScene(Representation):
         """3-D Gaussian splats (Kerbl et al. 2023): ``n`` Gaussians uniform in the ball of ``radius``;
         ``scale`` defaults to their mean spacing ``radius * (4 pi / 3n)^(1/3)``; colours near grey
         (features near 0) with a little noise; ``opacity`` as 3DGS's 0.1."""
-        if not isinstance(n, int) or n < 1:
-            raise ConfigError(f"n must be a positive int, got {n!r}.")
+        check_count("n", n)
         if radius <= 0:
             raise ConfigError(f"radius must be > 0, got {radius}.")
         check_channels(channels, features)

@@ -17,7 +17,7 @@ import torch
 import trimesh
 from torch import Tensor
 
-from distill.errors import ConfigError, DistillError, unknown_name_message
+from distill.errors import ConfigError, DistillError, check_count, unknown_name_message
 from distill.scenes.cameras import OrbitCameras, as_cameras, image_size
 from distill.scenes.composite import background_tensor
 
@@ -90,8 +90,7 @@ def ellipsoid_mesh(radii=(1.0, 0.6, 0.4), subdivisions: int = 3) -> trimesh.Trim
 def sample_surface(mesh: trimesh.Trimesh, n: int, seed: int = 0) -> Tensor:
     """``n`` points uniform on the surface (area-weighted), ``(n, 3)`` float32, reproducible by ``seed``."""
     _check_mesh(mesh)
-    if not isinstance(n, int) or n < 1:
-        raise ConfigError(f"n must be a positive int, got {n!r}.")
+    check_count("n", n)
     points, _ = trimesh.sample.sample_surface(mesh, n, seed=seed)
     return torch.as_tensor(np.asarray(points), dtype=torch.float32)
 
@@ -108,8 +107,7 @@ def render_mesh(mesh: trimesh.Trimesh, cameras: OrbitCameras, size, background=0
     _check_mesh(mesh)
     cameras = as_cameras(cameras).to("cpu", torch.float64)
     height, width = image_size(size)
-    if not isinstance(tile, int) or tile < 1:
-        raise ConfigError(f"tile must be a positive int, got {tile!r}.")
+    check_count("tile", tile)
     background = float(background_tensor(background, 1, torch.zeros(1))[0])
     vertices = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float64)
     faces = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.long)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count
 from distill.registry import Registry
 
 REPRESENTATIONS: Registry = Registry("3-D representation")
@@ -76,8 +76,7 @@ class Representation(nn.Module, ABC):
 def check_channels(channels, features: bool) -> int:
     """``channels`` validated: 1 or 3 for colour, any positive int for a feature field."""
     if features:
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-            raise ConfigError(f"a feature field needs a positive int of channels, got {channels!r}.")
+        check_count("a feature field's channels", channels)
     elif channels not in (1, 3):
         raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}; for any other width "
                           "make a feature field (features=True).")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill.errors import ConfigError, DistillError
+from distill.errors import ConfigError, DistillError, check_count
 from distill.scenes.cameras import OrbitCameras, as_cameras, image_size
 from distill.scenes.composite import background_tensor, compositing_weights
 from distill.scenes.io import checked_path
@@ -144,8 +144,7 @@ class VoxelGrid(Representation):
                generator: torch.Generator | None):
         """Compositing weights (B, H, W, K), final transmittance (B, H, W), colours (B, H, W, K, C) and
         ray distances (B, H, W, K) of the samples along every pixel's ray."""
-        if not isinstance(samples, int) or samples < 1:
-            raise ConfigError(f"samples must be a positive int, got {samples!r}.")
+        check_count("samples", samples)
         origins, directions = cameras.rays((height, width))
         origins = origins[:, None, None, :].expand_as(directions)
         near, far = ray_box(origins, directions, self.bound)                        # (B, H, W)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from distill.engine.config import StrictModel, TrainConfig
-from distill.experiment.recipe import check_builds
+from distill.experiment.recipe import check_registered
 from distill.taps import parse_tap
 from distill.tasks.classification.methods import LOSSES
 
@@ -62,7 +62,7 @@ class PairSpec(StrictModel):
     @model_validator(mode="after")
     def _loss_builds(self) -> PairSpec:
         """The loss exists and accepts its options (checked at load time, before any training)."""
-        check_builds(LOSSES, self.loss, self.options)
+        check_registered(LOSSES, self.loss, self.options)
         return self
 
 

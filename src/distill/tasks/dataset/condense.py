@@ -20,7 +20,7 @@ from distill.engine.checkpoint import (
     set_rng_state,
 )
 from distill.engine.progress import progress_bar
-from distill.errors import CheckpointError, ConfigError
+from distill.errors import CheckpointError, ConfigError, check_count
 from distill.models import build_model
 from distill.tasks.dataset.augment import DSA
 from distill.tasks.dataset.experts import train_expert_trajectories
@@ -162,10 +162,9 @@ def condense(dataset, method: str = "dm", ipc: int = 10, *, iterations: int = 10
     bank = class_bank(dataset)
     if init not in ("real", "noise"):
         raise ConfigError(f"init must be 'real' or 'noise', got {init!r}.")
-    if not isinstance(iterations, int) or iterations < 1:
-        raise ConfigError(f"iterations must be a positive integer, got {iterations!r}.")
+    check_count("iterations", iterations)
     options = dict(options or {})
-    CONDENSERS.get(method).check_options(options, ipc)
+    CONDENSERS.check(method, options, ipc=ipc)
     factory = network if callable(network) else network_factory(network, bank, width, depth)
     augment = DSA() if dsa else None
     synthetic, generator = seeded_start(bank, ipc, init, seed)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from distill.data import TensorDictDataset
 from distill.engine.config import TrainConfig
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count, check_positive
 from distill.experiment.runner import Run
 from distill.tasks.dataset.objectives import ExpertObjective, fit
 from distill.tasks.dataset.synthetic import ClassBank
@@ -45,10 +45,8 @@ def train_expert_trajectories(bank: ClassBank, network: Callable[[], nn.Module],
     parameter vector (``parameters_to_vector`` order), row ``e`` the vector after epoch ``e``.
     """
     for name, value in (("experts", experts), ("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"expert training needs a positive integer {name}; got {value!r}.")
-    if not lr > 0:
-        raise ConfigError(f"expert training needs a positive lr; got {lr!r} (the reference uses 0.01).")
+        check_count(f"expert training: {name}", value)
+    check_positive("expert training: lr (the reference uses 0.01)", lr)
     data = TensorDictDataset(x=bank.images, y=bank.labels)
     steps_per_epoch = math.ceil(len(data) / batch_size)
     trajectories: list[Tensor] = []

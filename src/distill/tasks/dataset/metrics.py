@@ -27,9 +27,8 @@ from torch import Tensor, nn
 from distill.data import TensorDictDataset
 from distill.engine.config import TrainConfig
 from distill.engine.trainer import schedule_factor
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_fraction, check_int, check_positive
 from distill.metrics.classification import accuracy
-from distill.tasks.dataset.checks import check_int
 from distill.tasks.dataset.objectives import SetObjective, fit
 from distill.tasks.dataset.synthetic import ClassBank
 
@@ -84,13 +83,11 @@ def train_on_set(images: Tensor, labels: Tensor, network: Callable[[], nn.Module
     _check_set(images, labels, "training")
     check_int("epochs", epochs)
     check_int("batch_size", batch_size)
-    if not lr > 0:
-        raise ConfigError(f"lr must be > 0; got {lr!r}.")
+    check_positive("lr", lr)
     if soft_labels is not None and (soft_labels.dim() != 2 or soft_labels.shape[0] != images.shape[0]):
         raise ConfigError(f"soft_labels must be logits (N, num_classes) with N = {images.shape[0]}; got "
                           f"{tuple(soft_labels.shape)}.")
-    if not temperature > 0:
-        raise ConfigError(f"temperature must be > 0; got {temperature!r}.")
+    check_positive("temperature", temperature)
 
     tensors = {"x": images.detach().float(), "y": labels.detach().long()}
     if soft_labels is not None:
@@ -280,8 +277,7 @@ def ddranking_scores(method_acc, random_acc, full_acc, method_hard_acc, *, weigh
     ``improvement_over_random`` and ``label_robust_score`` (means), each with a ``_std``
     (population std, ``numpy.std``), ``runs``, and ``per_run`` lists.
     """
-    if not 0.0 <= weight <= 1.0:
-        raise ConfigError(f"weight must lie in [0, 1]; got {weight!r}.")
+    check_fraction("weight", weight, "the weight w of improvement_over_random in the label-robust score")
     named = {"method_acc": method_acc, "random_acc": random_acc, "full_acc": full_acc,
              "method_hard_acc": method_hard_acc}
     values = {name: _runs(name, value) for name, value in named.items()}

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, model_validator
 
 from distill.engine.config import StrictModel
-from distill.errors import DistillError
+from distill.experiment.recipe import check_registered
 
 #: the real training sets a recipe can condense (MNIST 28×28 for benchmarks, sklearn's 8×8 digits for tests)
 DATASETS = ("mnist", "digits")
@@ -64,10 +64,7 @@ class MethodSpec(StrictModel):
     def _method_known(self) -> MethodSpec:
         from distill.tasks.dataset.methods import CONDENSERS
 
-        try:
-            CONDENSERS.get(self.name).check_options(self.options, self.ipc)
-        except DistillError as err:
-            raise ValueError(str(err)) from None
+        check_registered(CONDENSERS, self.name, self.options, ipc=self.ipc)
         if "trajectories" in self.options:
             raise ValueError("method.options.trajectories: a recipe's experts are trained by distill (method.experts)")
         if self.name == "dsa" and not self.dsa:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, model_validator
 
 from distill.engine.config import StrictModel, TrainConfig
-from distill.experiment.recipe import check_builds
+from distill.experiment.recipe import check_registered
 
 
 class TeacherSpec(StrictModel):
@@ -120,7 +120,7 @@ class MethodSpec(StrictModel):
             raise ValueError("method.sequence_kd trains with cross-entropy on teacher generations; set method.loss: ce")
         if self.loss not in TOKEN_LOSSES:
             raise ValueError(f"method.loss {self.loss!r} is not a token-level loss; use 'ce' or one of {list(TOKEN_LOSSES)}")
-        check_builds(LANGUAGE_LOSSES, self.loss, {"temperature": self.temperature, "ce_weight": self.ce_weight, **self.options})
+        check_registered(LANGUAGE_LOSSES, self.loss, {"temperature": self.temperature, "ce_weight": self.ce_weight, **self.options})
         return self
 
 

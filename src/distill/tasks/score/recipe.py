@@ -9,7 +9,7 @@ from pydantic import Field, PositiveInt, model_validator
 from distill.diffusion.recipe import DiffusionModelSpec, GenDataSpec
 from distill.engine.config import StrictModel, TrainConfig
 from distill.errors import ConfigError
-from distill.experiment.recipe import check_builds
+from distill.experiment.recipe import check_registered
 from distill.metrics.classifier import ClassifierSpec
 
 
@@ -23,7 +23,7 @@ class GuidanceSpec(StrictModel):
     def _guidance_builds(self) -> GuidanceSpec:
         from distill.tasks.score.methods import GUIDANCES
 
-        check_builds(GUIDANCES, self.name, self.options)
+        check_registered(GUIDANCES, self.name, self.options)
         return self
 
     def build(self):

@@ -8,7 +8,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from distill.diffusion.recipe import DiffusionModelSpec, GenDataSpec
 from distill.engine.config import StrictModel, TrainConfig
-from distill.experiment.recipe import check_builds
+from distill.experiment.recipe import check_registered
 from distill.metrics.classifier import ClassifierSpec
 
 
@@ -22,7 +22,7 @@ class MethodSpec(StrictModel):
     def _method_builds(self) -> MethodSpec:
         from distill.tasks.steps.methods import STEP_METHODS
 
-        check_builds(STEP_METHODS, self.name, self.options)
+        check_registered(STEP_METHODS, self.name, self.options)
         return self
 
 

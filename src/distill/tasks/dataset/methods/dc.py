@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from distill.errors import ConfigError
-from distill.tasks.dataset.checks import check_int
+from distill.errors import ConfigError, check_int
 from distill.tasks.dataset.matching import class_gradients, gradient_distance
 from distill.tasks.dataset.methods.base import CONDENSERS, Condenser
 

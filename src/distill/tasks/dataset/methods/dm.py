@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from distill.errors import check_int
 from distill.taps import tapped
-from distill.tasks.dataset.checks import check_int
 from distill.tasks.dataset.matching import mean_embedding_distance
 from distill.tasks.dataset.methods.base import CONDENSERS, Condenser
 

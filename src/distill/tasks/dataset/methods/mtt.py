@@ -29,9 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from distill.errors import ConfigError, NonFiniteLossError
+from distill.errors import ConfigError, NonFiniteLossError, check_int, check_positive
 from distill.metrics.cost import parameter_count
-from distill.tasks.dataset.checks import check_int, check_positive
 from distill.tasks.dataset.experts import load_trajectories
 from distill.tasks.dataset.methods.base import CONDENSERS, Condenser
 from distill.tasks.dataset.synthetic import ClassBank, SyntheticSet

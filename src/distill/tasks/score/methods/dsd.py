@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from distill.diffusion.process import broadcast
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count
 from distill.tasks.score.methods.base import GUIDANCES, Guidance, NoiseLevels, annealed, without_cfg
 from distill.tasks.score.methods.noise import FixedNoise, ddim_path
 
@@ -36,8 +36,7 @@ class DSD(Guidance):
     def __init__(self, t_range: tuple[float, float] = (0.02, 0.98), weighting: str = "sigma2",
                  path_steps: int = 10, plus_ratio: float = 0.1, seed: int = 0) -> None:
         self.levels = NoiseLevels(t_range, "uniform", weighting)
-        if isinstance(path_steps, bool) or not isinstance(path_steps, int) or path_steps < 1:
-            raise ConfigError(f"path_steps must be a positive integer, got {path_steps!r}.")
+        check_count("path_steps", path_steps)
         if not float(plus_ratio) >= 0.0:
             raise ConfigError(f"plus_ratio (how far t⁺ lies above t) must be >= 0, got {plus_ratio!r}.")
         self.path_steps, self.plus_ratio, self.noise = path_steps, float(plus_ratio), FixedNoise(seed)

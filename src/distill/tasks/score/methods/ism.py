@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from distill.diffusion.process import broadcast
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_count
 from distill.tasks.score.methods.base import GUIDANCES, Guidance, NoiseLevels, null_condition, without_cfg
 from distill.tasks.score.methods.noise import ddim_path
 
@@ -37,8 +37,7 @@ class ISM(Guidance):
         self.levels = NoiseLevels(t_range, schedule, weighting)
         if not 0.0 < float(interval) < 1.0:
             raise ConfigError(f"interval (t − s of ISM) must lie in (0, 1), got {interval!r}.")
-        if isinstance(inversion_steps, bool) or not isinstance(inversion_steps, int) or inversion_steps < 1:
-            raise ConfigError(f"inversion_steps must be a positive integer, got {inversion_steps!r}.")
+        check_count("inversion_steps", inversion_steps)
         if not 0.0 < float(t_start) < self.levels.low:
             raise ConfigError(f"t_start must lie in (0, t_range low = {self.levels.low}), got {t_start!r}.")
         self.interval, self.inversion_steps, self.t_start = float(interval), inversion_steps, float(t_start)

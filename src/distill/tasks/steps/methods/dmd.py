@@ -14,7 +14,7 @@ from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import RenoisingGenerator, time_points
 from distill.diffusion.surrogate import score_distillation_loss
 from distill.engine.config import GroupConfig
-from distill.errors import ConfigError
+from distill.errors import ConfigError, check_int
 from distill.models.base import frozen
 from distill.taps import TapRecorder, TapSpec
 from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext
@@ -194,8 +194,7 @@ class DMD(StepMethod):
                  t_range: tuple[float, float] = (0.02, 0.98), fake_updates: int = 5, gan: float = 0.0,
                  gan_discriminator: float = 0.01, max_grad_norm: float | None = 10.0,
                  ema_decay: float = 0.999) -> None:
-        if not isinstance(steps, int) or steps < 1:
-            raise ConfigError(f"dmd: steps must be an integer >= 1, got {steps!r}.")
+        check_int("dmd: steps", steps)
         for name, value in (("regression", regression), ("gan", gan), ("gan_discriminator", gan_discriminator)):
             if value < 0:
                 raise ConfigError(f"dmd: {name} is a loss weight and must be >= 0 (0 turns it off), got {value}.")
@@ -203,9 +202,7 @@ class DMD(StepMethod):
             raise ConfigError("dmd: gan > 0 needs gan_discriminator > 0, or the head never learns real from fake.")
         if not 0.0 <= t_range[0] < t_range[1] <= 1.0:
             raise ConfigError(f"dmd: t_range must satisfy 0 <= low < high <= 1, got {t_range}.")
-        if not isinstance(fake_updates, int) or fake_updates < 1:
-            raise ConfigError(f"dmd: fake_updates (fake-score steps per generator step; DMD2 uses 5) must be an "
-                              f"integer >= 1, got {fake_updates!r}.")
+        check_int("dmd: fake_updates (fake-score steps per generator step; DMD2 uses 5)", fake_updates)
         if max_grad_norm is not None and max_grad_norm <= 0:
             raise ConfigError(f"dmd: max_grad_norm must be > 0 or null (no clipping), got {max_grad_norm}.")
         self.steps, self.regression, self.pairs, self.t_range = steps, regression, pairs, tuple(t_range)
