@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -89,10 +90,17 @@ def test_mixup_with_a_label_loss_fails_before_the_teacher_trains(tmp_path, capsy
 
 @pytest.fixture(scope="module")
 def classification_run(tmp_path_factory):
+    """A finished run whose teacher was trained in it (its own cache: another test's cached teacher of the same
+    recipe would be loaded instead, and the run would hold no teacher checkpoints)."""
     out = tmp_path_factory.mktemp("run")
     args = ["run", "recipes/digits_kd.yaml", "--no-progress", "--out", str(out), "--set", "train.steps=40",
             "--set", "teacher.train.steps=40", "--set", "train.checkpoint_every=20"]
-    assert main(args) == 0
+    previous = os.environ.get("DISTILL_CACHE")
+    os.environ["DISTILL_CACHE"] = str(tmp_path_factory.mktemp("own-cache"))
+    try:
+        assert main(args) == 0
+    finally:
+        os.environ["DISTILL_CACHE"] = previous
     return out
 
 
