@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from distill.engine.config import TrainConfig
+from distill.engine.config import StrictModel, TrainConfig
 from distill.errors import ConfigError, DistillError
 
 DEFAULT_TASK = "classification"
@@ -31,6 +31,29 @@ def check_registered(registry, name: str, options: dict, **context) -> None:
         registry.check(name, options, **context)
     except DistillError as err:
         raise ValueError(str(err)) from None
+
+
+class RegisteredSpec(StrictModel):
+    """A recipe section naming a registered method (loss, guidance, step method) and its options, checked
+    when the recipe loads. Subclasses say which registry by :meth:`registry` (imported lazily, so loading
+    the recipe module imports no method)."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def registry(cls):
+        """The registry the ``name`` is looked up in."""
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _registered(self) -> RegisteredSpec:
+        check_registered(type(self).registry(), self.name, self.options)
+        return self
+
+    def build(self):
+        """The registered method built with its options."""
+        return type(self).registry().build(self.name, **self.options)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

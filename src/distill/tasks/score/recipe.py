@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
 from distill.diffusion.recipe import DiffusionModelSpec, GenDataSpec
 from distill.engine.config import StrictModel, TrainConfig
 from distill.errors import ConfigError
-from distill.experiment.recipe import check_registered
+from distill.experiment.recipe import RegisteredSpec
 from distill.metrics.classifier import ClassifierSpec
 
 
-class GuidanceSpec(StrictModel):
+class GuidanceSpec(RegisteredSpec):
     """A registered guidance (``sds``, ``vsd``, ``ism``, ``ssd``, ``csd``, ``dsd``) and its options."""
 
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _guidance_builds(self) -> GuidanceSpec:
+    @classmethod
+    def registry(cls):
         from distill.tasks.score.methods import GUIDANCES
 
-        check_registered(GUIDANCES, self.name, self.options)
-        return self
-
-    def build(self):
-        """The guidance object."""
-        from distill.tasks.score.methods import GUIDANCES
-
-        return GUIDANCES.build(self.name, **self.options)
+        return GUIDANCES
 
 
 class PointsSpec(StrictModel):

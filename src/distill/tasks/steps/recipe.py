@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, field_validator
 
 from distill.diffusion.recipe import DiffusionModelSpec, GenDataSpec
 from distill.engine.config import StrictModel, TrainConfig
-from distill.experiment.recipe import check_registered
+from distill.experiment.recipe import RegisteredSpec
 from distill.metrics.classifier import ClassifierSpec
 
 
-class MethodSpec(StrictModel):
+class MethodSpec(RegisteredSpec):
     """A registered step-distillation method and its options (checked when the recipe loads)."""
 
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _method_builds(self) -> MethodSpec:
+    @classmethod
+    def registry(cls):
         from distill.tasks.steps.methods import STEP_METHODS
 
-        check_registered(STEP_METHODS, self.name, self.options)
-        return self
+        return STEP_METHODS
 
 
 class EvalSpec(StrictModel):
