@@ -7,6 +7,7 @@ import json
 import re
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +19,14 @@ from distill.errors import CheckpointError, ConfigError
 from distill.models import build_model
 from distill.models.source import build_network, carries_weights, check_forward
 from distill.models.weights import load_weights
+from distill.tasks.classification.metrics import evaluate_classifier
 
 SHAPE, CLASSES = (1, 8, 8), 10  # sklearn digits
+
+# The README's "Bring your own models" section: its models file and its recipe.
+_README = (Path(__file__).parents[1] / "README.md").read_text()
+README_MODELS = next(b for b in re.findall(r"```python\n(.*?)```", _README, re.S) if "# my_models.py" in b)
+README_RECIPE = next(b for b in re.findall(r"```yaml\n(.*?)```", _README, re.S) if "my_models:Teacher" in b)
 
 MY_MODELS = '''
 from torch import nn
@@ -60,7 +67,7 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "mypkg" / "__init__.py").write_text("")
     (tmp_path / "mypkg" / "nets.py").write_text("from my_models import Teacher as Net\n")
     (tmp_path / "broken_dep.py").write_text("import not_installed_anywhere_xyz\n")
-    for name in ("my_models", "mypkg", "mypkg.nets", "broken_dep"):
+    for name in ("my_models", "readme_models", "mypkg", "mypkg.nets", "broken_dep"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     return tmp_path
 
@@ -164,14 +171,12 @@ def test_a_missing_library_names_the_extra_to_install(monkeypatch, prefix, extra
         build_network(f"{prefix}:resnet18", (3, 32, 32), CLASSES, {})
 
 
-def _fake_library(monkeypatch, name: str, **functions) -> dict:
-    calls: dict = {}
+def _fake_library(monkeypatch, name: str, **attributes) -> None:
+    """A stand-in module ``name`` with ``attributes``, imported in place of the real library."""
     module = types.ModuleType(name)
-    for key, value in functions.items():
+    for key, value in attributes.items():
         setattr(module, key, value)
-    module.__version__ = "0.0-test"
     monkeypatch.setitem(sys.modules, name, module)
-    return calls
 
 
 def test_library_calls_ask_for_no_download_and_the_datas_sizes(monkeypatch):
@@ -246,7 +251,6 @@ def test_a_recipe_runs_a_given_teacher_from_weights_and_a_student_by_import_path
     teacher_row, scratch_row, distilled_row = results["rows"]
     assert teacher_row["name"] == "teacher (my_models:Teacher, given)" and teacher_row["steps"] == 0
     assert not (workdir / "run" / "teacher").exists()  # never trained again
-    from distill.tasks.classification.metrics import evaluate_classifier
     assert teacher_row["acc"] == evaluate_classifier(trained.eval(), digits.test)["acc"]
     assert scratch_row["steps"] == distilled_row["steps"] == 20
     assert any("came with its weights (teacher.pt)" in note for note in results["notes"])
@@ -275,3 +279,30 @@ def test_a_recipe_distils_a_hugging_face_folder_without_training_it(hf_folder, w
     results = json.loads((workdir / "run" / "results.json").read_text())
     assert results["rows"][0]["name"] == f"teacher (hf:{hf_folder}, given)" and results["rows"][0]["steps"] == 0
     assert any(f"came with its weights (hf:{hf_folder})" in note for note in results["notes"])
+
+
+def test_the_readme_recipe_runs_its_own_models(workdir):
+    (workdir / "readme_models.py").write_text(README_MODELS)
+    torch.save(build_network("readme_models:Teacher", SHAPE, CLASSES, {"width": 32}).state_dict(), "teacher.pt")
+    (workdir / "own_models.yaml").write_text(README_RECIPE.replace("my_models:", "readme_models:"))
+    assert main(["run", "own_models.yaml", *FAST, "--out", "run"]) == 0
+    rows = json.loads((workdir / "run" / "results.json").read_text())["rows"]
+    assert [r["name"] for r in rows] == ["teacher (readme_models:Teacher, given)",
+                                         "student scratch (readme_models:small_student)",
+                                         "student distilled (readme_models:small_student, kd+rkd)"]
+    assert rows[0]["steps"] == 0 and rows[2]["steps"] == 20
+
+
+def test_a_teacher_trained_from_an_import_path_is_cached_by_its_code(workdir, monkeypatch):
+    recipe = _recipe(workdir / "recipe.yaml", {"model": "my_models:Teacher", "train": {"steps": 5, "batch_size": 32}},
+                     {"model": "mlp"})
+
+    def teacher_steps(out: str) -> int:
+        monkeypatch.delitem(sys.modules, "my_models", raising=False)  # a new process imports the file afresh
+        assert main(["run", recipe, *FAST, "--out", out]) == 0
+        return json.loads((workdir / out / "results.json").read_text())["rows"][0]["steps"]
+
+    assert (teacher_steps("first"), teacher_steps("again")) == (5, 0)
+    (workdir / "my_models.py").write_text(MY_MODELS.replace("nn.ReLU(), nn.AdaptiveAvgPool2d", "nn.GELU(), "
+                                                            "nn.AdaptiveAvgPool2d"))
+    assert teacher_steps("edited") == 5  # same name and options, other code: trained again
