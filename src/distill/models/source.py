@@ -25,6 +25,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -63,8 +64,11 @@ def source_identity(name: str) -> dict[str, str]:
         return {}
     if prefix in LIBRARIES:
         return {"library": LIBRARIES[prefix].version(name)}
-    source = inspect.getsourcefile(_resolve(name))
-    return {"code": hashlib.sha256(open(source, "rb").read()).hexdigest()} if source else {}
+    try:
+        source = inspect.getsourcefile(_resolve(name))
+    except TypeError:  # a built-in callable has no source file
+        source = None
+    return {"code": hashlib.sha256(Path(source).read_bytes()).hexdigest()} if source else {}
 
 
 def check_forward(model: nn.Module, example: torch.Tensor, num_classes: int, what: str) -> None:
@@ -156,18 +160,18 @@ def _call(name: str, factory: Callable[..., Any], input_shape: Sequence[int], nu
           options: dict[str, Any]) -> Any:
     """``factory(**options)``, with the data's ``num_classes``/``input_shape`` where its signature names them."""
     try:
-        parameters = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        parameters = {}
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no introspectable signature: the call itself will tell
+        signature = None
+    named = signature.parameters if signature else {}
     data = {"num_classes": num_classes, "input_shape": tuple(input_shape)}
-    kwargs = {**{k: v for k, v in data.items() if k in parameters and k not in options}, **options}
+    kwargs = {**{k: v for k, v in data.items() if k in named and k not in options}, **options}
     try:
-        inspect.signature(factory).bind(**kwargs)
+        if signature:
+            signature.bind(**kwargs)
     except TypeError as err:
         raise ConfigError(f"model {name!r} cannot be built with options {options}: {err}. Its parameters: "
-                          f"{', '.join(parameters) or 'none'}.") from None
-    except ValueError:  # no introspectable signature: the call itself will tell
-        pass
+                          f"{', '.join(named) or 'none'}.") from None
     try:
         return factory(**kwargs)
     except Exception as err:  # noqa: BLE001  (user code: name the model and the options it got)
