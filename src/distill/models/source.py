@@ -35,7 +35,7 @@ from distill.errors import ConfigError, closest, unknown_name_message
 from distill.models import MODELS, build_model
 from distill.models.libraries import LIBRARIES
 
-#: How a recipe names its own code; said in every message about a model name.
+#: How a recipe names its own code; said when a model name is not found.
 FORMS = "'my_models:build_net', 'torchvision:resnet18', 'timm:resnet18' or 'hf:path/to/folder'"
 
 
