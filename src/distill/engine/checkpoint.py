@@ -178,16 +178,29 @@ def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
 
 def weights_for(module: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path | str) -> dict[str, torch.Tensor]:
     """The entries of ``weights`` that belong to ``module``: all of them, or those under the one
-    prefix (``distiller.student.``, ``model.``, ...) that a run's checkpoint stores it under."""
+    prefix (``distiller.student.``, ``model.``, ...) that a run's checkpoint stores it under. Names
+    or shapes that do not match are refused naming the first few."""
     expected = module.state_dict()
+    chosen = None
     if set(expected) <= set(weights):
-        return {k: weights[k] for k in expected}
+        chosen = {k: weights[k] for k in expected}
     anchor = next(iter(expected), None)
     prefixes = sorted({k[: -len(anchor)] for k in weights if anchor is not None and k.endswith("." + anchor)}, key=len)
-    for prefix in prefixes:
+    for prefix in prefixes if chosen is None else ():
         if all(prefix + k in weights for k in expected):
-            return {k: weights[prefix + k] for k in expected}
-    missing = sorted(set(expected) - set(weights))[:3]
-    raise CheckpointError(f"the weights in {source} do not hold this model: missing {missing} (and no prefix such "
-                          "as 'model.' holds all of its weights); pass the run's student file or one of its "
-                          "checkpoint folders.")
+            chosen = {k: weights[prefix + k] for k in expected}
+            break
+    if chosen is None:
+        missing = sorted(set(expected) - set(weights))[:3]
+        unexpected = sorted(set(weights) - set(expected))[:3]
+        raise CheckpointError(f"the weights in {source} do not hold this model: missing {missing}, unexpected "
+                              f"{unexpected} (and no prefix such as 'model.' holds all of its weights); they must "
+                              "come from the same architecture with the same options, e.g. the run's student file "
+                              "or one of its checkpoint folders.")
+    changed = [f"{k} {tuple(chosen[k].shape)} in the file but {tuple(v.shape)} in the model"
+               for k, v in expected.items() if chosen[k].shape != v.shape]
+    if changed:
+        raise CheckpointError(f"the weights in {source} do not fit this model: {'; '.join(changed[:3])}"
+                              f"{f' (and {len(changed) - 3} more)' if len(changed) > 3 else ''}; check the model's "
+                              "options (widths, number of classes).")
+    return chosen

@@ -24,16 +24,19 @@ class DataSpec(StrictModel):
 
 
 class ModelSpec(StrictModel):
-    """A zoo model by name with its options."""
+    """A network by name (see ``distill.models.source``) with its options."""
 
-    model: str
-    options: dict[str, Any] = Field(default_factory=dict)
+    model: str = Field(description="a zoo name (convnet, mlp, resnet8, ...), an import path 'my_models:build_net', "
+                                   "'torchvision:resnet18', 'timm:resnet18' or 'hf:path/to/folder'")
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model's builder")
 
 
 class TeacherSpec(ModelSpec):
-    """The teacher: trained by the run (cached by content hash) unless ``weights`` is given."""
+    """The teacher: given (``weights``, or a Hugging Face folder's own) or trained by the run (cached by
+    content hash)."""
 
-    weights: Path | None = None
+    weights: Path | None = Field(None, description="trained weights: a .safetensors file or a .pt state dict; "
+                                                   "the teacher is then given, not trained")
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=4000))
     augment: Literal["none", "mixup", "jitter"] = "none"
 

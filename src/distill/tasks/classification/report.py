@@ -23,12 +23,19 @@ COLUMNS = (
 
 
 def results_table(rows: Sequence, title: str) -> Table:
-    """The rows (``RowResult``) as a :class:`Table`; a cached phase shows no train time. A teacher no
-    better than the student trained alone is said so in a note (printed, and in ``report.md``)."""
+    """The rows (``RowResult``) as a :class:`Table`; a cached phase shows no train time. A given teacher,
+    and a teacher no better than the student trained alone, are said so in notes (printed, and in
+    ``report.md``)."""
     body = [{"name": r.name, "acc": r.acc, "params": r.params, "latency_ms": r.latency_ms, "steps": r.steps,
              "seconds": r.seconds if r.steps else None, "samples_per_s": r.samples_per_s} for r in rows]
-    note = weak_teacher_note(rows)
-    return Table(title, COLUMNS, body, notes=[note] if note else [])
+    notes = [*given_teacher_notes(rows), weak_teacher_note(rows)]
+    return Table(title, COLUMNS, body, notes=[note for note in notes if note])
+
+
+def given_teacher_notes(rows: Sequence) -> list[str]:
+    """One note per teacher that came with its weights and was not trained by the run."""
+    return [f"Note: the {r.name} came with its weights ({r.given}) and was not trained by this run; its "
+            "accuracy is measured on this run's test split." for r in rows if r.role == "teacher" and r.given]
 
 
 def weak_teacher_note(rows: Sequence) -> str | None:

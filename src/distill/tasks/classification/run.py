@@ -24,7 +24,8 @@ from distill.engine.config import TRAIN_ONLY
 from distill.experiment.runner import Run
 from distill.losses import masked_cross_entropy
 from distill.metrics.cost import cpu_latency_per_sample, parameter_count
-from distill.models import build_model
+from distill.models.source import build_network, carries_weights, check_forward, source_identity
+from distill.models.weights import load_weights
 from distill.multi_teacher import MultiTeacher
 from distill.signals import CachedTeacher, build_teacher_cache
 from distill.tasks.classification.metrics import evaluate_classifier
@@ -35,7 +36,7 @@ from distill.tasks.classification.recipe import ClassificationRecipe, TeacherSpe
 @dataclass
 class RowResult:
     """One line of the results table; ``role`` is ``teacher``, ``combined`` (several teachers as one),
-    ``scratch`` or ``distilled``."""
+    ``scratch`` or ``distilled``; ``given``: where a teacher that was not trained by the run got its weights."""
 
     name: str
     role: str
@@ -46,13 +47,19 @@ class RowResult:
     seconds: float
     samples_per_s: float
     history: list[dict] = field(default_factory=list, repr=False)
+    given: str | None = None
 
 
 def _evaluator(test_set):
     return lambda model, accelerator: evaluate_classifier(model, test_set, accelerator)
 
 
-def _row(name: str, role: str, model: nn.Module, splits: DataSplits, result) -> RowResult:
+def _example(splits: DataSplits) -> torch.Tensor:
+    """Two training inputs: the batch of the dummy passes before any training."""
+    return torch.stack([splits.train[i][0] for i in range(2)])
+
+
+def _row(name: str, role: str, model: nn.Module, splits: DataSplits, result, given: str | None = None) -> RowResult:
     example = splits.test[0][0].unsqueeze(0)
     return RowResult(
         name=name,
@@ -64,6 +71,7 @@ def _row(name: str, role: str, model: nn.Module, splits: DataSplits, result) -> 
         seconds=result.seconds if result else 0.0,
         samples_per_s=result.samples_per_second if result else 0.0,
         history=result.history if result else [],
+        given=given,
     )
 
 
@@ -84,7 +92,7 @@ def load_student_data(recipe: ClassificationRecipe) -> DataSplits:
 def build_student(recipe: ClassificationRecipe, splits: DataSplits) -> nn.Module:
     """The student, initialised from ``train.seed`` so every row starts from the same weights."""
     torch.manual_seed(recipe.train.seed)
-    return build_model(recipe.student.model, splits.input_shape, splits.num_classes, **recipe.student.options)
+    return build_network(recipe.student.model, splits.input_shape, splits.num_classes, recipe.student.options)
 
 
 def _teacher_specs(recipe: ClassificationRecipe) -> list[TeacherSpec]:
@@ -93,8 +101,17 @@ def _teacher_specs(recipe: ClassificationRecipe) -> list[TeacherSpec]:
 
 
 def _build_teacher_net(spec: TeacherSpec, splits: DataSplits) -> nn.Module:
+    """The teacher network, with the weights of ``spec.weights`` when given."""
     torch.manual_seed(spec.train.seed)
-    return build_model(spec.model, splits.input_shape, splits.num_classes, **spec.options)
+    teacher = build_network(spec.model, splits.input_shape, splits.num_classes, spec.options)
+    return teacher if spec.weights is None else load_weights(teacher, spec.weights)
+
+
+def _given(spec: TeacherSpec) -> str | None:
+    """Where a teacher that the run does not train gets its weights: its file, or its own folder."""
+    if spec.weights is not None:
+        return str(spec.weights)
+    return spec.model if carries_weights(spec.model) else None
 
 
 def _combine(recipe: ClassificationRecipe, teachers: list[nn.Module]) -> nn.Module | str:
@@ -106,14 +123,12 @@ def _combine(recipe: ClassificationRecipe, teachers: list[nn.Module]) -> nn.Modu
 
 
 def _one_teacher(recipe: ClassificationRecipe, spec: TeacherSpec, splits: DataSplits, run: Run, label: str):
-    """One teacher from ``spec.weights``, the content-hash cache, or trained and then cached."""
+    """One teacher given (its weights file or folder), from the content-hash cache, or trained and then cached."""
     teacher = _build_teacher_net(spec, splits)
-    result = None
-    if spec.weights is not None:
-        teacher.load_state_dict(load_weights_file(spec.weights))
-    else:
+    result, given = None, _given(spec)
+    if given is None:
         cache_spec = {"data": data_identity(recipe.data.model_dump(mode="json"), splits),
-                      "model": spec.model, "options": spec.options,
+                      "model": spec.model, "options": spec.options, **source_identity(spec.model),
                       "train": spec.train.model_dump(exclude=TRAIN_ONLY),
                       **({"augment": spec.augment} if spec.augment != "none" else {})}
 
@@ -125,7 +140,8 @@ def _one_teacher(recipe: ClassificationRecipe, spec: TeacherSpec, splits: DataSp
 
         fit_or_load(teacher, cache_spec, fit)
     teacher.eval()
-    return teacher, _row(f"teacher ({spec.model})", "teacher", teacher, splits, result)
+    name = f"teacher ({spec.model}{', given' if given else ''})"
+    return teacher, _row(name, "teacher", teacher, splits, result, given)
 
 
 def obtain_teacher(recipe: ClassificationRecipe, splits: DataSplits, run: Run):
@@ -166,7 +182,7 @@ def recipe_pairs(recipe: ClassificationRecipe) -> dict:
 def build_distill_objective(recipe: ClassificationRecipe, student: nn.Module, teacher: nn.Module | str,
                             splits: DataSplits, views: PairedViews | None = None) -> DistillObjective:
     """The recipe's Distiller (its projectors built from one dummy pass) inside its training objective."""
-    example = torch.stack([splits.train[i][0] for i in range(2)])
+    example = _example(splits)
     example_teacher = views.paired_train.tensors["teacher_x"][:2] if views else None
     task = masked_cross_entropy if recipe.distill.task_weight else None
     distiller = Distiller(student, teacher, recipe_pairs(recipe), task_loss=task,
@@ -186,11 +202,18 @@ def _views(recipe: ClassificationRecipe, splits: DataSplits) -> PairedViews | No
 
 
 def check_recipe(recipe: ClassificationRecipe, splits: DataSplits, views: PairedViews | None) -> None:
-    """Build every model and the distiller, and run one dummy pass, before anything trains: bad taps,
-    shapes, loss options and augment/loss combinations fail here in seconds."""
-    teacher = _combine(recipe, [_build_teacher_net(spec, splits) for spec in _teacher_specs(recipe)])
+    """Build every model (given teachers with their weights) and the distiller, and run one dummy pass,
+    before anything trains: bad model sources, weights, input shapes, taps, loss options and
+    augment/loss combinations fail here in seconds."""
+    specs = _teacher_specs(recipe)
+    teachers = [_build_teacher_net(spec, splits) for spec in specs]
+    teacher_example = views.paired_train.tensors["teacher_x"][:2] if views else _example(splits)
+    for spec, teacher in zip(specs, teachers):
+        check_forward(teacher, teacher_example, splits.num_classes, f"the teacher {spec.model!r}")
     student_splits = views.student if views else splits
-    objective = build_distill_objective(recipe, build_student(recipe, student_splits), teacher, student_splits, views)
+    student = build_student(recipe, student_splits)
+    check_forward(student, _example(student_splits), student_splits.num_classes, f"the student {recipe.student.model!r}")
+    objective = build_distill_objective(recipe, student, _combine(recipe, teachers), student_splits, views)
     objective.distiller.export()
 
 
