@@ -147,4 +147,8 @@ class ScoreRecipe(StrictModel):
                               f"parameter groups {sorted(groups)}; use those names.")
         if self.train.steps is None:
             raise ConfigError("score distillation counts train.steps (particles have no epochs); set train.steps.")
+        if not scene and self.train.drop_last and self.train.batch_size > self.object.count:
+            raise ConfigError(f"train.batch_size ({self.train.batch_size}) exceeds object.count ({self.object.count}), "
+                              "the particles each step's batch is drawn from; lower train.batch_size, raise "
+                              "object.count, or set train.drop_last: false.")
         return self
