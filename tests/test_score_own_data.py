@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 import trimesh
 
+from distill.cli import main
 from distill.errors import ConfigError
 from distill.experiment.recipe import load_recipe
 from distill.scenes import box_mesh, mesh_fingerprint, orbit, render_mesh
@@ -81,7 +84,7 @@ def test_shipped_meshes_keep_their_axes_and_cached_view_identities():
                                                     "fb88ffcdb7b8b88f"]
 
 
-def test_readme_mesh_recipe_loads_and_stands_the_mesh_up(tmp_path, monkeypatch):
+def test_readme_mesh_recipe_stands_the_mesh_up_and_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     z_up = figure_mesh()
     z_up.vertices = z_up.vertices @ Y_TO_Z.T
@@ -90,10 +93,18 @@ def test_readme_mesh_recipe_loads_and_stands_the_mesh_up(tmp_path, monkeypatch):
     Path("my_mesh.yaml").write_text(snippet)
     recipe = load_recipe("my_mesh.yaml")
     [mesh] = recipe.views.load_meshes()
-    figure = figure_mesh()
-    figure.vertices -= 0.5 * (figure.bounds[0] + figure.bounds[1])
-    expected = figure.vertices / np.linalg.norm(figure.vertices, axis=1).max() * recipe.views.scale
-    np.testing.assert_allclose(mesh.vertices, expected, atol=1e-6)
+    figure = figure_mesh().vertices
+    figure = figure - 0.5 * (figure.min(0) + figure.max(0))
+    standing = figure / np.linalg.norm(figure, axis=1).max() * recipe.views.scale @ Y_TO_Z.T  # y-up -> world z-up
+    np.testing.assert_allclose(mesh.vertices, standing, atol=1e-6)
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    args = ["run", "my_mesh.yaml", "--no-progress", "--out", "run"]
+    for item in ("views.count=6", "views.size=8", "views.held_out=2", "views.surface_points=128",
+                 "object.count=16", "train.steps=3"):
+        args += ["--set", item]
+    assert main(args) == 0
+    rows = json.loads(Path("run/results.json").read_text())["rows"]
+    assert rows[-1]["model"] == "sds" and all(math.isfinite(row["chamfer"]) for row in rows)
 
 
 def test_particle_batch_larger_than_the_particles_is_refused_when_the_recipe_loads():
