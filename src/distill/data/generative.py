@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from distill.data import load_dataset
+from distill.data import DATASETS, load_dataset
 from distill.data.base import DataSplits
 from distill.data.tensors import InMemoryDataset
 from distill.data.toys import TOYS, toy_dataset
-from distill.errors import ConfigError
+from distill.errors import ConfigError, closest
 
 TOY_DEFAULTS = {"n_train": 20_000, "n_test": 5_000, "seed": 0}
 
@@ -19,9 +19,22 @@ def _tensors(dataset) -> tuple:
     raise ConfigError(f"step distillation needs an in-memory dataset, got {type(dataset).__name__}.")
 
 
+def check_generative_name(name: str) -> None:
+    """Refuse ``name`` unless it is a 2-D toy or a registered data set — what generative teachers (step
+    and score distillation) train on — with a message listing both kinds."""
+    if name in TOYS or name in DATASETS:
+        return
+    hint = closest(name, [*TOYS, *DATASETS])
+    did_you_mean = f" Did you mean {', '.join(repr(h) for h in hint)}?" if hint else ""
+    raise ConfigError(f"unknown data {name!r}.{did_you_mean} Step and score distillation take a 2-D toy "
+                      f"({', '.join(TOYS)}) or a registered data set ({', '.join(DATASETS)}; images such as "
+                      "digits, mnist, or your own through arrays / image_folder).")
+
+
 def load_generative_data(name: str, options: dict | None = None) -> DataSplits:
     """A toy from :data:`TOYS` (options n_train, n_test, seed) or a registered image data set,
     whose pixels are mapped linearly so the training set spans exactly [−1, 1] (DDPM's range)."""
+    check_generative_name(name)
     options = dict(options or {})
     if name in TOYS:
         unknown = set(options) - set(TOY_DEFAULTS)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, field_validator
 
+from distill.data.generative import check_generative_name
 from distill.engine.config import StrictModel, TrainConfig
 
 
@@ -15,6 +16,12 @@ class GenDataSpec(StrictModel):
 
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        check_generative_name(name)
+        return name
 
 
 class DiffusionModelSpec(StrictModel):

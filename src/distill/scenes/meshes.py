@@ -1,8 +1,9 @@
 """Meshes: loading and normalising, surface samples and exact ray-cast renders.
 
 Meshes are ``trimesh.Trimesh`` objects. :func:`load_mesh` centres a mesh on its bounding-box
-centre, rotates its named ``up`` axis onto the world up +z (the cameras' convention) and scales
-it so its farthest vertex is at distance 1 (it then fits the unit sphere exactly).
+centre (unless told to keep the file's origin), rotates its named ``up`` axis onto the world up
++z (the cameras' convention) and scales it so its farthest vertex is at distance ``scale``
+(1: it fits the unit sphere exactly).
 :func:`render_mesh` casts one ray per pixel centre against every triangle (Möller & Trumbore
 1997, "Fast, Minimum Storage Ray/Triangle Intersection"), keeps the nearest hit and shades it
 grey with a headlight: ``0.15 + 0.85 |n · d|``.
@@ -37,23 +38,26 @@ _UP_ROTATIONS = {
 }
 
 
-def normalise_mesh(mesh: trimesh.Trimesh, up: str = "z") -> trimesh.Trimesh:
-    """A copy of ``mesh`` centred on its bounding-box centre, with ``up`` rotated to +z and scaled
-    so the largest vertex norm is 1."""
+def normalise_mesh(mesh: trimesh.Trimesh, up: str = "z", scale: float = 1.0, centre: bool = True) -> trimesh.Trimesh:
+    """A copy of ``mesh`` centred on its bounding-box centre (``centre=False``: its own origin stays
+    the centre), with ``up`` rotated to +z and scaled so the largest vertex norm is ``scale``."""
     if up not in _UP_ROTATIONS:
         raise ConfigError(unknown_name_message("up axis", str(up), _UP_ROTATIONS))
+    if not scale > 0:
+        raise ConfigError(f"scale must be positive (the farthest vertex's distance from the centre), got {scale!r}.")
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    vertices = vertices - 0.5 * (vertices.min(0) + vertices.max(0))
+    if centre:
+        vertices = vertices - 0.5 * (vertices.min(0) + vertices.max(0))
     vertices = vertices @ _UP_ROTATIONS[up].T
     radius = np.linalg.norm(vertices, axis=1).max()
     if not radius > 0:
         raise DistillError("the mesh is degenerate: all its vertices coincide, so it cannot be normalised.")
-    return trimesh.Trimesh(vertices / radius, np.asarray(mesh.faces), process=False)
+    return trimesh.Trimesh(vertices / radius * scale, np.asarray(mesh.faces), process=False)
 
 
-def load_mesh(path, up: str = "y") -> trimesh.Trimesh:
+def load_mesh(path, up: str = "y", scale: float = 1.0, centre: bool = True) -> trimesh.Trimesh:
     """Read the triangle mesh at ``path`` (any format trimesh reads: .off, .obj, .ply, .stl, ...)
-    and normalise it (see :func:`normalise_mesh`)."""
+    and normalise it (see :func:`normalise_mesh`); ``up`` is the axis it stands on in the file."""
     path = Path(path)
     if not path.is_file():
         raise DistillError(f"mesh file {str(path)!r} does not exist; pass the path of a mesh file "
@@ -65,14 +69,14 @@ def load_mesh(path, up: str = "y") -> trimesh.Trimesh:
                            "pass a triangle mesh trimesh can read (.off, .obj, .ply, .stl).") from error
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise DistillError(f"mesh file {str(path)!r} holds no triangles; pass a triangle mesh.")
-    return normalise_mesh(mesh, up)
+    return normalise_mesh(mesh, up, scale, centre)
 
 
-def shipped_mesh(name: str) -> trimesh.Trimesh:
+def shipped_mesh(name: str, scale: float = 1.0, centre: bool = True) -> trimesh.Trimesh:
     """One of the meshes shipped in ``MESHES_DIR`` (see ``UP_AXIS``), normalised and z-up."""
     if name not in UP_AXIS:
         raise ConfigError(unknown_name_message("shipped mesh", str(name), UP_AXIS))
-    return load_mesh(MESHES_DIR / f"{name}.off", up=UP_AXIS[name])
+    return load_mesh(MESHES_DIR / f"{name}.off", UP_AXIS[name], scale, centre)
 
 
 def box_mesh(extents=(1.0, 1.0, 1.0)) -> trimesh.Trimesh:

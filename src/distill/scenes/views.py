@@ -67,9 +67,12 @@ def render_views(meshes: list, count: int, size: int, seed: int, elevation: tupl
     return ViewSet(torch.cat(images), cameras, torch.cat(index))
 
 
-def resolve_mesh(name: str):
-    """A shipped mesh by name, or a mesh file by path."""
-    return shipped_mesh(name) if name in UP_AXIS else load_mesh(Path(name))
+def resolve_mesh(name: str, up: str = "y", scale: float = 1.0, centre: bool = True):
+    """A shipped mesh by name (standing on its own known axis), or a mesh file by path standing on
+    ``up``; either normalised with ``scale`` and ``centre`` (see :func:`~distill.scenes.meshes.normalise_mesh`)."""
+    if name in UP_AXIS:
+        return shipped_mesh(name, scale, centre)
+    return load_mesh(Path(name), up, scale, centre)
 
 
 def mesh_fingerprint(mesh) -> str:

@@ -31,7 +31,6 @@ from distill.scenes import (
     orbit,
     random_cameras,
     render_mesh,
-    resolve_mesh,
     sample_surface,
     surface_points,
 )
@@ -139,7 +138,7 @@ class SceneContext:
 def prepare_scene(recipe: ScoreRecipe, run: Run) -> SceneContext:
     """Render the meshes (cached), check the guidance against an untrained prior, then obtain the prior."""
     spec, views_spec = recipe.object, recipe.views
-    meshes = [resolve_mesh(name) for name in views_spec.meshes]
+    meshes = views_spec.load_meshes()
     views, views_info = obtain_views(meshes, views_spec.count, views_spec.size, views_spec.seed,
                                      views_spec.elevation, views_spec.radius, views_spec.fov)
     cameras = random_cameras(CAMERA_POOL, torch.Generator().manual_seed(recipe.train.seed + 1),
