@@ -301,7 +301,7 @@ def test_image_folder_of_single_channel_images_has_one_channel(tmp_path, monkeyp
     write_gray_folder(tmp_path / "test", images_per_class=1)
     splits = load_dataset("image_folder", train="train", test="test")
     assert splits.input_shape == (1, 5, 7)
-    x, y = everything(splits.train)
+    x, _ = everything(splits.train)
     assert torch.allclose(x.mean(dim=(1, 2, 3)), torch.tensor([0, 1, 40, 41, 80, 81]) / 255)
     assert load_dataset("image_folder", train="train", test="test", grayscale=False).input_shape == (3, 5, 7)
 
@@ -311,7 +311,7 @@ def test_image_folder_mixing_single_channel_and_colour_images_reads_colour(image
     Image.fromarray(gray).save(images / "train" / "cat" / "0.png")  # one grey image among colour ones
     splits = load_dataset("image_folder", train="train", test="test")
     assert splits.input_shape == (3, 5, 7)
-    x, y = everything(splits.train)
+    x, _ = everything(splits.train)
     grey = x[2]  # sorted classes ant, cat, dog: cat's first image
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
     assert torch.allclose(grey, torch.tensor(gray / 255, dtype=torch.float32).expand(3, 5, 7))

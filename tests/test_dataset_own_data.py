@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,47 @@ def test_eval_of_a_truncated_set_is_one_clear_error(tmp_path, monkeypatch, capsy
     assert main(["eval", str(folder), "--weights", str(truncated)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "cannot read" in err and str(truncated) in err
+
+
+def test_recipe_standardize_uses_the_training_images_statistics(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.savez("train.npz", **dict(zip("xy", patterns(20, 0))))
+    np.savez("test.npz", **dict(zip("xy", patterns(6, 1))))
+    data = {"name": "arrays", "options": {"train": "train.npz", "test": "test.npz"}}
+    raw, raw_test, _ = load_real(load_recipe(tiny_tree(data)))
+    bank, test_images, _ = load_real(load_recipe(tiny_tree({**data, "standardize": True})))
+    assert abs(float(bank.images.mean())) < 1e-5 and abs(float(bank.images.std()) - 1) < 1e-4
+    mean, std = raw.images.mean(), raw.images.std()
+    assert torch.allclose(test_images, (raw_test - mean) / std, atol=1e-5)
+
+
+# The README's dataset-distillation section: its own-data recipe (on the files of "Bring your own data") and
+# its evaluate_set example.
+_README = (Path(__file__).parents[1] / "README.md").read_text()
+_SECTION = _README.split("## Dataset distillation")[1].split("\n## ")[0]
+README_SAVEZ = next(b for b in re.findall(r"```python\n(.*?)```", _README, re.S) if "np.savez" in b)
+README_DATASET_RECIPE = next(b for b in re.findall(r"```yaml\n(.*?)```", _SECTION, re.S) if "task: dataset" in b)
+README_EVALUATE_SET = next(b for b in re.findall(r"```python\n(.*?)```", _SECTION, re.S) if "evaluate_set(" in b)
+
+
+def test_readme_dataset_recipe_runs_on_the_readme_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(README_SAVEZ, "README.md", "exec"), {})
+    Path("my_dataset_recipe.yaml").write_text(README_DATASET_RECIPE)
+    args = ["run", "my_dataset_recipe.yaml", "--no-progress", "--out", "run"]
+    for item in ("method.ipc=2", "method.iterations=3", "method.options.real_per_class=16", "network.width=8",
+                 "evaluate.networks=1", "evaluate.epochs=20", "evaluate.augment=[false]", "evaluate.baseline_ipcs=[1]",
+                 "evaluate.full_epochs=10", "evaluate.lr=0.05"):
+        args += ["--set", item]
+    assert main(args) == 0
+    details = json.loads(Path("run/results.json").read_text())["details"]
+    assert set(details["sets"]["dm"]) == {"convnet", "mlp"} and details["full"]["mean"] > 50  # 10 digits
+    assert main(["eval", "run", "--network", "resnet"]) == 0
+
+
+def test_readme_evaluate_set_example_runs(capsys):
+    namespace = {}
+    exec(compile(README_EVALUATE_SET.replace("epochs=100", "epochs=20"), "README.md", "exec"), namespace)
+    score = namespace["score"]
+    assert len(score["accuracies"]) == 2 and 20 < score["mean"] <= 100  # 1 image per class; chance is 10 %
+    assert "% over 2 networks" in capsys.readouterr().out

@@ -20,11 +20,13 @@ ARCHITECTURES = {"convnet": "convnet_dd", "mlp": "mlp_dd", "resnet": "resnet_dd"
 class DataSpec(StrictModel):
     """The real data: ``name`` (one of ``DATASETS``) and its loader's ``options`` (``train`` and ``test`` files or
     folders for ``arrays`` and ``image_folder``, as in classification recipes); ``limit_train`` keeps the first that
-    many training images."""
+    many training images; ``standardize`` maps each channel to zero mean and unit variance over the training images
+    (the test images with the same mean and std), the scale DSA and ``init: noise`` assume (MNIST is loaded so)."""
 
     name: Literal[DATASETS] = "mnist"
     options: dict[str, Any] = Field(default_factory=dict)
     limit_train: PositiveInt | None = None
+    standardize: bool = False
 
 
 class NetworkSpec(StrictModel):

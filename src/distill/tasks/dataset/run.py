@@ -35,13 +35,19 @@ def stage_identity(*parts) -> dict:
 
 def load_real(recipe: DatasetRecipe) -> tuple[ClassBank, Tensor, Tensor]:
     """The training set as a ClassBank (its first ``data.limit_train`` images), and the test images and labels:
-    read and checked by the shared loaders (``distill.data``), the user's own files as any dataset."""
+    read and checked by the shared loaders (``distill.data``), the user's own files as any dataset; with
+    ``data.standardize`` every channel shifted and scaled by the training images' mean and std."""
     splits = load_dataset(recipe.data.name, **recipe.data.options)
-    bank = class_bank(splits)
+    bank, test_images = class_bank(splits), splits.test.x
     if recipe.data.limit_train:  # copies, so the subset does not keep the whole training set alive
         keep = recipe.data.limit_train
         bank = ClassBank(bank.images[:keep].clone(), bank.labels[:keep].clone(), bank.num_classes)
-    return bank, splits.test.x, splits.test.y
+    if recipe.data.standardize:
+        mean = bank.images.mean(dim=(0, 2, 3), keepdim=True)
+        std = bank.images.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        bank = ClassBank((bank.images - mean) / std, bank.labels, bank.num_classes)
+        test_images = (test_images - mean) / std
+    return bank, test_images, splits.test.y
 
 
 def full_data_teacher(recipe: DatasetRecipe, run: Run, bank: ClassBank):
