@@ -179,6 +179,10 @@ def condense(dataset, method: str = "dm", ipc: int = 10, *, iterations: int = 10
              progress: bool = False) -> Condensation:
     """Condense ``dataset`` into ``ipc`` synthetic images per class with ``method`` (dc, dsa, dm, mtt).
 
+    ``dataset`` is anything :func:`class_bank` takes: a registered name, a ``DataSplits``, any map-style
+    dataset of ``(image, label)`` pairs, an ``(images, labels)`` pair. Images are used as given; the
+    methods assume each channel standardised to zero mean and unit variance (as MNIST is loaded).
+
     The set starts from random real images (``init="real"``) or noise, and is learned for
     ``iterations`` outer iterations against freshly initialised ``network``s (a name of
     ``ARCHITECTURES`` at ``width`` and ``depth``, or your own function returning a fresh ``nn.Module``,
