@@ -347,3 +347,17 @@ def test_validation_split_is_disjoint_and_from_train():
     all_train = {tuple(x.flatten().tolist()) for x in splits.train.x}
     assert all(r in all_train for r in held_rows)
     assert sum(r in train_rows for r in held_rows) <= 5  # digits has a few exact duplicate images
+
+
+def test_from_arrays_warns_of_test_classes_never_seen_in_training():
+    data = {**arrays(), "y_train": np.arange(12) % 2}  # classes 0 and 1; the test split also has class 2
+    with pytest.warns(UserWarning, match=r"y_test holds class\(es\) \[2\] \(2 samples\) that y_train never has"):
+        splits = from_arrays(**data)
+    assert splits.num_classes == 3
+    with pytest.warns(UserWarning, match="never has"):
+        from_arrays(**data, num_classes=4)
+
+
+def test_from_arrays_is_silent_when_every_test_class_is_trained(recwarn):
+    from_arrays(**arrays())
+    assert not [w for w in recwarn if "never has" in str(w.message)]

@@ -286,3 +286,37 @@ def test_readme_recipe_runs_on_the_readme_files(tmp_path, monkeypatch):
     rows = json.loads(Path("run/results.json").read_text())["rows"]
     assert [r["name"].split(" (")[0] for r in rows] == ["teacher", "student scratch", "student distilled"]
     assert all(0.5 < r["acc"] <= 1.0 for r in rows)  # far above chance (10 %) after 80 steps
+
+
+def write_gray_folder(root, images_per_class=2, shape=(5, 7)):
+    for label, name in enumerate(sorted(COLOURS)):
+        (root / name).mkdir(parents=True)
+        for i in range(images_per_class):
+            Image.fromarray(np.full(shape, 40 * label + i, dtype=np.uint8)).save(root / name / f"{i}.png")  # mode L
+
+
+def test_image_folder_of_single_channel_images_has_one_channel(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_gray_folder(tmp_path / "train")
+    write_gray_folder(tmp_path / "test", images_per_class=1)
+    splits = load_dataset("image_folder", train="train", test="test")
+    assert splits.input_shape == (1, 5, 7)
+    x, _ = everything(splits.train)
+    assert torch.allclose(x.mean(dim=(1, 2, 3)), torch.tensor([0, 1, 40, 41, 80, 81]) / 255)
+    assert load_dataset("image_folder", train="train", test="test", grayscale=False).input_shape == (3, 5, 7)
+
+
+def test_image_folder_mixing_single_channel_and_colour_images_reads_colour(images):
+    gray = np.asarray(Image.open(images / "train" / "cat" / "0.png").convert("L"))
+    Image.fromarray(gray).save(images / "train" / "cat" / "0.png")  # one grey image among colour ones
+    splits = load_dataset("image_folder", train="train", test="test")
+    assert splits.input_shape == (3, 5, 7)
+    x, _ = everything(splits.train)
+    grey = x[2]  # sorted classes ant, cat, dog: cat's first image
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
+    assert torch.allclose(grey, torch.tensor(gray / 255, dtype=torch.float32).expand(3, 5, 7))
+
+
+def test_readme_names_the_grayscale_option_where_image_folders_are():
+    section = _README.split("## Bring your own data")[1].split("\n## ")[0]
+    assert "grayscale" in section and "image_folder" in section

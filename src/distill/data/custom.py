@@ -6,6 +6,7 @@ problem and the fix, before any training starts.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,8 @@ def from_arrays(
 
     Inputs become float32 and labels int64 (no copy where they already are).
     ``transfer`` holds unlabeled inputs only; its labels are ``IGNORE_INDEX``.
-    ``num_classes`` defaults to the largest label plus one.
+    ``num_classes`` defaults to the largest label plus one. Test classes that no training
+    label has are kept but warned of: nothing trained on ``y_train`` can predict them.
     """
     xtr = _inputs("x_train", x_train)
     ytr = _labels("y_train", y_train, "x_train", len(xtr))
@@ -41,6 +43,7 @@ def from_arrays(
     input_shape = tuple(xtr.shape[1:])
     _same_shape("x_test", tuple(xte.shape[1:]), input_shape)
     num_classes = _num_classes(num_classes, {"y_train": ytr, "y_test": yte})
+    _warn_untrained_classes(ytr, yte, num_classes)
     transfer_set = None
     if transfer is not None:
         xtf = _inputs("transfer", transfer)
@@ -197,6 +200,21 @@ def _num_classes(num_classes: int | None, labels: dict[str, torch.Tensor]) -> in
                 f"0..{num_classes - 1}. Pass num_classes={top + 1} or fix the labels."
             )
     return num_classes
+
+
+def _warn_untrained_classes(y_train: torch.Tensor, y_test: torch.Tensor, num_classes: int) -> None:
+    """A warning naming the test classes that no training sample has."""
+    tested = torch.bincount(y_test, minlength=num_classes) > 0
+    untrained = tested & (torch.bincount(y_train, minlength=num_classes) == 0)
+    if untrained.any():
+        classes = untrained.nonzero().flatten()
+        count = int(torch.isin(y_test, classes).sum())
+        warnings.warn(
+            f"y_test holds class(es) {classes.tolist()} ({count} samples) that y_train never has; nothing "
+            f"trained on y_train can predict them, so they only lower the test accuracy (num_classes={num_classes} "
+            "counts them). Check that both splits number their classes alike, or drop those samples.",
+            stacklevel=3,
+        )
 
 
 def _same_shape(name: str, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:

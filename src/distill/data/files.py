@@ -28,6 +28,8 @@ from distill.errors import ConfigError, DistillError
 #: Accepted names of the arrays in an ``.npz``, in order of preference.
 INPUT_KEYS = ("x", "inputs")
 LABEL_KEYS = ("y", "labels")
+#: Pillow modes of single-channel images: bilevel, 8-bit grey, grey with alpha.
+SINGLE_CHANNEL_MODES = ("1", "L", "LA")
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 _MAGIC = {b"\x93NUMPY": "npy", b"PK\x03\x04": "npz"}
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
@@ -64,18 +66,20 @@ def load_arrays(
 
 @DATASETS.register("image_folder")
 def load_image_folder(
-    train: Any, test: Any, size: Any = None, grayscale: bool = False
+    train: Any, test: Any, size: Any = None, grayscale: bool | None = None
 ) -> DataSplits:
     """Images in one sub-folder per class (``train/cat/1.png``); labels follow the sorted class names.
 
     ``test`` must have the same class sub-folders. Images become float32 in [0, 1]
-    of shape ``(C, H, W)``: RGB (alpha dropped), or one channel with
-    ``grayscale: true``. ``size: [H, W]`` resizes every image (bilinear); without
-    it all images must share one size. Everything is held in memory; ``extra``
-    holds ``class_names``.
+    of shape ``(C, H, W)``: one channel when every image of both folders is
+    single-channel (grayscale, with or without alpha), else RGB (alpha dropped,
+    grey images repeated over the three channels). ``grayscale: true`` reads every
+    image as one channel (ITU-R 601 luma), ``grayscale: false`` every image as RGB.
+    ``size: [H, W]`` resizes every image (bilinear); without it all images must
+    share one size. Everything is held in memory; ``extra`` holds ``class_names``.
     """
     size = _size(size)
-    if not isinstance(grayscale, bool):
+    if grayscale is not None and not isinstance(grayscale, bool):
         raise ConfigError(f"grayscale must be true or false, got {grayscale!r}.")
     roots = {"train": _folder("train", train), "test": _folder("test", test)}
     classes = _class_names("train", roots["train"])
@@ -87,23 +91,29 @@ def load_image_folder(
             f"the same sub-folders (missing in test: {sorted(set(classes) - set(test_classes))}, "
             f"not in train: {sorted(set(test_classes) - set(classes))})."
         )
+    mode = {None: None, True: "L", False: "RGB"}[grayscale]
     digest, first = hashlib.sha256(), None
-    arrays = {}
+    read: dict[str, tuple[list[np.ndarray], list[int]]] = {}
     for option, root in roots.items():
-        images, labels = [], []
+        images, labels = read[option] = [], []
         for label, name in enumerate(classes):
             for path in _image_files(option, root / name):
-                image = _read_image(path, size, grayscale, digest)
+                image = _read_image(path, size, mode, digest)
                 if first is None:
                     first = (path, image.shape)
-                elif image.shape != first[1]:
+                elif image.shape[1:] != first[1][1:]:
                     raise DistillError(
                         f"{path} is {_pixels(image.shape)} but {first[0]} is {_pixels(first[1])}; "
                         "set size: [H, W] to resize every image to one size."
                     )
                 images.append(image)
                 labels.append(label)
-        arrays[option] = (np.stack(images), np.array(labels, dtype=np.int64))
+    channels = max(image.shape[0] for images, _ in read.values() for image in images)
+    arrays = {
+        option: (np.stack([np.broadcast_to(image, (channels, *image.shape[1:])) for image in images]),
+                 np.array(labels, dtype=np.int64))
+        for option, (images, labels) in read.items()
+    }
     splits = from_arrays(*arrays["train"], *arrays["test"], num_classes=len(classes))
     extra = {"class_names": classes, "fingerprint": digest.hexdigest()}
     return dataclasses.replace(splits, name="image_folder", extra=extra)
@@ -301,8 +311,9 @@ def _image_files(option: str, folder: Path) -> list[Path]:
     return files
 
 
-def _read_image(path: Path, size: tuple[int, int] | None, grayscale: bool, digest: Any) -> np.ndarray:
-    """One image as float32 ``(C, H, W)`` in [0, 1]; its name and bytes go into ``digest``."""
+def _read_image(path: Path, size: tuple[int, int] | None, mode: str | None, digest: Any) -> np.ndarray:
+    """One image as float32 ``(C, H, W)`` in [0, 1], read in ``mode`` ("L" or "RGB"; None: "L" for a
+    single-channel image, else "RGB"); its name and bytes go into ``digest``."""
     from PIL import Image  # Pillow comes with matplotlib; imported only when images are read
 
     digest.update(str(path).encode() + hashlib.sha256(path.read_bytes()).digest())
@@ -314,13 +325,13 @@ def _read_image(path: Path, size: tuple[int, int] | None, grayscale: bool, diges
                     "8-bit images. Convert it to 8-bit, or save the arrays yourself and use the "
                     "arrays dataset."
                 )
-            image = opened.convert("L" if grayscale else "RGB")
+            image = opened.convert(mode or ("L" if opened.mode in SINGLE_CHANNEL_MODES else "RGB"))
     except OSError as err:
         raise DistillError(f"cannot read image {path} ({err}); replace the file or remove it.") from None
     if size is not None:
         image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.float32) / np.float32(255)
-    return array[None] if grayscale else array.transpose(2, 0, 1)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
 def _pixels(shape: tuple[int, ...]) -> str:

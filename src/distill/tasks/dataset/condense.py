@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
+from distill.data import InMemoryDataset, make_loader
 from distill.data.base import DATASETS, DataSplits
 from distill.engine.checkpoint import (
     Checkpoint,
@@ -42,24 +44,58 @@ class Condensation:
         return len(self.history) / self.seconds if self.seconds else 0.0
 
 
-def class_bank(dataset: DataSplits | ClassBank | tuple[Tensor, Tensor] | str) -> ClassBank:
+def class_bank(dataset: DataSplits | ClassBank | Dataset | tuple[Tensor, Tensor] | str) -> ClassBank:
     """The training images of ``dataset`` grouped by class: a registered name (``mnist``, ``digits``), a
-    ``DataSplits``, an ``(images, labels)`` pair, or a ClassBank (returned as is)."""
+    ``DataSplits`` (its ``train``), any map-style dataset of ``(image, label)`` pairs (a ``TensorDataset``, your
+    own ``Dataset``), an ``(images, labels)`` pair of tensors or arrays, or a ClassBank (returned as is). Images are
+    floating point ``(C, H, W)``; labels integers ``0..num_classes-1`` (a DataSplits' ``num_classes``, otherwise the
+    largest label plus one)."""
     if isinstance(dataset, ClassBank):
         return dataset
     if isinstance(dataset, str):
         dataset = DATASETS.build(dataset)
     if isinstance(dataset, DataSplits):
-        images, labels = dataset.train.x, dataset.train.y
-        if images.dim() != 4:
-            raise ConfigError(f"dataset distillation condenses images (N, C, H, W); {dataset.name} has inputs of shape "
-                              f"{tuple(dataset.input_shape)}.")
-        return ClassBank(images, labels, dataset.num_classes)
+        images, labels = _pairs(dataset.train, f"{dataset.name} (train)")
+        return _bank(images, labels, dataset.num_classes, dataset.name)
     if isinstance(dataset, tuple) and len(dataset) == 2:
         images, labels = (torch.as_tensor(t) for t in dataset)
-        return ClassBank(images, labels, int(labels.max()) + 1)
-    raise ConfigError(f"condense takes a dataset name, a DataSplits, an (images, labels) pair or a ClassBank; got "
-                      f"{type(dataset).__name__}.")
+        return _bank(images, labels, None, "the (images, labels) pair")
+    if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
+        images, labels = _pairs(dataset, type(dataset).__name__)
+        return _bank(images, labels, None, type(dataset).__name__)
+    raise ConfigError(f"condense takes a dataset name, a DataSplits, a dataset of (image, label) pairs, an (images, "
+                      f"labels) pair or a ClassBank; got {type(dataset).__name__}.")
+
+
+def _pairs(dataset, what: str) -> tuple[Tensor, Tensor]:
+    """Every item of a map-style dataset of ``(image, label)`` pairs, as an images tensor and a labels tensor."""
+    if isinstance(dataset, InMemoryDataset):
+        return dataset.x, dataset.y
+    if len(dataset) == 0:
+        raise ConfigError(f"{what} is empty; condense needs real images of every class.")
+    first = dataset[0]
+    if not (isinstance(first, tuple | list) and len(first) == 2):
+        raise ConfigError(f"{what}[0] is a {type(first).__name__}"
+                          f"{f' of {len(first)}' if isinstance(first, tuple | list) else ''}; condense takes a "
+                          "dataset of (image, label) pairs: make __getitem__ return (image, label).")
+    images, labels = next(iter(make_loader(dataset, len(dataset), shuffle=False)))
+    return torch.as_tensor(images), torch.as_tensor(labels)
+
+
+def _bank(images: Tensor, labels: Tensor, num_classes: int | None, what: str) -> ClassBank:
+    """The ClassBank of checked images and labels (``num_classes`` None: the largest label plus one)."""
+    if labels.is_floating_point() or labels.dtype == torch.bool or labels.dim() != 1:
+        raise ConfigError(f"{what} has labels of dtype {labels.dtype} and shape {tuple(labels.shape)}; labels are "
+                          "integer class indices, one per image.")
+    if len(labels) == 0:
+        raise ConfigError(f"{what} is empty; condense needs real images of every class.")
+    if images.dim() != 4:
+        raise ConfigError(f"dataset distillation condenses images (N, C, H, W); {what} has inputs of shape "
+                          f"{tuple(images.shape[1:])} per sample.")
+    if not images.is_floating_point():
+        raise ConfigError(f"{what} has images of dtype {images.dtype}; pass floating-point images, e.g. "
+                          "images.float() / 255 for 8-bit pixels.")
+    return ClassBank(images, labels, int(labels.max()) + 1 if num_classes is None else num_classes)
 
 
 def build_network(name: str, image_shape: tuple[int, int, int], num_classes: int, width: int = 32,
@@ -148,6 +184,10 @@ def condense(dataset, method: str = "dm", ipc: int = 10, *, iterations: int = 10
              tap: str = "features", seed: int = 0, options: dict | None = None, experts: dict | None = None,
              progress: bool = False) -> Condensation:
     """Condense ``dataset`` into ``ipc`` synthetic images per class with ``method`` (dc, dsa, dm, mtt).
+
+    ``dataset`` is anything :func:`class_bank` takes: a registered name, a ``DataSplits``, any map-style
+    dataset of ``(image, label)`` pairs, an ``(images, labels)`` pair. Images are used as given; the
+    methods assume each channel standardised to zero mean and unit variance (as MNIST is loaded).
 
     The set starts from random real images (``init="real"``) or noise, and is learned for
     ``iterations`` outer iterations against freshly initialised ``network``s (a name of

@@ -9,18 +9,24 @@ from pydantic import Field, PositiveInt, model_validator
 from distill.engine.config import StrictModel
 from distill.experiment.recipe import check_registered
 
-#: the real training sets a recipe can condense (MNIST 28×28 for benchmarks, sklearn's 8×8 digits for tests)
-DATASETS = ("mnist", "digits")
+#: the real training sets a recipe can condense: MNIST 28×28 for benchmarks, sklearn's 8×8 digits for tests, and
+#: the user's own images (``distill.data.files``: NumPy arrays, or an image folder with one sub-folder per class)
+DATASETS = ("mnist", "digits", "arrays", "image_folder")
 #: the architectures a recipe names, by the field's names, and the ``distill.models.MODELS`` entry each is built as
 #: (the instance-norm networks of ``distill.models.dd``, not the batch-norm ``convnet`` / ``mlp`` of MODELS)
 ARCHITECTURES = {"convnet": "convnet_dd", "mlp": "mlp_dd", "resnet": "resnet_dd"}
 
 
 class DataSpec(StrictModel):
-    """The real data: ``name`` (mnist or digits); ``limit_train`` keeps the first that many MNIST training images."""
+    """The real data: ``name`` (one of ``DATASETS``) and its loader's ``options`` (``train`` and ``test`` files or
+    folders for ``arrays`` and ``image_folder``, as in classification recipes); ``limit_train`` keeps the first that
+    many training images; ``standardize`` maps each channel to zero mean and unit variance over the training images
+    (the test images with the same mean and std), the scale DSA and ``init: noise`` assume (MNIST is loaded so)."""
 
-    name: Literal["mnist", "digits"] = "mnist"
+    name: Literal[DATASETS] = "mnist"
+    options: dict[str, Any] = Field(default_factory=dict)
     limit_train: PositiveInt | None = None
+    standardize: bool = False
 
 
 class NetworkSpec(StrictModel):

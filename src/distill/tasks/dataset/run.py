@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from distill.data.base import DATASETS
+from distill.data import load_dataset
 from distill.engine.cache import content_hash, read_file_entry, write_file_entry
 from distill.experiment.runner import Run
 from distill.taps import tapped
@@ -26,24 +26,35 @@ BASELINE_SEED = 10_000
 
 
 def stage_identity(*parts) -> dict:
-    """The identity of a stored stage: the recipe parts it was made from (pydantic models or plain values). A run
-    folder reused with a changed recipe recomputes what changed instead of serving a stale set, teacher or expert."""
+    """The identity of a stored stage: what it was made from (recipe parts as pydantic models, plain values such
+    as the real images' ``ClassBank.fingerprint``). A run folder reused with a changed recipe, or with a data file
+    changed under the same path, recomputes what changed instead of serving a stale set, teacher or expert."""
     return {"parts": [p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parts]}
 
 
 def load_real(recipe: DatasetRecipe) -> tuple[ClassBank, Tensor, Tensor]:
-    """The training set as a ClassBank, and the test images and labels."""
-    options = {"limit_train": recipe.data.limit_train} if recipe.data.limit_train else {}
-    splits = DATASETS.build(recipe.data.name, **options)
-    return class_bank(splits), splits.test.x, splits.test.y
+    """The training set as a ClassBank (its first ``data.limit_train`` images), and the test images and labels:
+    read and checked by the shared loaders (``distill.data``), the user's own files as any dataset; with
+    ``data.standardize`` every channel shifted and scaled by the training images' mean and std."""
+    splits = load_dataset(recipe.data.name, **recipe.data.options)
+    bank, test_images = class_bank(splits), splits.test.x
+    if recipe.data.limit_train:  # copies, so the subset does not keep the whole training set alive
+        keep = recipe.data.limit_train
+        bank = ClassBank(bank.images[:keep].clone(), bank.labels[:keep].clone(), bank.num_classes)
+    if recipe.data.standardize:
+        mean = bank.images.mean(dim=(0, 2, 3), keepdim=True)
+        std = bank.images.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        bank = ClassBank((bank.images - mean) / std, bank.labels, bank.num_classes)
+        test_images = (test_images - mean) / std
+    return bank, test_images, splits.test.y
 
 
 def full_data_teacher(recipe: DatasetRecipe, run: Run, bank: ClassBank):
     """A ConvNet trained on the full training set (cached in the run): herding's features and the soft labels' teacher."""
     factory = network_factory(recipe.network.name, bank, recipe.network.width, recipe.network.depth)
     path = run.folder / "full_data_teacher.safetensors"
-    identity = stage_identity(recipe.data, recipe.network, recipe.evaluate.full_epochs, recipe.evaluate.lr,
-                              recipe.evaluate.batch_size)
+    identity = stage_identity(recipe.data, bank.fingerprint, recipe.network, recipe.evaluate.full_epochs,
+                              recipe.evaluate.lr, recipe.evaluate.batch_size)
     if read_file_entry(path, identity):
         model = factory()
         model.load_state_dict(load_file(str(path)))
@@ -60,7 +71,7 @@ def expert_trajectories(recipe: DatasetRecipe, run: Run, bank: ClassBank, factor
     """MTT's experts, trained once per run folder (expert_trajectories.safetensors)."""
     path = run.folder / "expert_trajectories.safetensors"
     spec = recipe.method.experts
-    identity = stage_identity(recipe.data, recipe.network, spec, recipe.method.dsa)
+    identity = stage_identity(recipe.data, bank.fingerprint, recipe.network, spec, recipe.method.dsa)
     if read_file_entry(path, identity):
         return load_trajectories(path)
     data = bank
@@ -82,7 +93,8 @@ def condense_seed(recipe: DatasetRecipe, run: Run, bank: ClassBank, seed: int, t
     ``--resume`` it goes on from its newest checkpoint)."""
     method, network = recipe.method, recipe.network
     path = run.folder / SET_FILE.format(seed=seed)
-    identity = stage_identity(recipe.data, network, method.model_dump(mode="json", exclude={"checkpoint_every"}), seed)
+    identity = stage_identity(recipe.data, bank.fingerprint, network,
+                              method.model_dump(mode="json", exclude={"checkpoint_every"}), seed)
     if read_file_entry(path, identity):
         return {"synthetic": SyntheticSet.load(path), "history": [], "seconds": None}
     factory = network_factory(network.name, bank, network.width, network.depth)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from distill.engine.cache import array_hash
+from distill.engine.checkpoint import load_weights_file
 from distill.errors import ConfigError
 
 
@@ -34,6 +37,11 @@ class ClassBank:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the images and labels: what a stage made from this bank is stored under."""
+        return array_hash(self.images, self.labels)
 
     def sample(self, label: int, n: int, generator: torch.Generator) -> Tensor:
         """``n`` images of class ``label`` drawn without replacement (all of them if the class has fewer)."""
@@ -92,8 +100,8 @@ class SyntheticSet(nn.Module):
 
     @classmethod
     def load(cls, path: Path) -> SyntheticSet:
-        """A set written by ``save``; a file without ``images`` and ``labels`` is refused."""
-        tensors = load_file(str(path))
+        """A set written by ``save``; an unreadable file, or one without ``images`` and ``labels``, is refused."""
+        tensors = load_weights_file(path)
         if "images" not in tensors or "labels" not in tensors:
             raise ConfigError(f"{path} is not a synthetic set (needs 'images' and 'labels' tensors); write one with "
                               "SyntheticSet.save or distill run.")
