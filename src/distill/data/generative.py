@@ -7,8 +7,8 @@ import dataclasses
 from distill.data import DATASETS, load_dataset
 from distill.data.base import DataSplits
 from distill.data.tensors import InMemoryDataset
-from distill.errors import ConfigError, closest
 from distill.data.toys import TOYS, toy_dataset
+from distill.errors import ConfigError, closest
 
 TOY_DEFAULTS = {"n_train": 20_000, "n_test": 5_000, "seed": 0}
 
