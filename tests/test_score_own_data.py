@@ -89,7 +89,7 @@ def test_readme_mesh_recipe_stands_the_mesh_up_and_runs(tmp_path, monkeypatch):
     z_up = figure_mesh()
     z_up.vertices = z_up.vertices @ Y_TO_Z.T
     z_up.export("my_mesh.obj")
-    snippet = next(b for b in re.findall(r"```yaml\n(.*?)```", README, re.S) if "up: z" in b)
+    snippet = next(b for b in re.findall(r"```yaml\n(.*?)```", README, re.DOTALL) if "up: z" in b)
     Path("my_mesh.yaml").write_text(snippet)
     recipe = load_recipe("my_mesh.yaml")
     [mesh] = recipe.views.load_meshes()
