@@ -4,7 +4,7 @@ Every row trains the same student architecture from the same initialisation seed
 number of steps on the same training blocks (equal token budget), and is scored on held-out plays
 never trained on: perplexity, top-1 agreement with the teacher and KL(teacher ‖ student) on the
 teacher's top-128 + tail. Rows: cross-entropy from scratch (the baseline), forward KL, reverse KL,
-JSD(0.5), TAID — all from the top-k cache — and on-policy GKD (λ share of batches sampled by the
+JSD(0.5) — all from the top-k cache — TAID from the live teacher, and on-policy GKD (λ share of batches sampled by the
 student and scored by the live teacher); forward KL from the live teacher alone and with hidden-state
 matching (projected, uniform layer map) and MiniLMv2 relations of the last layers. Also measured: the cache's size per token and its error
 (KL(full ‖ top-k reconstruction)) for k in {8, 32, 128}, and throughput of a teacher forward, a
@@ -36,7 +36,7 @@ RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "language" / "smol
 ROWS = {
     "scratch (CE)": ["method.loss=ce"],
     "forward KL": ["method.loss=forward_kl"],
-    "TAID": ["method.loss=taid"],
+    "TAID (live teacher)": ["method.loss=taid", "signals.source=live"],
     "reverse KL": ["method.loss=reverse_kl"],
     "JSD(0.5)": ["method.loss=jsd"],
     "on-policy GKD (JSD, λ=0.25)": ["method.loss=jsd", "method.on_policy=0.25"],

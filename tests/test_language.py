@@ -104,9 +104,16 @@ def test_on_policy_batches_score_only_sampled_tokens(teacher_folder):
             seen.update(mask=mask, target=target, dense=torch.is_tensor(targets))
             return logits.sum() * 0
 
+    torch.manual_seed(0)
     objective = LanguageObjective(student, Probe(), signal=None, teacher=teacher, on_policy=1.0, prompt_tokens=5)
     ids = torch.randint(0, teacher.config.vocab_size, (2, 12))
-    objective({"input_ids": ids, "row": torch.arange(2)})
+    fed = []
+    student.register_forward_pre_hook(lambda module, args, kwargs: fed.append(kwargs.get("input_ids")), with_kwargs=True)
+    out = objective({"input_ids": ids, "row": torch.arange(2)})
+    assert out["on_policy"].item() == 1.0
+    trained_on = fed[-1]  # the student's last pass: over its own samples, not over the batch
+    assert trained_on.shape == ids.shape and torch.equal(trained_on[:, :5], ids[:, :5])
+    assert not torch.equal(trained_on[:, 5:], ids[:, 5:])
     assert seen["dense"] and seen["target"] is None
     assert seen["mask"][:, :4].sum() == 0 and seen["mask"][:, 4:-1].all() and not seen["mask"][:, -1].any()
 
@@ -157,7 +164,7 @@ def test_cache_is_refused_for_other_text(teacher_folder):
 
 
 @pytest.mark.parametrize("overrides", [["method.loss=forward_kl"], ["method.loss=taid", "method.on_policy=0.5",
-                                                                    "method.prompt_tokens=8"]])
+                                                                    "method.prompt_tokens=8", "signals.source=live"]])
 def test_full_run_writes_a_loadable_student(teacher_folder, tmp_path, overrides):
     from transformers import AutoModelForCausalLM
 
@@ -172,7 +179,7 @@ def test_full_run_writes_a_loadable_student(teacher_folder, tmp_path, overrides)
     report = (tmp_path / "run" / "report.md").read_text()
     assert "Samples" in report and "The king" in report
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "student")
-    assert loaded.config.vocab_size == load_tokenizer(teacher_folder).vocab_size or loaded.config.vocab_size > 0
+    assert loaded.config.vocab_size == load_causal_lm(teacher_folder).config.vocab_size
     again = task.evaluate(tmp_path / "run", recipe)
     assert abs(again.rows[0]["perplexity"] - student_row["perplexity"]) < 1e-3 * student_row["perplexity"]
     assert table.rows[1]["tokens"] == 6 * 4 * 15
@@ -206,3 +213,58 @@ def test_a_top_k_entry_is_built_once_and_a_stale_one_is_rebuilt_not_served(teach
     rebuilt = run_module.teacher_cache(context, "eval", 4)
     assert builds == [4, 4] and json.loads((rebuilt.folder / IDENTITY_FILE).read_text()) == recorded
     assert run_module.teacher_cache(context, "eval", 5).folder != cache.folder and builds == [4, 4, 5]
+
+
+def test_the_teacher_stays_in_eval_mode_when_the_engine_trains_the_objective():
+    # a teacher with dropout gave different targets on two passes over the same ids (issue 26)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from distill.losses import ForwardKLLoss
+    from distill.tasks.language.objectives import live_signal
+
+    torch.manual_seed(0)
+    config = dict(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+    teacher = GPT2LMHeadModel(GPT2Config(**config, resid_pdrop=0.5, embd_pdrop=0.5, attn_pdrop=0.5)).requires_grad_(False)
+    student = GPT2LMHeadModel(GPT2Config(**config, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+    objective = LanguageObjective(student, ForwardKLLoss(), live_signal(teacher), teacher)
+    objective.train()  # what engine.train does
+    assert student.training and not teacher.training
+    batch = {"input_ids": torch.randint(0, 50, (2, 12)), "row": torch.arange(2)}
+    assert objective(batch)["loss"].item() == objective(batch)["loss"].item()
+
+
+def test_rollouts_end_at_eos_and_only_sampled_tokens_up_to_it_are_trained():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from distill.tasks.language.objectives import continuation_mask, sample_continuations
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=6, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         intermediate_size=32, max_position_embeddings=64, tie_word_embeddings=False, eos_token_id=5)
+    model = LlamaForCausalLM(config).eval()
+    torch.nn.init.zeros_(model.lm_head.weight)  # uniform next-token distribution: EOS is drawn 1 time in 6
+    prompt = torch.zeros(8, 3, dtype=torch.long)
+    ids = sample_continuations(model, prompt, 40)
+    assert ids.shape == (8, 40) and torch.equal(ids[:, :3], prompt)
+    mask = continuation_mask(ids, 3, 5)
+    ended = 0
+    for row, keep in zip(ids, mask):
+        hits = (row[3:] == 5).nonzero()
+        if len(hits):
+            first = 3 + int(hits[0])
+            ended += 1
+            assert (row[first:] == 5).all()  # padded with EOS after it
+            assert keep[2:first].all() and not keep[first:].any()  # predicting EOS is trained, the padding is not
+        else:
+            assert keep[2:-1].all() and not keep[-1]
+    assert ended > 0  # generations can end
+    assert continuation_mask(torch.tensor([[0, 0, 1, 5, 2, 5]]), 2, 5).tolist() == [[False, True, True, False, False, False]]
+
+
+def test_recipe_refusals_of_what_the_top_k_cache_cannot_give(teacher_folder):
+    with pytest.raises(DistillError, match="taid interpolates teacher and student token by token"):
+        recipe_for(teacher_folder, "method.loss=taid")
+    assert recipe_for(teacher_folder, "method.loss=taid", "signals.source=live").method.loss == "taid"
+    with pytest.raises(DistillError, match="temperature 2.0 needs signals.source: live"):
+        recipe_for(teacher_folder, "method.temperature=2.0")
+    assert recipe_for(teacher_folder, "method.temperature=2.0", "signals.source=live").method.temperature == 2.0

@@ -488,3 +488,23 @@ def test_teacher_of_wrong_kind_is_refused():
 def test_bad_labels_are_refused():
     with pytest.raises(DistillError, match="labels must lie"):
         ForwardKLLoss(ce_weight=1.0)(torch.randn(2, 3), torch.randn(2, 3), torch.tensor([0, 7]))
+
+
+def test_top_k_tail_of_an_over_confident_student_over_a_large_vocabulary():
+    # 5,000 tokens, k = 32: the student's tail is ~3e-6, the teacher's 0.35 (issue 26)
+    vocabulary, k = 5000, 32
+    indices = torch.arange(k).unsqueeze(0)
+    s = torch.zeros(1, vocabulary, dtype=torch.float64)
+    s[0, :k] = math.log((vocabulary - k) / 3e-6 / k)
+    teacher = torch.log(torch.full((1, k), 0.65 / k, dtype=torch.float64) * torch.linspace(0.5, 1.5, k))
+    targets = TopKTargets(indices, teacher.float())
+    q = torch.softmax(s, dim=-1)[0]
+    q_bins = torch.cat([q[:k], q[k:].sum().unsqueeze(0)])
+    p_bins = torch.cat([teacher.exp()[0], (1 - teacher.exp().sum()).unsqueeze(0)])
+    exact = float((p_bins * (p_bins / q_bins).log()).sum())
+    student = s.float().requires_grad_(True)
+    loss = ForwardKLLoss()(student, targets)
+    assert loss.item() == pytest.approx(exact, rel=1e-4)
+    loss.backward()
+    # d loss / d logit_j summed over the tail tokens is q_tail − p_tail: it must push mass back into the tail
+    assert student.grad[0, k:].sum().item() == pytest.approx(float(q_bins[-1] - p_bins[-1]), rel=1e-3)

@@ -51,8 +51,9 @@ class TopKTargets:
         return self.indices.shape[-1]
 
     def tail_mass(self) -> torch.Tensor:
-        """The teacher's probability outside the k listed tokens, per position."""
-        return (1.0 - self.logprobs.float().exp().sum(dim=-1)).clamp(min=0.0)
+        """The teacher's probability outside the k listed tokens, per position: ``1 − exp(logsumexp)`` in
+        float64, so that a tail far below float32's resolution near 1 is kept."""
+        return (-torch.expm1(torch.logsumexp(self.logprobs.double(), dim=-1))).clamp(min=0.0).float()
 
     def to(self, device: torch.device | str) -> TopKTargets:
         return TopKTargets(self.indices.to(device), self.logprobs.to(device), self.temperature)
@@ -74,10 +75,12 @@ def binned_log_probs(student_logits: torch.Tensor, targets: TopKTargets, tempera
     if targets.k >= vocabulary:
         raise DistillError(f"top-k targets with k={targets.k} need a vocabulary larger than k, the student has {vocabulary}.")
     log_all = torch.log_softmax(student_logits.float() / temperature, dim=-1)
-    log_top = log_all.gather(-1, targets.indices.long())
-    # the student's mass outside the listed tokens: 1 − Σ top, without a second pass over the vocabulary
-    outside = (1.0 - log_top.exp().sum(dim=-1, keepdim=True)).clamp(min=_TAIL_FLOOR)
-    log_q = torch.cat([log_top, outside.log()], dim=-1)
+    indices = targets.indices.long()
+    log_top = log_all.gather(-1, indices)
+    # the student's mass outside the listed tokens as a log-sum-exp over them: 1 − Σ top in float32 loses
+    # tails below ~1e-7 and the gradient that should move mass back into them
+    log_outside = torch.logsumexp(log_all.scatter(-1, indices, float("-inf")), dim=-1, keepdim=True)
+    log_q = torch.cat([log_top, log_outside.clamp(min=math.log(_TAIL_FLOOR))], dim=-1)
     teacher_top = targets.logprobs.float()
     tail = targets.tail_mass().unsqueeze(-1).clamp(min=_TAIL_FLOOR)
     log_p = torch.cat([teacher_top, tail.log()], dim=-1)

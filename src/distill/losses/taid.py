@@ -33,6 +33,10 @@ class TAIDLoss(TokenDistillLoss):
     Differences from the official code: it calls the rule on every forward pass with its
     loss in cross-entropy form ``−Σ p_t log q`` (this KL plus the entropy of ``p_t``); here
     the caller passes the value, once per optimizer step.
+
+    On :class:`~distill.losses.sparse.TopKTargets` the interpolation is of the k + 1 bins, which equals
+    binning the per-token interpolation only when the tail bin is a single token; the language family
+    therefore refuses TAID on its top-k cache and runs it on the live teacher's full distribution.
     """
 
     def __init__(

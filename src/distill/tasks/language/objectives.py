@@ -5,7 +5,7 @@ cache or the live teacher. On-policy batches (GKD, Agarwal et al., ICLR 2024) ke
 block's first ``prompt_tokens`` tokens, let the student sample the rest, and score the
 sampled continuation with the live teacher; only the sampled positions count. With no
 loss the objective is next-token cross-entropy (the from-scratch baseline, and
-sequence-level KD on teacher generations, Kim & Rush 2016). Hidden-state and
+sequence-level KD on sampled teacher continuations, after Kim & Rush 2016). Hidden-state and
 self-attention-relation terms (``methods.internals``) are the pairs of a :class:`~distill.distiller.Distiller`
 over student and live teacher; its one teacher pass also gives the token loss its targets.
 """
@@ -38,11 +38,23 @@ def prediction_mask(ids: Tensor, first: int = 0) -> Tensor:
 
 @torch.no_grad()
 def sample_continuations(model: nn.Module, prompt: Tensor, length: int) -> Tensor:
-    """``prompt`` continued to ``length`` tokens by ``model``'s own samples (temperature 1, no top-k / top-p cut)."""
-    new = length - prompt.shape[1]
-    return model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=True, top_k=0,
-                          top_p=1.0, temperature=1.0, max_new_tokens=new, min_new_tokens=new,
-                          pad_token_id=model.config.eos_token_id)
+    """``prompt`` continued by ``model``'s own samples (temperature 1, no top-k / top-p cut) until its EOS or
+    ``length`` tokens, and padded with EOS to ``length``; :func:`continuation_mask` says what was sampled."""
+    eos = model.config.eos_token_id
+    out = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=True, top_k=0,
+                         top_p=1.0, temperature=1.0, max_new_tokens=length - prompt.shape[1], pad_token_id=eos)
+    return torch.nn.functional.pad(out, (0, length - out.shape[1]), value=eos)
+
+
+def continuation_mask(ids: Tensor, prompt_tokens: int, eos: int | list[int] | None) -> Tensor:
+    """Positions that predict a sampled token: from the prompt's last token to the first EOS sampled
+    (predicting it included), nothing after it (padding)."""
+    mask = prediction_mask(ids, prompt_tokens - 1)
+    if eos is None:
+        return mask
+    ended = torch.isin(ids, torch.tensor(eos, device=ids.device).flatten())
+    ended[:, :prompt_tokens] = False
+    return mask & ~(ended.cumsum(dim=1) > 0)  # the first EOS sampled and the padding after it predict nothing
 
 
 def live_signal(teacher: nn.Module) -> LiveSignal:
@@ -74,7 +86,15 @@ class LanguageObjective(nn.Module):
         self.model.eval()
         sampled = sample_continuations(self.model, ids[:, : self.prompt_tokens], ids.shape[1])
         self.model.train(was_training)
-        return sampled, prediction_mask(sampled, self.prompt_tokens - 1)
+        return sampled, continuation_mask(sampled, self.prompt_tokens, self.model.config.eos_token_id)
+
+    def train(self, mode: bool = True) -> LanguageObjective:
+        """Set the student (and the loss's state) to ``mode``; the frozen teacher always stays in eval mode,
+        so its targets never see dropout."""
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         ids = batch["input_ids"]

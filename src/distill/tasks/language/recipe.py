@@ -9,6 +9,9 @@ from pydantic import Field, PositiveInt, model_validator
 from distill.engine.config import StrictModel, TrainConfig
 from distill.experiment.recipe import check_registered
 
+#: the temperature of the teacher's log-probabilities in the top-k caches (``run.teacher_cache``)
+TOPK_TEMPERATURE = 1.0
+
 
 class TeacherSpec(StrictModel):
     """``source``: ``smollm2`` (the packaged SmolLM2-135M-Instruct), a ``.gguf`` file or a local model folder."""
@@ -87,7 +90,8 @@ class MethodSpec(StrictModel):
     """``loss``: a token loss (forward_kl, reverse_kl, jsd, skew_kl, skew_reverse_kl, taid) or ``ce`` (no
     teacher); ``ce_weight`` mixes in next-token cross-entropy; ``on_policy``: the share λ of batches whose
     continuations the student samples itself and the live teacher scores (GKD); ``sequence_kd``: train
-    with cross-entropy on teacher-generated continuations instead (Kim & Rush 2016); ``hidden`` and
+    with cross-entropy on teacher continuations sampled at temperature 1 up to EOS instead (after Kim & Rush
+    2016, who take beam search's output); ``hidden`` and
     ``relations`` add hidden-state and MiniLM relation terms from the live teacher (any width of student)."""
 
     loss: str = "forward_kl"
@@ -152,6 +156,13 @@ class LanguageRecipe(StrictModel):
         if self.method.prompt_tokens >= self.data.block_length and (self.method.on_policy or self.method.sequence_kd):
             raise ValueError(f"method.prompt_tokens ({self.method.prompt_tokens}) must be shorter than data.block_length "
                              f"({self.data.block_length}): the rest of each block is generated")
+        cached = self.method.loss != "ce" and self.signals.source == "cache"
+        if cached and self.method.loss == "taid":
+            raise ValueError("method.loss taid interpolates teacher and student token by token, which the top-k cache's "
+                             "k + 1 bins cannot give (interpolating the bins is another loss); set signals.source: live")
+        if cached and self.method.temperature != TOPK_TEMPERATURE:
+            raise ValueError(f"the top-k cache holds the teacher's log-probabilities at temperature {TOPK_TEMPERATURE}; "
+                             f"method.temperature {self.method.temperature} needs signals.source: live")
         if self.method.internals and self.signals.source != "live":
             raise ValueError("method.hidden / method.relations need the teacher's hidden states, which the top-k cache does "
                              "not hold; set signals.source: live")

@@ -38,8 +38,14 @@ from distill.tasks.language.models import (
     tokenizer_hash,
     weights_hash,
 )
-from distill.tasks.language.objectives import LanguageObjective, live_signal, prediction_mask, sample_continuations
-from distill.tasks.language.recipe import LanguageRecipe
+from distill.tasks.language.objectives import (
+    LanguageObjective,
+    continuation_mask,
+    live_signal,
+    prediction_mask,
+    sample_continuations,
+)
+from distill.tasks.language.recipe import TOPK_TEMPERATURE, LanguageRecipe
 
 STUDENT_FOLDER = "student"
 EVAL_K = 128  # the held-out cache: agreement and KL are scored against the teacher's top-128
@@ -116,7 +122,8 @@ def teacher_cache(context: LanguageContext, side: str, k: int) -> TopKCache:
     def build(staging: Path) -> dict:
         stats: dict = {}
         started = time.perf_counter()
-        build_topk_cache(_teacher_logits(context.teacher, stats), blocks, staging, k=k, identity=identity)
+        build_topk_cache(_teacher_logits(context.teacher, stats), blocks, staging, k=k, identity=identity,
+                         temperature=TOPK_TEMPERATURE)
         stats["seconds"] = time.perf_counter() - started
         stats["tokens_per_second"] = blocks.numel() / stats["seconds"]
         stats["perplexity"] = math.exp(stats["nll"] / stats["tokens"])
@@ -141,8 +148,9 @@ def make_student(recipe: LanguageRecipe, context: LanguageContext) -> nn.Module:
 
 
 def teacher_generations(context: LanguageContext, prompt_tokens: int, count: int, seed: int) -> TensorDictDataset:
-    """Sequence-level KD data (Kim & Rush 2016): ``count`` training-block prompts continued by the teacher
-    (sampling at temperature 1) to the block length; a cache entry. Only continuations are trained on."""
+    """Sequence-level KD data (after Kim & Rush 2016, who take the teacher's beam-search output): ``count``
+    training-block prompts continued by the teacher's samples at temperature 1 until its EOS or the block
+    length, padded after EOS; a cache entry. Only the sampled tokens are trained on."""
     blocks = context.train_blocks[:count]
 
     def generate() -> tuple[dict[str, Tensor], dict]:
@@ -155,9 +163,10 @@ def teacher_generations(context: LanguageContext, prompt_tokens: int, count: int
         return {"input_ids": torch.cat(out)}, {}
 
     identity = {"kind": "seqkd", **context.identity["train"], "prompt": prompt_tokens, "count": count, "seed": seed,
-                "blocks": blocks_hash(blocks)}
+                "blocks": blocks_hash(blocks), "ends": "eos"}
     ids = cached_tensors("language", identity, generate)[0]["input_ids"]
-    return TensorDictDataset(input_ids=ids, row=torch.arange(len(ids)), loss_mask=prediction_mask(ids, prompt_tokens - 1))
+    mask = continuation_mask(ids, prompt_tokens, context.teacher.config.eos_token_id)
+    return TensorDictDataset(input_ids=ids, row=torch.arange(len(ids)), loss_mask=mask)
 
 
 def train_student(recipe: LanguageRecipe, context: LanguageContext, run: Run,
