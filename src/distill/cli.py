@@ -76,7 +76,9 @@ def _registries() -> dict:
     tasks = all_tasks()
     shared = {"tasks": TASKS, "datasets": DATASETS, "toys": TOYS, "models": MODELS, "denoisers": DENOISERS,
               "representations": REPRESENTATIONS}
-    return {**shared, **{f"{name}-methods": task.methods for name, task in tasks.items() if task.methods}}
+    families = {f"{name}-methods": task.methods for name, task in tasks.items() if task.methods}
+    listings = {f"{name}-{key}": registry for name, task in tasks.items() for key, registry in task.listings.items()}
+    return {**shared, **families, **listings}
 
 
 def _cmd_list(args: argparse.Namespace, console: Console) -> int:

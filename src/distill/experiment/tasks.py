@@ -107,11 +107,13 @@ class TaskOption:
 
 class Task:
     """What a family tells the engine. Subclasses set ``name``, ``recipe`` and ``methods``, and may declare
-    the extra options of their ``eval`` / ``export`` commands."""
+    further registries a recipe names (``listings``: ``distill list <family>-<key>``) and the extra options
+    of their ``eval`` / ``export`` commands."""
 
     name: str
     recipe: type[BaseModel]
     methods: Registry | None = None
+    listings: dict[str, Registry] = {}
     eval_options: tuple[TaskOption, ...] = ()
     export_options: tuple[TaskOption, ...] = ()
 

@@ -19,21 +19,45 @@ class TeacherSpec(StrictModel):
     source: str = "smollm2"
 
 
+class PruneSpec(StrictModel):
+    """A student cut from the teacher (:mod:`distill.tasks.language.methods.prune`): ``layers`` decoder layers
+    chosen by ``method`` (``distill list language-pruners``), ``intermediate`` MLP channels and ``heads`` query
+    heads per layer ranked by activation (Minitron); None keeps all. Importance is measured on the first
+    ``tokens`` training tokens."""
+
+    layers: PositiveInt | None = None
+    method: str = "block_influence"
+    intermediate: PositiveInt | None = None
+    heads: PositiveInt | None = None
+    tokens: PositiveInt = 4096
+
+    @model_validator(mode="after")
+    def _known(self) -> PruneSpec:
+        from distill.tasks.language.methods.prune import PRUNERS
+
+        if self.method not in PRUNERS.names():
+            raise ValueError(f"student.prune.method {self.method!r} is unknown; use one of {PRUNERS.names()}")
+        return self
+
+
 class StudentSpec(StrictModel):
     """A student built from ``preset`` with the teacher's vocabulary, or a local model ``folder``;
-    ``init_layers`` copies the teacher's embeddings and those decoder layers (teacher width)."""
+    ``init_layers`` copies the teacher's embeddings and those decoder layers (teacher width); ``prune``
+    cuts the student from the teacher (fewer layers, narrower MLP, fewer heads)."""
 
     preset: str = "tiny"
     folder: str | None = None
     init_layers: list[int] | None = None
+    prune: PruneSpec | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> StudentSpec:
         from distill.tasks.language.models import STUDENT_PRESETS
 
-        if self.folder and self.init_layers:
-            raise ValueError("student: give either folder (a model of your own) or init_layers (layers of the teacher), not both")
-        if not self.folder and not self.init_layers and self.preset not in STUDENT_PRESETS:
+        if sum(map(bool, (self.folder, self.init_layers, self.prune))) > 1:
+            raise ValueError("student: give one of folder (a model of your own), init_layers (layers of the teacher) "
+                             "or prune (a cut of the teacher)")
+        if not (self.folder or self.init_layers or self.prune) and self.preset not in STUDENT_PRESETS:
             raise ValueError(f"student.preset {self.preset!r} is unknown; use one of {sorted(STUDENT_PRESETS)}")
         return self
 

@@ -29,6 +29,7 @@ from distill.tasks.language.corpus import (
 )
 from distill.tasks.language.methods import LANGUAGE_LOSSES
 from distill.tasks.language.methods.internals import internal_matching
+from distill.tasks.language.methods.prune import calibration_blocks, cut
 from distill.tasks.language.metrics import evaluate_model, samples
 from distill.tasks.language.models import (
     build_student,
@@ -141,9 +142,12 @@ def teacher_stats(cache: TopKCache) -> dict:
 
 
 def make_student(recipe: LanguageRecipe, context: LanguageContext) -> nn.Module:
-    """The recipe's student: a local folder, teacher layers, or a size preset."""
+    """The recipe's student: a local folder, teacher layers, a cut of the teacher, or a size preset."""
     if recipe.student.folder:
         return load_causal_lm(resolve_model_folder(recipe.student.folder), trainable=True)
+    if (spec := recipe.student.prune) is not None:
+        blocks = calibration_blocks(context.train_blocks, spec.tokens)
+        return cut(context.teacher, blocks, spec.layers, spec.method, spec.intermediate, spec.heads)
     return build_student(context.teacher, recipe.student.preset, recipe.data.block_length, recipe.student.init_layers)
 
 

@@ -12,6 +12,7 @@ from distill.experiment.tasks import Outcome, Task, TaskOption, register_task
 from distill.metrics.cost import parameter_count
 from distill.tasks.language.corpus import pack_blocks, text_files
 from distill.tasks.language.methods import LANGUAGE_LOSSES
+from distill.tasks.language.methods.prune import PRUNERS
 from distill.tasks.language.metrics import evaluate_model
 from distill.tasks.language.models import load_causal_lm
 from distill.tasks.language.recipe import LanguageRecipe
@@ -26,6 +27,7 @@ class LanguageTask(Task):
     name = "language"
     recipe = LanguageRecipe
     methods = LANGUAGE_LOSSES
+    listings = {"pruners": PRUNERS}
     eval_options = (TaskOption("--text", "text", "scores a language model on this .txt / .jsonl file instead of "
                                                  "the held-out text", "FILE", Path),)
 
