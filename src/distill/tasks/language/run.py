@@ -121,7 +121,9 @@ def teacher_stats(cache: TopKCache) -> dict:
 
 
 def make_student(recipe: LanguageRecipe, context: LanguageContext) -> nn.Module:
-    """The recipe's student: a local folder, teacher layers, or a size preset."""
+    """The recipe's student: a local folder, teacher layers, or a size preset (initialised from
+    ``train.seed``, so a seeded run repeats whatever the process drew before it)."""
+    torch.manual_seed(recipe.train.seed)
     if recipe.student.folder:
         return load_causal_lm(resolve_model_folder(recipe.student.folder), trainable=True)
     return build_student(context.teacher, recipe.student.preset, recipe.data.block_length, recipe.student.init_layers)
