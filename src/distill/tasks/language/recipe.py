@@ -50,6 +50,10 @@ class TextSpec(StrictModel):
 
     @model_validator(mode="after")
     def _files_given(self) -> TextSpec:
+        from distill.tasks.language.corpus import check_text_file
+
+        for file in self.files:  # before the teacher loads (a minute on a first run)
+            check_text_file(file)
         if (self.corpus == "files") != bool(self.files):
             raise ValueError("data.files lists the .txt/.jsonl files exactly when data.corpus is 'files'")
         if self.block_length < 8:

@@ -28,7 +28,8 @@ from distill.tasks.language.models import (build_student, load_causal_lm, load_t
 from distill.tasks.language.objectives import LanguageObjective, live_signal, prediction_mask, sample_continuations
 from distill.tasks.language.recipe import LanguageRecipe
 
-STUDENT_FOLDER = "student"
+STUDENT_FOLDER = "student"  # the trained model alone, as save_pretrained writes it
+TRAINING_FOLDER = "training"  # the training stage's checkpoints and per-step logs
 EVAL_K = 128  # the held-out cache: agreement and KL are scored against the teacher's top-128
 
 
@@ -120,6 +121,13 @@ def teacher_stats(cache: TopKCache) -> dict:
     return json.loads((cache.folder / INFO_FILE).read_text())
 
 
+def teacher_row(context: LanguageContext, stats: dict) -> dict:
+    """The teacher's table row: its perplexity on the blocks its cache covers (``stats``); agreement and KL
+    against itself are 1 and 0 by definition."""
+    return {"model": "teacher", "parameters": parameter_count(context.teacher), "perplexity": stats["perplexity"],
+            "agreement": 1.0, "kl": 0.0, "tokens": None}
+
+
 def make_student(recipe: LanguageRecipe, context: LanguageContext) -> nn.Module:
     """The recipe's student: a local folder, teacher layers, or a size preset (initialised from
     ``train.seed``, so a seeded run repeats whatever the process drew before it)."""
@@ -174,7 +182,7 @@ def train_student(recipe: LanguageRecipe, context: LanguageContext, run: Run,
     def evaluator(model, accelerator):
         return {f"val_{k}": v for k, v in evaluate_model(model, context.eval_blocks, eval_cache).items()}
 
-    result = run.train(objective, data, config, "student", evaluator)
+    result = run.train(objective, data, config, TRAINING_FOLDER, evaluator)
     curve = [{"step": r["step"], "tokens": r["step"] * config.batch_size * (recipe.data.block_length - 1),
               "perplexity": r["val_perplexity"]} for r in result.history if "val_perplexity" in r]
     scores = {k: result.final[f"val_{k}"] for k in ("perplexity", "agreement", "kl")}  # the evaluator ran at the end
@@ -199,8 +207,7 @@ def run_language_recipe(recipe: LanguageRecipe, run: Run) -> tuple[list[dict], d
     student, facts = train_student(recipe, context, run, eval_cache)
     save_student(student, context.tokenizer, run.folder / STUDENT_FOLDER)
     scores = facts["scores"]
-    rows = [{"model": "teacher", "parameters": parameter_count(context.teacher), "perplexity": stats["perplexity"],
-             "agreement": 1.0, "kl": 0.0, "tokens": None},
+    rows = [teacher_row(context, stats),
             {"model": f"student ({recipe.method.loss}{', on-policy' if recipe.method.on_policy else ''}"
                       f"{', sequence KD' if recipe.method.sequence_kd else ''})",
              "parameters": facts["parameters"], **scores, "tokens": facts["train_tokens"]}]
