@@ -144,3 +144,14 @@ def test_eval_of_truncated_weights_is_one_clear_error(finished, tmp_path, capsys
         assert main(["eval", str(finished[0] / "run"), "--weights", str(broken)]) == 2
         err = capsys.readouterr().err
         assert "Traceback" not in err and str(broken) in err and "truncated" in err
+
+
+def test_a_malformed_document_is_reported_before_the_teacher_loads(tmp_path):
+    from distill.tasks.language.run import prepare
+
+    write_text(tmp_path / "good.txt", 1)
+    (tmp_path / "bad.jsonl").write_text('{"body": "no text field"}\n')
+    recipe = load_recipe({"name": "t", "task": "language", "teacher": {"source": str(tmp_path / "no_teacher")},
+                          "data": {"corpus": "files", "files": [str(tmp_path / "good.txt"), str(tmp_path / "bad.jsonl")]}})
+    with pytest.raises(ConfigError, match="bad.jsonl:1 is not a JSON object"):
+        prepare(recipe)

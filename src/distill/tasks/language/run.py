@@ -56,7 +56,9 @@ def load_corpus(recipe: LanguageRecipe) -> Corpus:
 
 
 def prepare(recipe: LanguageRecipe) -> LanguageContext:
-    """Teacher, tokenizer and packed blocks; refuses a student tokenizer that differs from the teacher's."""
+    """Teacher, tokenizer and packed blocks; refuses a student tokenizer that differs from the teacher's.
+    The text is read first, so a malformed document is reported before the teacher loads."""
+    train_docs, eval_docs = split_documents(load_corpus(recipe), recipe.data.heldout, recipe.data.seed)
     folder = resolve_model_folder(recipe.teacher.source)
     tokenizer = load_tokenizer(folder)
     if recipe.student.folder:
@@ -68,7 +70,6 @@ def prepare(recipe: LanguageRecipe) -> LanguageContext:
                 "implement a cross-tokenizer method (e.g. ULD, Boizard et al. 2024). Use a student with the teacher's "
                 "tokenizer, or method.loss: ce / method.sequence_kd (text-level distillation).")
     teacher = load_causal_lm(folder)
-    train_docs, eval_docs = split_documents(load_corpus(recipe), recipe.data.heldout, recipe.data.seed)
     d = recipe.data
     train = pack_blocks(tokenizer, train_docs, d.block_length, d.train_blocks, d.seed)
     held = pack_blocks(tokenizer, eval_docs, d.block_length, d.eval_blocks, d.seed + 1)
