@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,30 +66,69 @@ def generated_text(documents: int = 12, sentences: int = 40, seed: int = 0) -> C
     return Corpus([f"doc{i:03d}" for i in range(documents)], texts)
 
 
-def text_files(paths: list[str]) -> Corpus:
-    """A user's ``.txt`` files (one document each) and ``.jsonl`` files (one document per line, field ``text``)."""
+def check_text_file(raw: str, source: str = "data.files") -> Path:
+    """The path of one text file a user listed (under ``source``, named in messages): refused when it is
+    missing, not a file, neither ``.txt`` nor ``.jsonl``, unreadable or empty. Cheap: it reads one byte."""
+    path = Path(raw).expanduser()
+    if not path.exists():
+        raise ConfigError(f"{source}: {path} does not exist.")
+    if not path.is_file():
+        raise ConfigError(f"{source}: {path} is not a file.")
+    if path.suffix not in (".txt", ".jsonl"):
+        raise ConfigError(f"{source}: {path} is neither .txt nor .jsonl.")
+    try:
+        with open(path, "rb") as handle:
+            first = handle.read(1)
+    except OSError as err:
+        raise ConfigError(f"{source}: {path} cannot be read ({err.strerror}).") from None
+    if not first:
+        raise ConfigError(f"{source}: {path} is empty.")
+    return path
+
+
+def _jsonl_documents(path: Path, source: str) -> tuple[list[str], list[str]]:
+    """``(names, texts)`` of a ``.jsonl`` file's non-empty documents; empty ones are left out with a warning."""
+    names, texts, empty = [], [], []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            text = json.loads(line)["text"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"{path}:{number} is not a JSON object with a 'text' field.") from None
+        if not str(text).strip():
+            empty.append(number)
+            continue
+        names.append(f"{path.name}:{number}")
+        texts.append(str(text))
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (", …" if len(empty) > 10 else "")
+        warnings.warn(f"{source}: {path}: {len(empty)} empty document{'s' * (len(empty) != 1)} "
+                      f"(line{'s' * (len(empty) != 1)} {shown}) {'are' if len(empty) != 1 else 'is'} left out.",
+                      stacklevel=3)
+    if not texts:
+        raise ConfigError(f"{source}: {path} holds no text (no line with a non-empty 'text').")
+    return names, texts
+
+
+def text_files(paths: list[str], source: str = "data.files") -> Corpus:
+    """A user's ``.txt`` files (one document each) and ``.jsonl`` files (one document per line, field ``text``);
+    ``source`` names where the paths were given, in messages."""
     names, texts = [], []
     for raw in paths:
-        path = Path(raw).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"data.files: {path} does not exist.")
+        path = check_text_file(raw, source)
         if path.suffix == ".txt":
+            text = path.read_text(errors="replace")
+            if not text.strip():
+                raise ConfigError(f"{source}: {path} is empty (it holds only whitespace).")
             names.append(path.name)
-            texts.append(path.read_text(errors="replace"))
-        elif path.suffix == ".jsonl":
-            for number, line in enumerate(path.read_text().splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    text = json.loads(line)["text"]
-                except (ValueError, KeyError, TypeError):
-                    raise ConfigError(f"{path}:{number} is not a JSON object with a 'text' field.") from None
-                names.append(f"{path.name}:{number}")
-                texts.append(str(text))
+            texts.append(text)
         else:
-            raise ConfigError(f"data.files: {path} is neither .txt nor .jsonl.")
+            more_names, more_texts = _jsonl_documents(path, source)
+            names += more_names
+            texts += more_texts
     if not texts:
-        raise ConfigError("data.files holds no documents.")
+        raise ConfigError(f"{source} lists no files.")
     return Corpus(names, texts)
 
 
@@ -105,12 +145,13 @@ def split_documents(corpus: Corpus, heldout: float, seed: int) -> tuple[Corpus, 
     return pick(kept), pick(held)
 
 
-def pack_blocks(tokenizer, corpus: Corpus, block_length: int, max_blocks: int | None = None,
-                seed: int = 0) -> torch.Tensor:
+def pack_blocks(tokenizer, corpus: Corpus, block_length: int, max_blocks: int | None = None, seed: int = 0,
+                source: str = "the text", remedy: str = "lower data.block_length or add text") -> torch.Tensor:
     """``(N, block_length)`` int64: the documents tokenised, joined by the end-of-text token, cut into blocks.
 
     The incomplete last block is dropped; ``max_blocks`` keeps a seeded random choice of
     that many blocks (in text order), drawn from every document rather than the first few.
+    Text shorter than one block is refused with a message naming ``source`` and ``remedy``.
     """
     separator = tokenizer.eos_token_id
     if separator is None:
@@ -121,8 +162,8 @@ def pack_blocks(tokenizer, corpus: Corpus, block_length: int, max_blocks: int | 
         stream.append(separator)
     count = len(stream) // block_length
     if count == 0:
-        raise ConfigError(f"the text holds {len(stream)} tokens, fewer than one block of {block_length}; "
-                          "lower data.block_length or add text.")
+        raise ConfigError(f"{source} holds {len(stream)} token{'s' * (len(stream) != 1)}, fewer than one block of "
+                          f"{block_length}; {remedy}.")
     blocks = torch.tensor(stream[: count * block_length], dtype=torch.long).view(count, block_length)
     if max_blocks is not None and max_blocks < count:
         chosen = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:max_blocks]

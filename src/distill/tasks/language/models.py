@@ -93,10 +93,18 @@ def load_tokenizer(folder: Path):
 
 
 def load_causal_lm(folder: Path, trainable: bool = False) -> nn.Module:
-    """A causal LM from a local folder in float32; frozen and in eval mode unless ``trainable``."""
+    """A causal LM from a local folder in float32; frozen and in eval mode unless ``trainable``. A folder whose
+    config or weights cannot be read (a truncated or foreign file) is refused with one message."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+    except (OSError, ValueError, SafetensorError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"cannot load a causal language model from {folder} ({reason}); a file in it may be "
+                          "truncated or not written by save_pretrained. Write the folder again with "
+                          "save_pretrained, or pass another one.") from None
     if not trainable:
         model.eval().requires_grad_(False)
     return model

@@ -77,10 +77,14 @@ class TextSpec(StrictModel):
 
     @model_validator(mode="after")
     def _files_given(self) -> TextSpec:
+        from distill.tasks.language.corpus import check_text_file
+
         if (self.corpus == "files") != bool(self.files):
             raise ValueError("data.files lists the .txt/.jsonl files exactly when data.corpus is 'files'")
         if self.block_length < 8:
             raise ValueError(f"data.block_length must be at least 8 tokens, got {self.block_length}")
+        for file in self.files:  # here, not after the teacher has loaded (a minute on a first run)
+            check_text_file(file)
         return self
 
 

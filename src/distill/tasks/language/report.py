@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -44,3 +45,12 @@ def samples_markdown(samples: dict) -> str:
         parts += [f"**Prompt:** `{prompt!r}`", "", "Teacher:", "", "```", teacher, "```", "", "Student:", "", "```",
                   student, "```", ""]
     return "\n".join(parts)
+
+
+def save_evaluation(table: Table, stem: Path, details: dict) -> None:
+    """An evaluation beside the run's results: ``<stem>.json`` (the table as in ``results.json``, and
+    ``details``) and ``<stem>.md``; the table gets a note naming both."""
+    json_file, markdown_file = Path(f"{stem}.json"), Path(f"{stem}.md")
+    table.notes.append(f"written to {json_file} and {markdown_file}")
+    json_file.write_text(json.dumps({**table.to_json(), "details": details}, indent=1, default=float))
+    markdown_file.write_text(f"# {table.title}\n\n{table.markdown()}\n")

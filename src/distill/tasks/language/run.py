@@ -48,7 +48,8 @@ from distill.tasks.language.objectives import (
 )
 from distill.tasks.language.recipe import TOPK_TEMPERATURE, LanguageRecipe
 
-STUDENT_FOLDER = "student"
+STUDENT_FOLDER = "student"  # the trained model alone, as save_pretrained writes it
+TRAINING_FOLDER = "training"  # the training stage's checkpoints and per-step logs
 EVAL_K = 128  # the held-out cache: agreement and KL are scored against the teacher's top-128
 
 
@@ -75,7 +76,9 @@ def load_corpus(recipe: LanguageRecipe) -> Corpus:
 
 
 def prepare(recipe: LanguageRecipe) -> LanguageContext:
-    """Teacher, tokenizer and packed blocks; refuses a student tokenizer that differs from the teacher's."""
+    """Teacher, tokenizer and packed blocks; refuses a student tokenizer that differs from the teacher's.
+    The text is read first, so a malformed document is reported before the teacher loads."""
+    train_docs, eval_docs = split_documents(load_corpus(recipe), recipe.data.heldout, recipe.data.seed)
     folder = resolve_model_folder(recipe.teacher.source)
     tokenizer = load_tokenizer(folder)
     if recipe.student.folder:
@@ -87,7 +90,6 @@ def prepare(recipe: LanguageRecipe) -> LanguageContext:
                 "implement a cross-tokenizer method (e.g. ULD, Boizard et al. 2024). Use a student with the teacher's "
                 "tokenizer, or method.loss: ce / method.sequence_kd (text-level distillation).")
     teacher = load_causal_lm(folder)
-    train_docs, eval_docs = split_documents(load_corpus(recipe), recipe.data.heldout, recipe.data.seed)
     d = recipe.data
     train = pack_blocks(tokenizer, train_docs, d.block_length, d.train_blocks, d.seed)
     held = pack_blocks(tokenizer, eval_docs, d.block_length, d.eval_blocks, d.seed + 1)
@@ -141,8 +143,17 @@ def teacher_stats(cache: TopKCache) -> dict:
     return json.loads((cache.folder / INFO_FILE).read_text())
 
 
+def teacher_row(context: LanguageContext, stats: dict) -> dict:
+    """The teacher's table row: its perplexity on the blocks its cache covers (``stats``); agreement and KL
+    against itself are 1 and 0 by definition."""
+    return {"model": "teacher", "parameters": parameter_count(context.teacher), "perplexity": stats["perplexity"],
+            "agreement": 1.0, "kl": 0.0, "tokens": None}
+
+
 def make_student(recipe: LanguageRecipe, context: LanguageContext) -> nn.Module:
-    """The recipe's student: a local folder, teacher layers, a cut of the teacher, or a size preset."""
+    """The recipe's student: a local folder, teacher layers, a cut of the teacher, or a size preset (initialised
+    from ``train.seed``, so a seeded run repeats whatever the process drew before it)."""
+    torch.manual_seed(recipe.train.seed)
     if recipe.student.folder:
         return load_causal_lm(resolve_model_folder(recipe.student.folder), trainable=True)
     if (spec := recipe.student.prune) is not None:
@@ -198,7 +209,7 @@ def train_student(recipe: LanguageRecipe, context: LanguageContext, run: Run,
     def evaluator(model, accelerator):
         return {f"val_{k}": v for k, v in evaluate_model(model, context.eval_blocks, eval_cache).items()}
 
-    result = run.train(objective, data, config, "student", evaluator)
+    result = run.train(objective, data, config, TRAINING_FOLDER, evaluator)
     curve = [{"step": r["step"], "tokens": r["step"] * config.batch_size * (recipe.data.block_length - 1),
               "perplexity": r["val_perplexity"]} for r in result.history if "val_perplexity" in r]
     scores = {k: result.final[f"val_{k}"] for k in ("perplexity", "agreement", "kl")}  # the evaluator ran at the end
@@ -223,8 +234,7 @@ def run_language_recipe(recipe: LanguageRecipe, run: Run) -> tuple[list[dict], d
     student, facts = train_student(recipe, context, run, eval_cache)
     save_student(student, context.tokenizer, run.folder / STUDENT_FOLDER)
     scores = facts["scores"]
-    rows = [{"model": "teacher", "parameters": parameter_count(context.teacher), "perplexity": stats["perplexity"],
-             "agreement": 1.0, "kl": 0.0, "tokens": None},
+    rows = [teacher_row(context, stats),
             {"model": f"student ({recipe.method.loss}{', on-policy' if recipe.method.on_policy else ''}"
                       f"{', sequence KD' if recipe.method.sequence_kd else ''})",
              "parameters": facts["parameters"], **scores, "tokens": facts["train_tokens"]}]

@@ -15,9 +15,18 @@ from distill.tasks.language.methods import LANGUAGE_LOSSES
 from distill.tasks.language.methods.prune import PRUNERS
 from distill.tasks.language.metrics import evaluate_model
 from distill.tasks.language.models import load_causal_lm
+from distill.tasks.language.objectives import prediction_mask
 from distill.tasks.language.recipe import LanguageRecipe
-from distill.tasks.language.report import language_table, plot_curves, samples_markdown
-from distill.tasks.language.run import EVAL_K, STUDENT_FOLDER, prepare, run_language_recipe, teacher_cache
+from distill.tasks.language.report import language_table, plot_curves, samples_markdown, save_evaluation
+from distill.tasks.language.run import (
+    EVAL_K,
+    STUDENT_FOLDER,
+    prepare,
+    run_language_recipe,
+    teacher_cache,
+    teacher_row,
+    teacher_stats,
+)
 
 
 class LanguageTask(Task):
@@ -43,22 +52,35 @@ class LanguageTask(Task):
 
     def evaluate(self, folder: Path, recipe: LanguageRecipe, weights: Path | None = None,
                  text: Path | None = None) -> Table:
-        """The student (or the model folder ``weights``) on the run's held-out text, or on the ``text`` file."""
+        """The student (or the model folder ``weights``) beside the teacher, on the run's held-out text or on
+        the ``text`` file; an evaluation on a file is also written to ``eval_<file name>.json`` and ``.md``."""
         model_folder = Path(weights) if weights else Path(folder) / STUDENT_FOLDER
         if not (model_folder / "config.json").is_file():
             raise ConfigError(f"{model_folder} is not a Hugging Face model folder (no config.json); pass --weights "
                               "a folder written by save_pretrained.")
+        corpus = text_files([str(text)], source="--text") if text is not None else None
+        model = load_causal_lm(model_folder)  # what the user can get wrong is read before the teacher loads
         context = prepare(recipe)
-        if text is not None:
-            corpus = text_files([str(text)])
-            blocks = pack_blocks(context.tokenizer, corpus, recipe.data.block_length, recipe.data.eval_blocks, 0)
-            identity = {**context.identity["eval"], "text": corpus.digest(), "packing": f"eval-file blocks={len(blocks)}"}
-            context = dataclasses.replace(context, eval_blocks=blocks, identity={**context.identity, "eval": identity})
+        length = recipe.data.block_length
+        if corpus is not None:
+            chosen = pack_blocks(context.tokenizer, corpus, length, recipe.data.eval_blocks, 0, source=f"--text {text}",
+                                 remedy=f"give a text of at least {length} tokens (the run's data.block_length)")
+            identity = {**context.identity["eval"], "text": corpus.digest(), "packing": f"eval-file blocks={len(chosen)}"}
+            context = dataclasses.replace(context, eval_blocks=chosen, identity={**context.identity, "eval": identity})
         cache = teacher_cache(context, "eval", EVAL_K)
-        model = load_causal_lm(model_folder)
         scores = evaluate_model(model, context.eval_blocks, cache)
-        return language_table([{"model": str(model_folder), "parameters": parameter_count(model), **scores}],
-                              f"{recipe.name}: evaluation on {text or 'the held-out plays'}")
+        rows = [{"model": str(model_folder), "parameters": parameter_count(model), **scores},
+                teacher_row(context, teacher_stats(cache))]
+        blocks, tokens = len(context.eval_blocks), int(prediction_mask(context.eval_blocks).sum())
+        where = text or "the held-out text"
+        cap = f", at most data.eval_blocks = {recipe.data.eval_blocks}" if recipe.data.eval_blocks else ""
+        notes = [f"{tokens:,} predicted tokens of {where} ({blocks} blocks of {length} tokens{cap}); agreement and KL "
+                 f"against the teacher's top-{EVAL_K} + tail"]
+        table = language_table(rows, f"{recipe.name}: evaluation on {where}", notes)
+        if text is not None:
+            save_evaluation(table, Path(folder) / f"eval_{Path(text).stem}",
+                            {"text": str(text), "weights": str(model_folder), "tokens": tokens, "blocks": blocks})
+        return table
 
     def export(self, folder: Path, recipe: LanguageRecipe, fmt: str, weights: Path | None = None,
                out: Path | None = None) -> list[Path]:
