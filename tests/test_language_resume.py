@@ -28,7 +28,8 @@ def teacher_folder(tmp_path_factory):
 def recipe_for(folder):
     return load_recipe({"name": "lm_resume", "task": "language", "teacher": {"source": str(folder)},
                         "data": {"corpus": "generated", "block_length": 16, "train_blocks": 24, "eval_blocks": 6},
-                        "signals": {"k": 8}, "method": {"loss": "taid", "on_policy": 0.5, "prompt_tokens": 8},
+                        "signals": {"source": "live", "k": 8},
+                        "method": {"loss": "taid", "on_policy": 0.5, "prompt_tokens": 8},
                         "train": {"steps": 8, "batch_size": 4, "lr": 0.01, "eval_every": 4, "log_every": 2,
                                   "checkpoint_every": 2, "progress": False},
                         "evaluate": {"prompts": ["The king"], "sample_tokens": 4}})
