@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from distill.data import DATASETS, load_dataset
-from distill.data import basicmotions as basicmotions_module
+from distill.data import uea as uea_module
 from distill.data.alignment import euclidean_alignment
 from distill.data.basicmotions import CHANNEL_NAMES, CLASS_NAMES, INSTALL_HINT
 from distill.errors import ConfigError, DistillError
@@ -91,9 +91,19 @@ def test_malformed_channels_rejected(channels):
 
 
 def test_missing_aeon_names_the_install_command(monkeypatch):
-    monkeypatch.setattr(basicmotions_module.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(uea_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DistillError, match=re.escape(INSTALL_HINT)):
         load_dataset("basicmotions")
+
+
+def test_japanese_vowels_loads_offline_standardised():
+    vowels = load_dataset("japanese_vowels")
+    assert (len(vowels.train), len(vowels.test), vowels.input_shape, vowels.num_classes) == (270, 370, (12, 25), 9)
+    x = torch.stack([vowels.train[i][0] for i in range(len(vowels.train))])
+    assert torch.allclose(x.mean(dim=(0, 2)), torch.zeros(12), atol=1e-5)
+    assert torch.allclose(x.std(dim=(0, 2), unbiased=False), torch.ones(12), atol=1e-4)
+    assert sorted({int(vowels.train[i][1]) for i in range(len(vowels.train))}) == list(range(9))
+    assert load_dataset("japanese_vowels", channels=[0, 5]).input_shape == (2, 25)
 
 
 # --- Euclidean alignment ----------------------------------------------------------------
