@@ -25,6 +25,7 @@ class KDLoss(DistillLoss):
         super().__init__()
         self.temperature = check_positive("temperature", temperature)
         self.alpha = check_fraction("alpha", alpha, "the weight of the soft term")
+        self.needs_target = self.alpha != 1.0  # the hard term reads labels, which mixup mixes away
 
     def soft_inputs(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The logits the soft term compares; variants of KD transform them first."""

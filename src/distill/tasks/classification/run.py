@@ -22,7 +22,6 @@ from distill.engine.cache import array_hash, cached_entry, data_identity, entry_
 from distill.engine.checkpoint import load_weights_file, save_weights_file, weights_for
 from distill.engine.config import TRAIN_ONLY
 from distill.experiment.runner import Run
-from distill.losses import masked_cross_entropy
 from distill.metrics.cost import cpu_latency_per_sample, parameter_count
 from distill.models.source import build_network, carries_weights, check_forward, source_identity
 from distill.models.weights import load_weights
@@ -184,12 +183,11 @@ def build_distill_objective(recipe: ClassificationRecipe, student: nn.Module, te
     """The recipe's Distiller (its projectors built from one dummy pass) inside its training objective."""
     example = _example(splits)
     example_teacher = views.paired_train.tensors["teacher_x"][:2] if views else None
-    task = masked_cross_entropy if recipe.distill.task_weight else None
-    distiller = Distiller(student, teacher, recipe_pairs(recipe), task_loss=task,
-                          task_weight=recipe.distill.task_weight, example_input=example,
+    distiller = Distiller(student, teacher, recipe_pairs(recipe), example_input=example,
                           example_teacher_input=example_teacher)
     try:
-        return DistillObjective(distiller, build_augment(recipe.distill.augment, recipe.distill.mixup_alpha))
+        return DistillObjective(distiller, build_augment(recipe.distill.augment, recipe.distill.mixup_alpha),
+                                task_weight=recipe.distill.task_weight)
     except Exception:
         distiller.export()  # leave no hooks on the models
         raise
