@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from distill.errors import ConfigError, DistillError, check_positive
 from distill.losses.base import IGNORE_INDEX, DistillLoss
-from distill.losses.functional import check_mask, check_pair, check_target, masked_cross_entropy, masked_mean
-from distill.losses.sparse import TopKTargets, binned_log_probs
+from distill.losses.functional import check_mask, check_pair, check_target, cross_entropy_sum
+from distill.losses.sparse import TopKTargets, binned_log_probs, scaled_logits
 
 
 def token_log_probs(loss: str, student_logits: torch.Tensor, teacher: torch.Tensor | TopKTargets,
@@ -41,8 +41,8 @@ def token_log_probs(loss: str, student_logits: torch.Tensor, teacher: torch.Tens
         raise DistillError(f"{loss}: the teacher must be logits of the student's shape or TopKTargets, "
                            f"got {type(teacher).__name__}.")
     check_pair(loss, student_logits, teacher, "identical", min_dim=2)
-    log_q = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    log_p = F.log_softmax(teacher.float() / temperature, dim=-1)
+    log_q = F.log_softmax(scaled_logits(student_logits, temperature), dim=-1)
+    log_p = F.log_softmax(scaled_logits(teacher, temperature), dim=-1)
     return log_q, log_p
 
 
@@ -104,15 +104,27 @@ class TokenDistillLoss(DistillLoss):
         name = type(self).__name__
         if mask is not None:
             check_mask(name, student_logits, mask)
-        log_q, log_p = token_log_probs(name, student_logits, teacher, self.temperature)
+        if target is not None and self.ce_weight and mask is not None:
+            check_target(name, student_logits, target)
+            target = target.masked_fill(~mask, IGNORE_INDEX)
+        positions = student_logits.shape[:-1].numel() if mask is None else mask.sum()
+        labelled = (target != IGNORE_INDEX).sum() if target is not None and self.ce_weight else None
+        return self.share(student_logits, teacher, target, mask=mask, positions=positions, labelled=labelled)
+
+    def share(self, student_logits: torch.Tensor, teacher: torch.Tensor | TopKTargets, target: torch.Tensor | None,
+              *, mask: torch.Tensor | None, positions: torch.Tensor | int,
+              labelled: torch.Tensor | int | None) -> torch.Tensor:
+        """These positions' share of the loss of a batch that keeps ``positions`` positions, ``labelled`` of them
+        labelled (None: no cross-entropy term): their summed divergences over ``positions`` plus ``ce_weight`` ×
+        their summed cross-entropies over ``labelled``. Over a whole batch it is the loss; the shares of a
+        batch's chunks of positions add up to it (the language family's chunked LM head). ``target`` must
+        already be IGNORE_INDEX outside ``mask``.
+        """
+        log_q, log_p = token_log_probs(type(self).__name__, student_logits, teacher, self.temperature)
         values = self.divergence(log_q, log_p)
-        if mask is None:
-            loss = values.sum() / max(values.numel(), 1)
-        else:
-            loss = masked_mean(values, mask)
-        if target is not None and self.ce_weight:
-            if mask is not None:
-                check_target(name, student_logits, target)
-                target = target.masked_fill(~mask, IGNORE_INDEX)
-            loss = loss + self.ce_weight * masked_cross_entropy(student_logits, target)
+        if mask is not None:
+            values = torch.where(mask, values, 0.0)  # a masked position never reaches the sum, even if not finite
+        loss = values.sum() / torch.as_tensor(positions).clamp(min=1)
+        if labelled is not None:
+            loss = loss + self.ce_weight * cross_entropy_sum(student_logits, target) / torch.as_tensor(labelled).clamp(min=1)
         return loss
