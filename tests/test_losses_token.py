@@ -563,3 +563,26 @@ def test_top_k_loss_keeps_one_vocabulary_sized_tensor_for_backward_as_cross_entr
 
     assert kept(lambda s: masked_cross_entropy(s, labels)) == 1
     assert kept(lambda s: ForwardKLLoss()(s, targets)) == 1
+    assert kept(lambda s: ForwardKLLoss(ce_weight=1.0)(s, targets, labels)) == 1  # no second log-softmax
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cross_entropy_share_reads_the_divergences_log_probabilities_with_the_same_value_and_gradient(sparse):
+    torch.manual_seed(6)
+    s, te = torch.randn(2, 5, 50) * 2, torch.randn(2, 5, 50)
+    teacher = top_k(te, 6) if sparse else te
+    labels = torch.randint(0, 50, (2, 5))
+    labels[0, 1] = IGNORE_INDEX
+    labels[0, 0] = te[0, 0].argmax()  # a label among the listed tokens (the others mostly fall in the tail)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    shared = s.clone().requires_grad_(True)
+    ForwardKLLoss(ce_weight=0.7)(shared, teacher, labels, mask=mask).backward()
+    separate = s.clone().requires_grad_(True)
+    from distill.losses import masked_cross_entropy
+
+    expected = ForwardKLLoss()(separate, teacher, mask=mask) + 0.7 * masked_cross_entropy(
+        separate, labels.masked_fill(~mask, IGNORE_INDEX))
+    expected.backward()
+    assert ForwardKLLoss(ce_weight=0.7)(s, teacher, labels, mask=mask).item() == pytest.approx(expected.item(), rel=1e-6)
+    torch.testing.assert_close(shared.grad, separate.grad, atol=1e-7, rtol=1e-5)
