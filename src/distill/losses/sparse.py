@@ -62,8 +62,8 @@ class TopKTargets:
 class _StudentBins(torch.autograd.Function):
     """The student's log-probabilities on the k + 1 bins from its float32 logits ``z``, and at ``labels`` (its
     cross-entropy's, so a cross-entropy share needs no second log-softmax), in one pass over the vocabulary
-    each way, as a cross-entropy step makes; a log-softmax, a scatter and a second log-sum-exp would keep
-    two vocabulary-sized tensors for backward and make nine more.
+    each way: it allocates two vocabulary-sized tensors and keeps one for backward, as a cross-entropy does.
+    The autograd of a log-softmax, a scatter and a second log-sum-exp kept two and allocated about ten.
 
     With ``e = exp(z − max z)``, ``S = Σ e`` and ``S_out`` the sum of ``e`` outside the listed tokens (summed
     directly, never as ``S − Σ top``, so a tail of 1e-9 keeps its digits): ``log q_i = z_i − max z − log S``
