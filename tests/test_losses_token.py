@@ -508,3 +508,81 @@ def test_top_k_tail_of_an_over_confident_student_over_a_large_vocabulary():
     loss.backward()
     # d loss / d logit_j summed over the tail tokens is q_tail − p_tail: it must push mass back into the tail
     assert student.grad[0, k:].sum().item() == pytest.approx(float(q_bins[-1] - p_bins[-1]), rel=1e-3)
+
+
+def reference_bins(student_logits, targets, temperature):
+    """The k + 1 bins as plain autograd computes them in float64: log-softmax, gather, log-sum-exp of the rest."""
+    log_all = torch.log_softmax(student_logits.double() / temperature, dim=-1)
+    log_rest = torch.logsumexp(log_all.scatter(-1, targets.indices, float("-inf")), dim=-1, keepdim=True)
+    log_q = torch.cat([log_all.gather(-1, targets.indices), log_rest.clamp(min=math.log(1e-12))], dim=-1)
+    log_p = torch.cat([targets.logprobs.double(), targets.tail_mass().double().clamp(min=1e-12).log().unsqueeze(-1)], -1)
+    return log_q, log_p
+
+
+@pytest.mark.parametrize("name", ["forward_kl", "reverse_kl", "jsd"])
+def test_top_k_student_bins_match_plain_autograd_in_float64(name):
+    torch.manual_seed(4)
+    s = torch.randn(3, 5, 300) * 3
+    s[0, 0, :4] = 40.0  # a tail below the floor: its bin is floored and carries no gradient
+    s[1, 2, 100:] = float("-inf")  # padded vocabulary entries
+    teacher = torch.randn(3, 5, 300).log_softmax(-1)
+    values, indices = teacher.topk(4, dim=-1)
+    indices[0, 0] = torch.arange(4)
+    targets = TopKTargets(indices, values, temperature=2.0)
+    student = s.clone().requires_grad_(True)
+    loss = LOSSES.build(name, temperature=2.0)
+    got = loss(student, targets)
+    got.backward()
+    reference = s.double().requires_grad_(True)
+    expected = loss.divergence(*reference_bins(reference, targets, 2.0)).mean()
+    expected.backward()
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    torch.testing.assert_close(student.grad.double(), reference.grad, atol=1e-7, rtol=1e-5)
+
+
+def test_top_k_loss_keeps_one_vocabulary_sized_tensor_for_backward_as_cross_entropy_does():
+    torch.manual_seed(5)
+    vocabulary = 500
+    teacher = torch.randn(64, vocabulary).log_softmax(-1)
+    targets = TopKTargets(*reversed(teacher.topk(8, dim=-1)))
+    labels = torch.randint(0, vocabulary, (64,))
+
+    def kept(loss):
+        storages = set()
+
+        def pack(tensor):
+            if tensor.shape[-1:] == (vocabulary,):
+                storages.add(tensor.untyped_storage().data_ptr())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            loss(torch.randn(64, vocabulary, requires_grad=True)).backward()
+        return len(storages)
+
+    from distill.losses import masked_cross_entropy
+
+    assert kept(lambda s: masked_cross_entropy(s, labels)) == 1
+    assert kept(lambda s: ForwardKLLoss()(s, targets)) == 1
+    assert kept(lambda s: ForwardKLLoss(ce_weight=1.0)(s, targets, labels)) == 1  # no second log-softmax
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cross_entropy_share_reads_the_divergences_log_probabilities_with_the_same_value_and_gradient(sparse):
+    torch.manual_seed(6)
+    s, te = torch.randn(2, 5, 50) * 2, torch.randn(2, 5, 50)
+    teacher = top_k(te, 6) if sparse else te
+    labels = torch.randint(0, 50, (2, 5))
+    labels[0, 1] = IGNORE_INDEX
+    labels[0, 0] = te[0, 0].argmax()  # a label among the listed tokens (the others mostly fall in the tail)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    shared = s.clone().requires_grad_(True)
+    ForwardKLLoss(ce_weight=0.7)(shared, teacher, labels, mask=mask).backward()
+    separate = s.clone().requires_grad_(True)
+    from distill.losses import masked_cross_entropy
+
+    expected = ForwardKLLoss()(separate, teacher, mask=mask) + 0.7 * masked_cross_entropy(
+        separate, labels.masked_fill(~mask, IGNORE_INDEX))
+    expected.backward()
+    assert ForwardKLLoss(ce_weight=0.7)(s, teacher, labels, mask=mask).item() == pytest.approx(expected.item(), rel=1e-6)
+    torch.testing.assert_close(shared.grad, separate.grad, atol=1e-7, rtol=1e-5)

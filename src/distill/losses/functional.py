@@ -62,17 +62,20 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, values, 0.0).sum() / mask.sum().clamp(min=1)
 
 
+def cross_entropy_sum(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The sum of the cross-entropies of the labelled rows (IGNORE_INDEX rows add nothing), in float32."""
+    check_target("cross-entropy", logits, target)
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX,
+                           reduction="sum")
+
+
 def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over labelled rows only; 0 when every label is IGNORE_INDEX.
 
     The hard-label term of Hinton, Vinyals & Dean (2015), "Distilling the Knowledge
     in a Neural Network"; also the plain task loss.
     """
-    check_target("cross-entropy", logits, target)
-    logits = logits.float().reshape(-1, logits.shape[-1])
-    target = target.reshape(-1)
-    summed = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
-    return summed / (target != IGNORE_INDEX).sum().clamp(min=1)
+    return cross_entropy_sum(logits, target) / (target != IGNORE_INDEX).sum().clamp(min=1)
 
 
 def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

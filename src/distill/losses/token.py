@@ -22,13 +22,14 @@ import torch.nn.functional as F
 
 from distill.errors import ConfigError, DistillError, check_positive
 from distill.losses.base import IGNORE_INDEX, DistillLoss
-from distill.losses.functional import check_mask, check_pair, check_target, masked_cross_entropy, masked_mean
-from distill.losses.sparse import TopKTargets, binned_log_probs
+from distill.losses.functional import check_mask, check_pair, check_target, cross_entropy_sum
+from distill.losses.sparse import TopKTargets, labelled_bins, scaled_logits
 
 
-def token_log_probs(loss: str, student_logits: torch.Tensor, teacher: torch.Tensor | TopKTargets,
-                    temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log_q, log_p)``: float32 log-probabilities of student and teacher over the last dim.
+def token_log_probs(loss: str, student_logits: torch.Tensor, teacher: torch.Tensor | TopKTargets, temperature: float,
+                    labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(log_q, log_p, log_q_labels)``: float32 log-probabilities of student and teacher over the last dim, and
+    the student's at ``labels`` (any value at IGNORE_INDEX; None without labels).
 
     Dense teacher logits give ``log_softmax(x / T)`` of both over the vocabulary;
     :class:`TopKTargets` give both distributions on the targets' ``k + 1`` bins.
@@ -36,14 +37,15 @@ def token_log_probs(loss: str, student_logits: torch.Tensor, teacher: torch.Tens
     if isinstance(teacher, TopKTargets):
         if student_logits.dim() < 2:
             raise DistillError(f"{loss}: expected student logits (..., V), got {tuple(student_logits.shape)}.")
-        return binned_log_probs(student_logits, teacher, temperature)
+        return labelled_bins(student_logits, teacher, temperature, labels)
     if not isinstance(teacher, torch.Tensor):
         raise DistillError(f"{loss}: the teacher must be logits of the student's shape or TopKTargets, "
                            f"got {type(teacher).__name__}.")
     check_pair(loss, student_logits, teacher, "identical", min_dim=2)
-    log_q = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    log_p = F.log_softmax(teacher.float() / temperature, dim=-1)
-    return log_q, log_p
+    log_q = F.log_softmax(scaled_logits(student_logits, temperature), dim=-1)
+    log_p = F.log_softmax(scaled_logits(teacher, temperature), dim=-1)
+    at_labels = None if labels is None else log_q.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return log_q, log_p, at_labels
 
 
 def kl_divergence(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
@@ -104,15 +106,34 @@ class TokenDistillLoss(DistillLoss):
         name = type(self).__name__
         if mask is not None:
             check_mask(name, student_logits, mask)
-        log_q, log_p = token_log_probs(name, student_logits, teacher, self.temperature)
-        values = self.divergence(log_q, log_p)
-        if mask is None:
-            loss = values.sum() / max(values.numel(), 1)
-        else:
-            loss = masked_mean(values, mask)
+        labelled = None
         if target is not None and self.ce_weight:
+            check_target(name, student_logits, target)
             if mask is not None:
-                check_target(name, student_logits, target)
                 target = target.masked_fill(~mask, IGNORE_INDEX)
-            loss = loss + self.ce_weight * masked_cross_entropy(student_logits, target)
+            labelled = (target != IGNORE_INDEX).sum()
+        positions = student_logits.shape[:-1].numel() if mask is None else mask.sum()
+        return self.share(student_logits, teacher, target, mask=mask, positions=positions, labelled=labelled)
+
+    def share(self, student_logits: torch.Tensor, teacher: torch.Tensor | TopKTargets, target: torch.Tensor | None,
+              *, mask: torch.Tensor | None, positions: torch.Tensor | int,
+              labelled: torch.Tensor | int | None) -> torch.Tensor:
+        """These positions' share of the loss of a batch that keeps ``positions`` positions, ``labelled`` of them
+        labelled (None: no cross-entropy term): their summed divergences over ``positions`` plus ``ce_weight`` ×
+        their summed cross-entropies over ``labelled``. Over a whole batch it is the loss; the shares of a
+        batch's chunks of positions add up to it (the language family's chunked LM head). ``target`` must
+        already be IGNORE_INDEX outside ``mask``. At temperature 1 the cross-entropy reads the student's
+        log-probabilities of the divergence, with no second log-softmax over the vocabulary.
+        """
+        shared = labelled is not None and self.temperature == 1.0
+        log_q, log_p, at_labels = token_log_probs(type(self).__name__, student_logits, teacher, self.temperature,
+                                                  target if shared else None)
+        values = self.divergence(log_q, log_p)
+        if mask is not None:
+            values = torch.where(mask, values, 0.0)  # a masked position never reaches the sum, even if not finite
+        loss = values.sum() / torch.as_tensor(positions).clamp(min=1)
+        if labelled is not None:
+            summed = -torch.where(target != IGNORE_INDEX, at_labels, 0.0).sum() if shared else \
+                cross_entropy_sum(student_logits, target)
+            loss = loss + self.ce_weight * summed / torch.as_tensor(labelled).clamp(min=1)
         return loss

@@ -7,7 +7,8 @@ sampled continuation with the live teacher; only the sampled positions count. Wi
 loss the objective is next-token cross-entropy (the from-scratch baseline, and
 sequence-level KD on sampled teacher continuations, after Kim & Rush 2016). Hidden-state and
 self-attention-relation terms (``methods.internals``) are the pairs of a :class:`~distill.distiller.Distiller`
-over student and live teacher; its one teacher pass also gives the token loss its targets.
+over student and live teacher; its one teacher pass also gives the token loss its targets. With
+``chunk_tokens`` the LM heads and the loss run a chunk of positions at a time (:mod:`.chunked`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from distill.distiller import Distiller
-from distill.errors import ConfigError
-from distill.losses import IGNORE_INDEX, DistillLoss, masked_cross_entropy
+from distill.errors import ConfigError, check_int
+from distill.losses import IGNORE_INDEX, DistillLoss, TopKTargets, masked_cross_entropy
 from distill.signals import LiveSignal, TeacherSignal
+from distill.tasks.language.chunked import HIDDEN_CALL, HeadInput, chunked_loss, final_hidden, output_head
 from distill.tasks.language.methods.internals import InternalMatching
 
 
@@ -63,14 +65,16 @@ def live_signal(teacher: nn.Module) -> LiveSignal:
 
 
 class LanguageObjective(nn.Module):
-    """``forward(batch) -> {"loss", ...}`` for ``distill.engine.train`` on ``{"input_ids", "row"[, "loss_mask"]}``."""
+    """``forward(batch) -> {"loss", ...}`` for ``distill.engine.train`` on ``{"input_ids", "row"[, "loss_mask"]}``;
+    ``chunk_tokens > 0`` computes the LM heads and the loss that many positions at a time (0: all at once)."""
 
     def __init__(self, student: nn.Module, loss: DistillLoss | None = None, signal: TeacherSignal | None = None,
                  teacher: nn.Module | None = None, on_policy: float = 0.0, prompt_tokens: int = 32,
-                 total_steps: int = 1, internals: InternalMatching | None = None) -> None:
+                 total_steps: int = 1, internals: InternalMatching | None = None, chunk_tokens: int = 0) -> None:
         super().__init__()
         if internals is not None and teacher is None:
             raise ConfigError("hidden-state and relation terms need the live teacher: pass teacher=")
+        self.chunk_tokens = check_int("chunk_tokens (positions per chunk of the LM head; 0: off)", chunk_tokens, least=0)
         self.model = student
         self.loss = loss
         self.signal = signal
@@ -79,6 +83,11 @@ class LanguageObjective(nn.Module):
         self.distiller = Distiller(student, teacher, internals.pairs()) if internals is not None else None
         self.on_policy, self.prompt_tokens, self.total_steps = on_policy, prompt_tokens, total_steps
         self._last = None
+        self._heads = {}  # the models' checked LM heads, for the chunked loss (a dict: not submodules twice)
+        if self.chunk_tokens:
+            self._heads["student"] = output_head(student, "student")
+            if self._live_teacher() is not None:
+                self._heads["teacher"] = output_head(self._live_teacher(), "teacher")
 
     def _rollout(self, ids: Tensor) -> tuple[Tensor, Tensor]:
         """The block's prompt continued by the student's own samples, and the mask of the sampled positions."""
@@ -102,22 +111,22 @@ class LanguageObjective(nn.Module):
         on_policy = self.on_policy > 0 and bool(torch.rand(()) < self.on_policy)
         if on_policy:
             ids, mask = self._rollout(ids)
+        call = HIDDEN_CALL if self.chunk_tokens else {}
         if self.distiller is not None:  # runs the teacher too, for the internal terms
-            student_out = self.distiller(input_ids=ids)
+            student_out = self.distiller(input_ids=ids, **call)
         else:
-            student_out = self.model(input_ids=ids)
+            student_out = self.model(input_ids=ids, **call)
         labels = next_token_labels(ids, mask)
-        if self.loss is None:
+        # sampled continuations carry no ground truth: their cross-entropy term would train on the student's own draws
+        target = labels if self.loss is None or not on_policy else None
+        targets = None if self.loss is None else self._targets(batch, ids, on_policy)
+        if self.chunk_tokens:
+            student = HeadInput(student_out.hidden_states[-1], self._heads["student"])
+            value = chunked_loss(student, targets, target, mask, self.loss, self.chunk_tokens)
+        elif self.loss is None:
             value = masked_cross_entropy(student_out.logits, labels)
         else:
-            if self.distiller is not None:
-                targets = self.distiller.teacher_output.logits
-            elif on_policy:
-                targets = self.live.for_batch({"input_ids": ids})
-            else:
-                targets = self.signal.for_batch(batch)
-            # sampled continuations carry no ground truth: their cross-entropy term would train on the student's own draws
-            value = self.loss(student_out.logits, targets, target=None if on_policy else labels, mask=mask)
+            value = self.loss(student_out.logits, targets, target=target, mask=mask)
         self._last = value.detach()  # TAID adapts to its own loss, not to the internal terms
         logged = {}
         if self.distiller is not None:
@@ -125,6 +134,26 @@ class LanguageObjective(nn.Module):
             value = value + terms.pop("total")
             logged = {name: term.detach() for name, term in terms.items()}
         return {"loss": value, "on_policy": torch.tensor(float(on_policy)), **logged}
+
+    def _live_teacher(self) -> nn.Module | None:
+        """The live teacher: the one given, or a live signal's."""
+        return self.signal.teacher if self.teacher is None and isinstance(self.signal, LiveSignal) else self.teacher
+
+    def _targets(self, batch: dict[str, Tensor], ids: Tensor, on_policy: bool) -> Tensor | TopKTargets | HeadInput:
+        """The teacher's targets: the Distiller's teacher pass, the live teacher on sampled ids, or the signal;
+        chunked, a live teacher's final hidden states and head instead of its logits."""
+        if not self.chunk_tokens:
+            if self.distiller is not None:
+                return self.distiller.teacher_output.logits
+            return self.live.for_batch({"input_ids": ids}) if on_policy else self.signal.for_batch(batch)
+        if self.distiller is not None:
+            hidden = self.distiller.teacher_output.hidden_states[-1]
+        elif on_policy or isinstance(self.signal, LiveSignal):
+            with torch.no_grad():
+                hidden = final_hidden(self._live_teacher(), ids)
+        else:
+            return self.signal.for_batch(batch)
+        return HeadInput(hidden, self._heads["teacher"])
 
     def after_optimizer_step(self, step: int) -> None:
         """TAID moves its interpolation towards the teacher once per optimizer step (Shing et al., ICLR 2025)."""

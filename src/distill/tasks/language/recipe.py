@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from distill.engine.config import StrictModel, TrainConfig
 from distill.experiment.recipe import check_registered
@@ -120,7 +120,9 @@ class MethodSpec(StrictModel):
     continuations the student samples itself and the live teacher scores (GKD); ``sequence_kd``: train
     with cross-entropy on teacher continuations sampled at temperature 1 up to EOS instead (after Kim & Rush
     2016, who take beam search's output); ``hidden`` and
-    ``relations`` add hidden-state and MiniLM relation terms from the live teacher (any width of student)."""
+    ``relations`` add hidden-state and MiniLM relation terms from the live teacher (any width of student);
+    ``chunk_tokens``: apply the LM heads and the loss that many positions at a time, so a step never holds the
+    batch's full-vocabulary logits (0: all at once; the same loss, for a second head forward per step)."""
 
     loss: str = "forward_kl"
     options: dict[str, Any] = Field(default_factory=dict)
@@ -132,6 +134,7 @@ class MethodSpec(StrictModel):
     generations: PositiveInt = 64
     hidden: HiddenSpec | None = None
     relations: RelationSpec | None = None
+    chunk_tokens: NonNegativeInt = 0
 
     @property
     def internals(self) -> bool:

@@ -204,7 +204,7 @@ def train_student(recipe: LanguageRecipe, context: LanguageContext, run: Run,
     if method.on_policy or recipe.signals.source == "live":
         teacher = context.teacher
     objective = LanguageObjective(student, loss, signal, teacher, method.on_policy, method.prompt_tokens, total,
-                                  internal_matching(recipe, student, context.teacher))
+                                  internal_matching(recipe, student, context.teacher), method.chunk_tokens)
 
     def evaluator(model, accelerator):
         return {f"val_{k}": v for k, v in evaluate_model(model, context.eval_blocks, eval_cache).items()}
