@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from distill.data import DataSplits, with_validation
-from distill.engine.config import TrainConfig
+from distill.engine.config import TRAIN_ONLY, TrainConfig
 from distill.errors import ConfigError, DistillError, NonFiniteLossError
 from distill.experiment.recipe import validate_recipe
 from distill.experiment.runner import Run
@@ -161,8 +161,15 @@ def default_pruner(space: Space, total: int) -> optuna.pruners.BasePruner:
 
 
 def _identity(recipe: ClassificationRecipe) -> str:
-    """The recipe as a study remembers it (its budget and trial cap may change between sessions)."""
-    tree = recipe.model_dump(mode="json")
+    """The recipe as a study remembers it: what may change between sessions (the search's budget and trial
+    cap, how training reports) is left out."""
+
+    def kept(node):
+        if isinstance(node, dict):
+            return {k: kept(v) for k, v in node.items() if k not in TRAIN_ONLY}
+        return [kept(v) for v in node] if isinstance(node, list) else node
+
+    tree = kept(recipe.model_dump(mode="json"))
     if tree.get("search"):
         tree["search"] = {k: v for k, v in tree["search"].items() if k not in ("budget", "trials")}
     return json.dumps(tree, sort_keys=True)
