@@ -219,3 +219,10 @@ def test_a_trial_stopped_midway_leaves_no_hooks_on_the_shared_teacher(tmp_path, 
         train_distilled(recipe, digits, teacher, Run(tmp_path, recipe), evaluator=prune)
     assert stopped.value is not None
     assert not any(module._forward_hooks or module._forward_pre_hooks for module in teacher.modules())
+
+
+def test_a_launch_of_several_processes_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="distill tune runs in one process"):
+        distill.tune(TINY, budget_s=60, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,10 @@ class SearchResult:
 
 
 def check_searchable(recipe: ClassificationRecipe) -> None:
-    """Refuse the recipes the search does not cover, before anything trains."""
+    """Refuse the recipes (and launches) the search does not cover, before anything trains."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("distill tune runs in one process (its trials share one study); start it without "
+                          "torchrun / accelerate launch, and launch the chosen recipe with `distill run`.")
     if recipe.teacher == "self":
         raise ConfigError("distill tune searches how a student learns from a teacher; this recipe distils the "
                           "student into itself (teacher: self). Name a teacher, or run it with `distill run`.")
@@ -242,7 +246,8 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict:
 
 def write_trials(rows: list[dict], folder: Path) -> dict[str, Path]:
     """``trials.csv`` (one row a trial, every knob a column) and ``trials.json``."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+    last = ("seconds", "error")
+    columns = [key for key in dict.fromkeys(key for row in rows for key in row) if key not in last] + list(last)
     with open(folder / "trials.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
