@@ -15,16 +15,22 @@ from distill.errors import CheckpointError, ConfigError, DistillError, NonFinite
 
 if TYPE_CHECKING:
     from distill.distiller import Distiller, Match
+    from distill.experiment.tune import tune
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "ConfigError", "DistillError", "Distiller", "Match", "NonFiniteLossError", "__version__"]
+__all__ = ["CheckpointError", "ConfigError", "DistillError", "Distiller", "Match", "NonFiniteLossError", "__version__",
+           "tune"]
 
 
 def __getattr__(name: str):
-    """``Distiller`` and ``Match`` load torch on first use, so ``distill --help`` starts without it."""
+    """``Distiller``, ``Match`` and ``tune`` load torch on first use, so ``distill --help`` starts without it."""
     if name in ("Distiller", "Match"):
         from distill import distiller
 
         return getattr(distiller, name)
+    if name == "tune":
+        from distill.experiment.tune import tune
+
+        return tune
     raise AttributeError(f"module 'distill' has no attribute {name!r}")

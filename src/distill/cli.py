@@ -1,4 +1,4 @@
-"""Command line: ``distill run | eval | export | list``; every family is found through ``TASKS``."""
+"""Command line: ``distill run | tune | eval | export | list``; every family is found through ``TASKS``."""
 
 from __future__ import annotations
 
@@ -19,25 +19,52 @@ def bundled_recipe(name: str) -> Path:
     return Path(str(resources.files("distill") / "recipes" / f"{name}.yaml"))
 
 
-def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+def _set_threads(threads: int) -> None:
     import torch
 
-    from distill.experiment import Run, get_task, load_recipe
+    if threads < 0:
+        raise DistillError(f"--threads must be a positive number of threads, got {threads}.")
+    if threads or not torch.cuda.is_available():
+        torch.set_num_threads(threads or 1)
+
+
+def _load(source: Path, args: argparse.Namespace):
+    """The recipe with the ``--set`` overrides, its progress bars hidden with ``--no-progress``."""
+    from distill.experiment import load_recipe
     from distill.experiment.recipe import train_configs
 
-    if args.threads < 0:
-        raise DistillError(f"--threads must be a positive number of threads, got {args.threads}.")
-    if args.threads or not torch.cuda.is_available():
-        torch.set_num_threads(args.threads or 1)
-    source = Path(args.recipe) if args.recipe else bundled_recipe(QUICKSTART)
     recipe = load_recipe(source, args.set)
     for config in train_configs(recipe) if args.no_progress else []:
         config.progress = False
+    return recipe
+
+
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from distill.experiment import Run, get_task
+
+    _set_threads(args.threads)
+    source = Path(args.recipe) if args.recipe else bundled_recipe(QUICKSTART)
+    recipe = _load(source, args)
     folder = Path(args.out) if args.out else Path("runs") / recipe.name
     console.print(f"[bold]distill run[/bold] {source} ({recipe.task}) → {folder}")
     table = get_task(recipe.task).run(recipe, Run(folder, recipe, resume=args.resume))
     table.print(console)
     console.print(f"report: {folder / 'report.md'}   numbers: {folder / 'results.json'}")
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace, console: Console) -> int:
+    from distill.experiment.tune import parse_budget, tune, tune_folder
+
+    _set_threads(args.threads)
+    budget = parse_budget(args.budget) if args.budget is not None else None
+    recipe = _load(Path(args.recipe), args)
+    folder = tune_folder(recipe, args.out)
+    console.print(f"[bold]distill tune[/bold] {args.recipe} ({recipe.task}) → {folder}")
+    outcome = tune(recipe, budget, args.trials, folder, resume=args.resume)
+    outcome.table.print(console)
+    console.print(f"report: {folder / 'report.md'}   trials: {folder / 'trials.csv'}   "
+                  f"chosen recipe: {folder / 'best_recipe.yaml'}")
     return 0
 
 
@@ -111,6 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=0, metavar="N",
                      help="torch CPU threads per process (default: 1 on a CPU-only machine, where the small models "
                           "of the recipes run faster on one thread per process than on several)")
+    tune = sub.add_parser("tune", help="search a recipe's method and knobs within a time budget",
+                          description="Try distillation methods and their knobs on a validation split carved "
+                                      "from the training data, beside scratch; write the chosen setting as a "
+                                      "recipe, then train it on the whole training set and score it on the test "
+                                      "split once.")
+    tune.add_argument("recipe", help="YAML recipe (task: classification); its search: section narrows the space")
+    tune.add_argument("--budget", metavar="TIME", help="wall-clock time for the trials: 90s, 20m, 1h, 1h30m "
+                                                      "(default: the recipe's search.budget)")
+    tune.add_argument("--trials", type=int, metavar="N", help="at most N trials (default: the recipe's search.trials, "
+                                                              "else as many as the budget allows)")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    tune.add_argument("--out", help="output folder (default runs/<recipe name>-tune)")
+    tune.add_argument("--resume", action="store_true", help="continue the search stored in the output folder")
+    tune.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    tune.add_argument("--threads", type=int, default=0, metavar="N", help="torch CPU threads (as for run)")
     for name, helptext in (("eval", "evaluate a run's student"), ("export", "export a run's student")):
         cmd = sub.add_parser(name, help=helptext,
                              epilog="A family may take options of its own after these; `distill list tasks` names them.")
@@ -125,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"run": _cmd_run, "eval": _cmd_eval, "export": _cmd_export, "list": _cmd_list}
+COMMANDS = {"run": _cmd_run, "tune": _cmd_tune, "eval": _cmd_eval, "export": _cmd_export, "list": _cmd_list}
 
 
 def main(argv: list[str] | None = None) -> int:

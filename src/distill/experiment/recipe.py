@@ -66,7 +66,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return f"invalid recipe {source}:\n" + "\n".join(lines)
 
 
-def _set_path(tree: dict, dotted: str, value: Any) -> None:
+def set_path(tree: dict, dotted: str, value: Any) -> None:
     """Set ``tree[a][b][...] = value`` for ``"a.b..."``; numeric keys index lists (``pairs.0.loss``)."""
     keys = dotted.split(".")
     node: Any = tree
@@ -134,7 +134,7 @@ def validate_recipe(kind: type[BaseModel], tree: dict, label: str, overrides: li
         except ValidationError:
             pass  # the overrides may be what makes it valid; the final validation reports what is left
         for key, value in parsed:
-            _set_path(tree, key, value)
+            set_path(tree, key, value)
     try:
         return kind.model_validate(tree)
     except ValidationError as err:

@@ -128,6 +128,28 @@ class Task:
         """The family's own work: every stage of ``recipe`` in ``run``, and what it produced."""
         raise NotImplementedError
 
+    def tune(self, recipe: BaseModel, folder: Path, budget_s: float, trials: int | None = None,
+             resume: bool = False) -> Outcome:
+        """Search ``recipe``'s method and knobs for ``budget_s`` seconds (at most ``trials`` trials) in the run
+        folder ``folder`` (``resume``: continue the search found there), write ``results.json`` and
+        ``report.md``, and return what it found (``distill tune``)."""
+        self.check_search(recipe, Path(folder), resume)
+        run = Run(folder, recipe, resume=resume)
+        outcome = self.search(recipe, run, budget_s, trials)
+        run.write_results(self.name, outcome.table, outcome.details)
+        run.write_report(outcome.table, outcome.figures, outcome.sections)
+        return outcome
+
+    def check_search(self, recipe: BaseModel, folder: Path, resume: bool) -> None:
+        """Refuse, before anything is written, a recipe :meth:`search` cannot search; a family without a
+        search refuses every recipe."""
+        raise ConfigError(f"distill tune: the {self.name} family has no search; it searches classification "
+                          "recipes (task: classification). Run this recipe with `distill run`.")
+
+    def search(self, recipe: BaseModel, run: Run, budget_s: float, trials: int | None) -> Outcome:
+        """The family's own search (see :meth:`tune`): the trials, and what they found."""
+        raise NotImplementedError
+
     def evaluate(self, folder: Path, recipe: BaseModel, weights: Path | None = None, **options: Any) -> Table:
         """The metric table of a finished run's student (or of ``weights``)."""
         raise NotImplementedError

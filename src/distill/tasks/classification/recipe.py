@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from distill.engine.config import StrictModel, TrainConfig
+from distill.errors import DistillError, unknown_name_message
 from distill.experiment.recipe import check_registered
+from distill.experiment.tune import parse_budget
 from distill.taps import parse_tap
 from distill.tasks.classification.methods import LOSSES
+from distill.tasks.classification.space import METHODS, knob_names
 
 
 class DataSpec(StrictModel):
@@ -108,6 +111,68 @@ class BaselineSpec(StrictModel):
     mixup_alpha: float = Field(1.0, gt=0)
 
 
+Range = tuple[float, float]
+
+
+def _check_range(field: str, bounds: Range) -> Range:
+    low, high = bounds
+    if not 0 < low <= high:
+        raise ValueError(f"{field} must be [low, high] with 0 < low <= high, got {list(bounds)}")
+    return bounds
+
+
+class SearchSpec(StrictModel):
+    """What ``distill tune`` searches (read by it only; ``distill run`` ignores it): which methods of
+    :data:`distill.tasks.classification.space.METHODS`, knob ranges, and its budget."""
+
+    methods: list[str] | None = Field(None, description="the methods to try (default: every one)")
+    lr: Range | None = Field(None, description="learning-rate range, log scale (default: train.lr ÷ 5 to × 5)")
+    ranges: dict[str, Range] = Field(default_factory=dict,
+                                     description="knob name → [low, high], e.g. {temperature: [1, 4]}")
+    budget: str | None = Field(None, description="wall-clock time for the trials, e.g. 20m (--budget overrides)")
+    trials: PositiveInt | None = Field(None, description="at most this many trials (--trials overrides)")
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: list[str] | None) -> list[str] | None:
+        if methods is None:
+            return None
+        if not methods:
+            raise ValueError(f"the search space is empty: name at least one method of {', '.join(METHODS)}")
+        for name in methods:
+            if name not in METHODS:
+                raise ValueError(unknown_name_message("search method", name, METHODS))
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"names a method twice: {methods}")
+        return methods
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_range(cls, bounds: Range | None) -> Range | None:
+        return None if bounds is None else _check_range("lr", bounds)
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, budget: str | None) -> str | None:
+        if budget is not None:
+            try:
+                parse_budget(budget)
+            except DistillError as err:
+                raise ValueError(str(err)) from None
+        return budget
+
+    @model_validator(mode="after")
+    def _known_knobs(self) -> SearchSpec:
+        known = knob_names(self.methods)
+        for name, bounds in self.ranges.items():
+            if name not in known:
+                methods = ", ".join(self.methods or METHODS)
+                raise ValueError(f"ranges: {unknown_name_message('knob', name, known)} (the knobs of {methods}; "
+                                 "the learning rate is search.lr)")
+            _check_range(f"ranges.{name}", bounds)
+        return self
+
+
 class ClassificationRecipe(StrictModel):
     """A model-compression experiment: data, teacher, student, how to distil, budget, baselines."""
 
@@ -119,6 +184,7 @@ class ClassificationRecipe(StrictModel):
     distill: DistillSpec
     train: TrainConfig
     baselines: BaselineSpec = Field(default_factory=BaselineSpec)
+    search: SearchSpec | None = Field(None, description="what `distill tune` searches; `distill run` ignores it")
 
     @model_validator(mode="after")
     def _cache_has_one_teacher_view(self) -> ClassificationRecipe:

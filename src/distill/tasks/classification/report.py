@@ -1,7 +1,9 @@
-"""The classification results table (accuracy, size, latency, budget), its notes, and learning-curve plot."""
+"""The classification results table (accuracy, size, latency, budget), its notes, and learning-curve plot;
+the trials of ``distill tune`` as a table and a plot."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,6 +70,58 @@ def plot_learning_curves(rows: Sequence, path: Path) -> Path | None:
             ax.axhline(100 * row.acc, linestyle="--", color="gray", label=f"{row.name} (final)")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+#: the columns of a ``distill tune`` trial row that are not knobs of its method
+TRIAL_FIELDS = ("trial", "state", "method", "val_acc", "step", "lr", "seconds", "error")
+
+
+def setting_text(row: dict) -> str:
+    """A trial's knobs as ``temperature 2.31, alpha 0.71``."""
+    return ", ".join(f"{key} {value:.3g}" for key, value in row.items() if key not in TRIAL_FIELDS and value is not None)
+
+
+def trials_table(rows: Sequence[dict], title: str) -> Table:
+    """The trials of ``distill tune`` (rows of ``trials.csv``): method, knobs, learning rate, validation
+    accuracy, how the trial ended, time."""
+    state = {"complete": "done", "pruned": "pruned at step {step}", "fail": "failed"}
+    body = [{**row, "setting": setting_text(row) or None, "end": state[row["state"]].format(step=row["step"])}
+            for row in rows]
+    columns = (Column("trial", "trial"), Column("method", "method"), Column("setting", "knobs"),
+               Column("lr", "lr", number(".3g")), Column("val_acc", "val acc", number(".2f", 100, " %")),
+               Column("end", "end"), Column("seconds", "time", number(".0f", 1, " s")))
+    return Table(title, columns, body)
+
+
+def plot_trials(rows: Sequence[dict], scratch: dict[str, float], path: Path) -> Path:
+    """Validation accuracy of each trial against its number (a cross where it was pruned, at its last
+    report), the best so far, and one dashed line per scratch baseline."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for method in dict.fromkeys(row["method"] for row in rows if row["state"] == "complete"):
+        points = [(row["trial"], 100 * row["val_acc"]) for row in rows
+                  if row["method"] == method and row["state"] == "complete"]
+        ax.scatter(*zip(*points), label=method, zorder=3)
+    pruned = [(row["trial"], 100 * row["val_acc"]) for row in rows if row["state"] == "pruned" and row["val_acc"]]
+    if pruned:
+        ax.scatter(*zip(*pruned), marker="x", color="gray", label="pruned (last report)", zorder=2)
+    best, front = -math.inf, []
+    for row in sorted(rows, key=lambda r: r["trial"]):
+        if row["state"] == "complete":
+            best = max(best, 100 * row["val_acc"])
+        if best > -math.inf:
+            front.append((row["trial"], best))
+    if front:
+        ax.step(*zip(*front), where="post", color="black", linewidth=1, label="best so far")
+    for (augment, acc), style in zip(scratch.items(), ("--", ":", "-.")):
+        ax.axhline(100 * acc, linestyle=style, color="tab:red", label=f"scratch{'' if augment == 'none' else ', ' + augment}")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -21,6 +21,7 @@ from distill.distiller import Distiller, Match
 from distill.engine.cache import array_hash, cached_entry, data_identity, entry_folder, fit_or_load
 from distill.engine.checkpoint import load_weights_file, save_weights_file, weights_for
 from distill.engine.config import TRAIN_ONLY
+from distill.engine.trainer import Evaluator
 from distill.experiment.runner import Run
 from distill.metrics.cost import cpu_latency_per_sample, parameter_count
 from distill.models.source import build_network, carries_weights, check_forward, source_identity
@@ -239,21 +240,34 @@ def cached_teacher(recipe: ClassificationRecipe, teacher: nn.Module, data, split
     return CachedTeacher(folder)
 
 
+def distill_data(recipe: ClassificationRecipe, splits: DataSplits, views: PairedViews | None = None):
+    """The inputs the student is distilled on: the training set (paired views in cross-sensor recipes), and
+    the dataset's unlabeled transfer set where the recipe uses it."""
+    if views is not None:
+        return views.paired_train
+    if recipe.distill.use_transfer and splits.transfer is not None:
+        return concat_datasets(splits.train, splits.transfer)
+    return splits.train
+
+
 def train_distilled(recipe: ClassificationRecipe, splits: DataSplits, teacher: nn.Module | str, run: Run,
-                    views: PairedViews | None = None):
-    """The student distilled from ``teacher`` as the recipe describes (``views``: cross-sensor pairs)."""
+                    views: PairedViews | None = None, evaluator: Evaluator | None = None):
+    """The student distilled from ``teacher`` as the recipe describes (``views``: cross-sensor pairs),
+    scored on ``splits.test`` (``evaluator``: instead, during training). The models keep no hooks, even
+    when training stops with an error."""
     spec = recipe.distill
-    data = views.paired_train if views else splits.train
-    if spec.use_transfer and splits.transfer is not None and views is None:
-        data = concat_datasets(splits.train, splits.transfer)
+    data = distill_data(recipe, splits, views)
     if spec.teacher_signal == "cache":
         teacher = cached_teacher(recipe, teacher, data, splits, run)
     student = build_student(recipe, splits)
     objective = build_distill_objective(recipe, student, teacher, splits, views)
-    result = run.train(objective, data, recipe.train, "distill", _evaluator(splits.test))
+    try:
+        result = run.train(objective, data, recipe.train, "distill", evaluator or _evaluator(splits.test))
+    finally:
+        objective.distiller.export()
     methods = "+".join(p.loss for p in spec.pairs) + ("" if spec.augment == "none" else f", {spec.augment}")
-    return objective.distiller.export(), _row(f"student distilled ({recipe.student.model}, {methods})",
-                                              "distilled", student, splits, result)
+    return student, _row(f"student distilled ({recipe.student.model}, {methods})", "distilled", student, splits,
+                         result)
 
 
 def run_recipe(recipe: ClassificationRecipe, run: Run) -> tuple[list[RowResult], DataSplits]:

@@ -30,6 +30,21 @@ class ClassificationTask(Task):
         return Outcome(results_table(rows, recipe.name), {"dataset": dataset},
                        [("Learning curves", plot_learning_curves(rows, run.folder / "learning_curves.png"))])
 
+    def check_search(self, recipe: ClassificationRecipe, folder: Path, resume: bool) -> None:
+        from distill.tasks.classification.search import check_searchable, check_study  # Optuna: for tune only
+
+        check_searchable(recipe)
+        check_study(recipe, folder, resume)
+
+    def search(self, recipe: ClassificationRecipe, run: Run, budget_s: float, trials: int | None) -> Outcome:
+        """Choose the method and knobs on a validation split (:func:`~distill.tasks.classification.search.
+        run_search`), then run the chosen recipe as ``distill run`` would, in ``final/``: its test table."""
+        from distill.tasks.classification.search import run_search, tune_outcome
+
+        found = run_search(recipe, run, budget_s, trials)
+        final = self.run(found.chosen, Run(run.folder / "final", found.chosen, resume=run.resume))
+        return tune_outcome(found, final, budget_s)
+
     def evaluate(self, folder: Path, recipe: ClassificationRecipe, weights: Path | None = None) -> Table:
         student, splits = load_run_student(folder, recipe, weights)
         metrics = evaluate_classifier(student, splits.test)
