@@ -33,7 +33,12 @@ class Run:
         self.folder, self.recipe, self.resume = Path(folder), recipe, resume
         self.folder.mkdir(parents=True, exist_ok=True)
         if write_recipe:
-            (self.folder / "recipe.yaml").write_text(dump_recipe(recipe))
+            self.record_recipe(recipe)
+
+    def record_recipe(self, recipe: BaseModel) -> None:
+        """Write ``recipe`` as the run's ``recipe.yaml``: a family that fills in defaults records what it ran."""
+        self.recipe = recipe
+        (self.folder / "recipe.yaml").write_text(dump_recipe(recipe))
 
     def resumes(self, label: str) -> bool:
         """Whether stage ``label`` continues from a checkpoint (asked to resume, and one exists)."""

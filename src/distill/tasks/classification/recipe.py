@@ -181,13 +181,21 @@ class ClassificationRecipe(StrictModel):
     data: DataSpec
     teacher: TeacherSpec | MultiTeacherSpec | Literal["self"]
     student: ModelSpec
-    distill: DistillSpec
-    train: TrainConfig
+    distill: DistillSpec | None = Field(None, description="how the student learns; left out: function matching "
+                                                          "(distill.tasks.classification.defaults)")
+    train: TrainConfig | None = Field(None, description="the students' budget; left out: scaled to the data size")
     baselines: BaselineSpec = Field(default_factory=BaselineSpec)
     search: SearchSpec | None = Field(None, description="what `distill tune` searches; `distill run` ignores it")
 
     @model_validator(mode="after")
-    def _cache_has_one_teacher_view(self) -> ClassificationRecipe:
+    def _distill_fits_the_teacher(self) -> ClassificationRecipe:
+        if self.distill is None:
+            if self.teacher == "self" or self.data.student_channels:
+                raise ValueError("the default distill section (function matching on mixup-blended inputs) needs a "
+                                 "separate teacher that sees the student's inputs; for self-distillation or "
+                                 "cross-sensor recipes (data.student_channels) name distill.pairs yourself, e.g. "
+                                 "[{student: output, teacher: output, loss: kd}]")
+            return self
         if self.distill.teacher_signal != "cache":
             return self
         if self.teacher == "self":

@@ -24,13 +24,13 @@ COLUMNS = (
 )
 
 
-def results_table(rows: Sequence, title: str) -> Table:
-    """The rows (``RowResult``) as a :class:`Table`; a cached phase shows no train time. A given teacher,
-    and a teacher no better than the student trained alone, are said so in notes (printed, and in
-    ``report.md``)."""
+def results_table(rows: Sequence, title: str, notes: Sequence[str] = ()) -> Table:
+    """The rows (``RowResult``) as a :class:`Table`; a cached phase shows no train time. ``notes`` (e.g. the
+    defaults a run filled in), a given teacher, and a teacher no better than the student trained alone, are
+    said so in notes (printed, and in ``report.md``)."""
     body = [{"name": r.name, "acc": r.acc, "params": r.params, "latency_ms": r.latency_ms, "steps": r.steps,
              "seconds": r.seconds if r.steps else None, "samples_per_s": r.samples_per_s} for r in rows]
-    notes = [*given_teacher_notes(rows), weak_teacher_note(rows)]
+    notes = [*notes, *given_teacher_notes(rows), weak_teacher_note(rows)]
     return Table(title, COLUMNS, body, notes=[note for note in notes if note])
 
 

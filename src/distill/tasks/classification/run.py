@@ -28,6 +28,7 @@ from distill.models.source import build_network, carries_weights, check_forward,
 from distill.models.weights import load_weights
 from distill.multi_teacher import MultiTeacher
 from distill.signals import CachedTeacher, build_teacher_cache
+from distill.tasks.classification.defaults import complete_recipe
 from distill.tasks.classification.metrics import evaluate_classifier
 from distill.tasks.classification.objectives import DistillObjective, SupervisedObjective
 from distill.tasks.classification.recipe import ClassificationRecipe, TeacherSpec
@@ -270,10 +271,13 @@ def train_distilled(recipe: ClassificationRecipe, splits: DataSplits, teacher: n
                          result)
 
 
-def run_recipe(recipe: ClassificationRecipe, run: Run) -> tuple[list[RowResult], DataSplits]:
-    """Every phase of ``recipe`` in ``run``: the rows of the results table and the student's data.
-    The distilled student's weights are written to ``student.safetensors``."""
+def run_recipe(recipe: ClassificationRecipe, run: Run) -> tuple[list[RowResult], DataSplits, list[str]]:
+    """Every phase of ``recipe`` in ``run``: the rows of the results table, the student's data and the notes
+    on defaults filled in (the completed recipe is the run's ``recipe.yaml``). The distilled student's
+    weights are written to ``student.safetensors``."""
     splits = load_recipe_data(recipe)
+    recipe, notes = complete_recipe(recipe, splits)
+    run.record_recipe(recipe)
     views = _views(recipe, splits)
     check_recipe(recipe, splits, views)
     teacher, rows = obtain_teacher(recipe, splits, run)
@@ -284,7 +288,7 @@ def run_recipe(recipe: ClassificationRecipe, run: Run) -> tuple[list[RowResult],
     student, distilled_row = train_distilled(recipe, splits, teacher, run, views)
     rows.append(distilled_row)
     save_weights_file(run.folder / "student.safetensors", student.state_dict())
-    return rows, splits
+    return rows, splits, notes
 
 
 def load_run_student(folder: Path, recipe: ClassificationRecipe, weights: Path | None = None):

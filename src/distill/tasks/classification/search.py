@@ -35,6 +35,7 @@ from distill.experiment.recipe import validate_recipe
 from distill.experiment.runner import Run
 from distill.experiment.table import Table
 from distill.experiment.tasks import Outcome
+from distill.tasks.classification.defaults import complete_recipe
 from distill.tasks.classification.metrics import evaluate_classifier
 from distill.tasks.classification.recipe import ClassificationRecipe
 from distill.tasks.classification.report import plot_trials, setting_text, trials_table
@@ -196,12 +197,13 @@ def check_study(recipe: ClassificationRecipe, folder: Path, resume: bool) -> Non
                           "with the recipe it began with (only search.budget and search.trials may change).")
 
 
-def open_study(recipe: ClassificationRecipe, space: Space, folder: Path, pruner) -> optuna.Study:
-    """The study in ``folder/study.db``: new (each method's published setting queued first), or the one a
-    stopped search left, whose unfinished trials are marked failed."""
+def open_study(recipe: ClassificationRecipe, space: Space, folder: Path, pruner, seed: int) -> optuna.Study:
+    """The study in ``folder/study.db`` of ``recipe`` (as given, before defaults are filled in): new (each
+    method's published setting queued first), or the one a stopped search left, whose unfinished trials are
+    marked failed. ``seed`` seeds the TPE sampler."""
     storage = _storage(folder)
     study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=recipe.train.seed), pruner=pruner)
+                                sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
     if not study.trials:
         study.set_user_attr("recipe", _identity(recipe))
         for method in space.methods:
@@ -275,9 +277,12 @@ def run_search(recipe: ClassificationRecipe, run: Run, budget_s: float, trials: 
     recipe, and prints one line a trial; nothing here is scored on the test split."""
     console = console or Console()
     check_searchable(recipe)
-    space = recipe_space(recipe)
+    given = recipe
     whole = recipe.model_copy(update={"data": recipe.data.model_copy(update={"validation": 0})})
     full = load_recipe_data(whole)
+    recipe, _ = complete_recipe(recipe, full)
+    whole = recipe.model_copy(update={"data": recipe.data.model_copy(update={"validation": 0})})
+    space = recipe_space(recipe)
     size = validation_size(recipe, len(full.train))
     splits = with_validation(full, size)
     _check_space(recipe, space, splits)
@@ -314,7 +319,7 @@ def run_search(recipe: ClassificationRecipe, run: Run, budget_s: float, trials: 
                       markup=False, highlight=False)
 
     with _quiet_optuna():
-        study = open_study(recipe, space, run.folder, pruner or default_pruner(space, total))
+        study = open_study(given, space, run.folder, pruner or default_pruner(space, total), recipe.train.seed)
         done = [t for t in study.trials if t.state.is_finished()]
         spent = sum(_seconds(t) or 0.0 for t in done)
         remaining = None if trials is None else trials - len(done)

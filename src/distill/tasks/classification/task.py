@@ -24,10 +24,10 @@ class ClassificationTask(Task):
     methods = LOSSES
 
     def execute(self, recipe: ClassificationRecipe, run: Run) -> Outcome:
-        rows, splits = run_recipe(recipe, run)
+        rows, splits, notes = run_recipe(recipe, run)
         dataset = {"name": splits.name, "train": len(splits.train), "test": len(splits.test),
                    "transfer": len(splits.transfer) if splits.transfer is not None else 0}
-        return Outcome(results_table(rows, recipe.name), {"dataset": dataset},
+        return Outcome(results_table(rows, recipe.name, notes), {"dataset": dataset},
                        [("Learning curves", plot_learning_curves(rows, run.folder / "learning_curves.png"))])
 
     def check_search(self, recipe: ClassificationRecipe, folder: Path, resume: bool) -> None:

@@ -1,0 +1,56 @@
+"""A recipe that names only data, teacher and student: function matching on a schedule scaled to the data."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from distill.cli import main
+from distill.data import load_dataset
+from distill.experiment import load_recipe
+from distill.tasks.classification.defaults import MAX_STEPS, MIN_STEPS, complete_recipe, default_train
+from distill.tasks.classification.recipe import ClassificationRecipe
+
+BARE = {"name": "bare", "data": {"name": "digits"}, "teacher": {"model": "convnet", "train": {"steps": 30}},
+        "student": {"model": "mlp", "options": {"hidden": [8]}}}
+
+
+def test_the_schedule_scales_with_the_data_within_its_bounds():
+    assert default_train(1_000).steps == MIN_STEPS
+    assert default_train(60_000).steps == MAX_STEPS
+    middle = default_train(7_000)  # 100 passes of 70 batches
+    assert middle.steps == 7_000 and middle.batch_size == 100 and middle.eval_every == 700
+    assert default_train(40).batch_size == 10  # a quarter of a tiny set
+
+
+def test_missing_sections_become_function_matching_with_notes():
+    recipe = ClassificationRecipe.model_validate(BARE)
+    splits = load_dataset("digits")
+    completed, notes = complete_recipe(recipe, splits)
+    pair = completed.distill.pairs[0]
+    assert (pair.loss, pair.options, completed.distill.augment) == ("kd", {"temperature": 1.0, "alpha": 1.0}, "mixup")
+    assert completed.train.steps == default_train(len(splits.train)).steps
+    assert len(notes) == 2 and "function matching" in notes[0] and f"{completed.train.steps:,} steps" in notes[1]
+
+
+def test_given_sections_are_kept_and_not_noted():
+    given = {**BARE, "train": {"steps": 12}, "distill": {"pairs": [{"loss": "dist"}]}}
+    completed, notes = complete_recipe(ClassificationRecipe.model_validate(given), load_dataset("digits"))
+    assert completed.train.steps == 12 and completed.distill.pairs[0].loss == "dist" and notes == []
+
+
+def test_cross_sensor_recipe_without_distill_is_refused_at_load():
+    tree = {**BARE, "data": {"name": "basicmotions", "student_channels": [0, 1, 2]}}
+    with pytest.raises(ValueError, match="name distill.pairs yourself"):
+        ClassificationRecipe.model_validate(tree)
+
+
+def test_a_bare_recipe_runs_and_records_what_it_ran(tmp_path, capsys):
+    path = tmp_path / "bare.yaml"
+    path.write_text(yaml.safe_dump({**BARE, "train": {"steps": 20, "batch_size": 32}}))
+    assert main(["run", str(path), "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    assert "function matching" in " ".join(capsys.readouterr().out.split())  # printed (wrapped) under the table
+    assert "function matching" in (tmp_path / "run" / "report.md").read_text()
+    recorded = load_recipe(tmp_path / "run" / "recipe.yaml")
+    assert recorded.distill.augment == "mixup" and recorded.train.steps == 20
+    assert main(["eval", str(tmp_path / "run")]) == 0
