@@ -3,6 +3,7 @@
 from distill.losses.attention import AttentionTransferLoss
 from distill.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
 from distill.losses.crd import CRDLoss
+from distill.losses.cross_vocabulary import CrossVocabularyLoss
 from distill.losses.dist import DISTLoss
 from distill.losses.dkd import DKDLoss
 from distill.losses.fitnet import FitNetLoss
@@ -11,6 +12,7 @@ from distill.losses.functional import masked_cross_entropy, soft_kl
 from distill.losses.jsd import GeneralizedJSDLoss
 from distill.losses.kd import KDLoss
 from distill.losses.logit_standardization import LogitStandardizedKDLoss
+from distill.losses.mined import MinEDLoss
 from distill.losses.minilm import AttentionRelationLoss
 from distill.losses.mmd import MMDLoss
 from distill.losses.nst import NSTLoss
@@ -26,6 +28,7 @@ from distill.losses.sparse import TopKTargets
 from distill.losses.spatial import ChannelWiseLoss, PairwiseAffinityLoss
 from distill.losses.taid import TAIDLoss
 from distill.losses.token import TokenDistillLoss
+from distill.losses.uld import ULDLoss
 from distill.losses.vkd import VkDLoss
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "AttentionTransferLoss",
     "CRDLoss",
     "ChannelWiseLoss",
+    "CrossVocabularyLoss",
     "DISTLoss",
     "DKDLoss",
     "DistillLoss",
@@ -44,6 +48,7 @@ __all__ = [
     "KDLoss",
     "LogitStandardizedKDLoss",
     "MMDLoss",
+    "MinEDLoss",
     "NSTLoss",
     "OFALoss",
     "PKTLoss",
@@ -57,6 +62,7 @@ __all__ = [
     "TAIDLoss",
     "TokenDistillLoss",
     "TopKTargets",
+    "ULDLoss",
     "VkDLoss",
     "masked_cross_entropy",
     "soft_kl",

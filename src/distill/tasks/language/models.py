@@ -9,6 +9,7 @@ in the content-hash cache and loaded from there afterwards. Nothing is fetched f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 from pathlib import Path
@@ -121,8 +122,10 @@ def weights_hash(folder: Path) -> str:
     return content_hash({f.name: file_hash(f) for f in files if f.is_file()})
 
 
-def build_student(teacher: nn.Module, preset: str, context: int, init_layers: list[int] | None = None) -> nn.Module:
-    """A Llama-style student with the teacher's vocabulary from a size preset.
+def build_student(teacher: nn.Module, preset: str, context: int, init_layers: list[int] | None = None,
+                  tokenizer=None) -> nn.Module:
+    """A Llama-style student from a size preset, with the teacher's vocabulary or, given its own ``tokenizer``,
+    with that tokenizer's (its size and special tokens).
 
     ``init_layers`` copies the teacher's embeddings, final norm and the listed decoder
     layers into the student (as DistilBERT did, Sanh et al. 2019); that needs the
@@ -153,9 +156,31 @@ def build_student(teacher: nn.Module, preset: str, context: int, init_layers: li
     if preset not in STUDENT_PRESETS:
         raise ConfigError(f"student.preset {preset!r} is unknown; use one of {sorted(STUDENT_PRESETS)} or a model folder.")
     width, layers, heads, kv_heads, mlp = STUDENT_PRESETS[preset]
-    config = LlamaConfig(vocab_size=tc.vocab_size, hidden_size=width, num_hidden_layers=layers,
-                         num_attention_heads=heads, num_key_value_heads=kv_heads, intermediate_size=mlp,
-                         max_position_embeddings=max(context, 64), tie_word_embeddings=True,
-                         bos_token_id=tc.bos_token_id, eos_token_id=tc.eos_token_id, pad_token_id=tc.pad_token_id,
-                         rms_norm_eps=1e-5)
+    if tokenizer is None:
+        vocabulary = {"vocab_size": tc.vocab_size, "bos_token_id": tc.bos_token_id, "eos_token_id": tc.eos_token_id,
+                      "pad_token_id": tc.pad_token_id}
+    else:
+        vocabulary = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
+                      "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    config = LlamaConfig(**vocabulary, hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads,
+                         num_key_value_heads=kv_heads, intermediate_size=mlp, max_position_embeddings=max(context, 64),
+                         tie_word_embeddings=True, rms_norm_eps=1e-5)
     return LlamaForCausalLM(config)
+
+
+def _first_ids(module: nn.Module, inputs: tuple, output, size: int):
+    """Forward hook: the logits of the first ``size`` token ids (module level, so a hooked model pickles)."""
+    return output[..., :size]
+
+
+def restrict_vocabulary(model: nn.Module, size: int) -> None:
+    """Make ``model``'s logits cover only the token ids below ``size`` (a forward hook on its output embeddings;
+    its weights and saved folder keep every row): a vocabulary padded beyond the tokenizer's ids (to a multiple
+    of 64, say) is cut to the ids both models share, so the padding takes no probability."""
+    if size < model.get_output_embeddings().out_features:
+        model.get_output_embeddings().register_forward_hook(functools.partial(_first_ids, size=size))
+
+
+def output_vocabulary(model: nn.Module) -> int:
+    """How many token ids the model's output embeddings (its logits) cover."""
+    return model.get_output_embeddings().out_features

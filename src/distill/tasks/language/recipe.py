@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from distill.engine.config import StrictModel, TrainConfig
+from distill.errors import ConfigError
 from distill.experiment.recipe import check_registered
 
 #: the temperature of the teacher's log-probabilities in the top-k caches (``run.teacher_cache``)
@@ -40,15 +41,51 @@ class PruneSpec(StrictModel):
         return self
 
 
+class TokenizerTraining(StrictModel):
+    """A byte-level BPE of ``vocab_size`` tokens trained on the training text."""
+
+    vocab_size: PositiveInt = 8000
+
+
+class TokenizerSpec(StrictModel):
+    """The student's own tokenizer: ``train`` one on the training text, or a ``file`` (a ``tokenizer.json``, or a
+    folder written by ``save_pretrained``) with ``eos`` its end-of-text token where the file names none."""
+
+    train: TokenizerTraining | None = None
+    file: str | None = None
+    eos: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenizerSpec:
+        from distill.tasks.language.own_tokenizer import SMALLEST_VOCABULARY, load_tokenizer_file
+
+        if (self.train is None) == (self.file is None):
+            raise ValueError("student.tokenizer: give train (e.g. {train: {vocab_size: 8000}}) or file (a tokenizer.json "
+                             "or a tokenizer folder), one of them")
+        if self.train is not None:
+            if self.eos is not None:
+                raise ValueError("student.tokenizer.eos names the end-of-text token of a file; a trained tokenizer has its own")
+            if self.train.vocab_size < SMALLEST_VOCABULARY:
+                raise ValueError(f"student.tokenizer.train.vocab_size must be at least {SMALLEST_VOCABULARY} (256 bytes, "
+                                 f"end-of-text and one merge), got {self.train.vocab_size}")
+        else:
+            try:  # here, not after the teacher has loaded: a tokenizer file reads in milliseconds
+                load_tokenizer_file(self.file, self.eos)
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
+        return self
+
+
 class StudentSpec(StrictModel):
-    """A student built from ``preset`` with the teacher's vocabulary, or a local model ``folder``;
-    ``init_layers`` copies the teacher's embeddings and those decoder layers (teacher width); ``prune``
-    cuts the student from the teacher (fewer layers, narrower MLP, fewer heads)."""
+    """A student built from ``preset`` with the teacher's vocabulary (or with its own ``tokenizer``'s), or a local
+    model ``folder`` (with its own tokenizer); ``init_layers`` copies the teacher's embeddings and those decoder
+    layers (teacher width); ``prune`` cuts the student from the teacher (fewer layers, narrower MLP, fewer heads)."""
 
     preset: str = "tiny"
     folder: str | None = None
     init_layers: list[int] | None = None
     prune: PruneSpec | None = None
+    tokenizer: TokenizerSpec | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> StudentSpec:
@@ -57,6 +94,9 @@ class StudentSpec(StrictModel):
         if sum(map(bool, (self.folder, self.init_layers, self.prune))) > 1:
             raise ValueError("student: give one of folder (a model of your own), init_layers (layers of the teacher) "
                              "or prune (a cut of the teacher)")
+        if self.tokenizer is not None and (self.folder or self.init_layers or self.prune):
+            raise ValueError("student.tokenizer gives a new student (a preset) its own vocabulary; a folder brings its "
+                             "own tokenizer, and init_layers / prune copy the teacher's embeddings, so its tokenizer")
         if not (self.folder or self.init_layers or self.prune) and self.preset not in STUDENT_PRESETS:
             raise ValueError(f"student.preset {self.preset!r} is unknown; use one of {sorted(STUDENT_PRESETS)}")
         return self
@@ -115,8 +155,9 @@ class RelationSpec(StrictModel):
 
 
 class MethodSpec(StrictModel):
-    """``loss``: a token loss (forward_kl, reverse_kl, jsd, skew_kl, skew_reverse_kl, taid) or ``ce`` (no
-    teacher); ``ce_weight`` mixes in next-token cross-entropy; ``on_policy``: the share λ of batches whose
+    """``loss``: a token loss (forward_kl, reverse_kl, jsd, skew_kl, skew_reverse_kl, taid), a cross-tokenizer
+    loss for a student with its own tokenizer (uld, mined) or ``ce`` (no teacher); ``ce_weight`` mixes in
+    next-token cross-entropy; ``on_policy``: the share λ of batches whose
     continuations the student samples itself and the live teacher scores (GKD); ``sequence_kd``: train
     with cross-entropy on teacher continuations sampled at temperature 1 up to EOS instead (after Kim & Rush
     2016, who take beam search's output); ``hidden`` and
@@ -141,9 +182,31 @@ class MethodSpec(StrictModel):
         """Whether hidden-state or relation terms are configured (they need the live teacher)."""
         return self.hidden is not None or self.relations is not None
 
+    @property
+    def cross_tokenizer(self) -> bool:
+        """Whether the loss compares a student and a teacher with different tokenizers."""
+        from distill.tasks.language.methods import CROSS_TOKENIZER_LOSSES
+
+        return self.loss in CROSS_TOKENIZER_LOSSES
+
+    def own_tokenizer_problem(self, own: bool) -> str | None:
+        """Why this method does not fit a student with (``own``) or without its own tokenizer, or None."""
+        if own and self.loss != "ce" and not self.cross_tokenizer:
+            return (f"method.loss {self.loss} compares distributions over one vocabulary, and the student has its own "
+                    "tokenizer; use a cross-tokenizer loss (uld, mined) or ce")
+        if own and (self.on_policy or self.sequence_kd or self.internals):
+            return ("on_policy, sequence_kd, hidden and relations read the teacher on the student's own tokens; they "
+                    "are not implemented for a student with its own tokenizer")
+        if own and self.chunk_tokens:
+            return "method.chunk_tokens is not implemented for a student with its own tokenizer; set it to 0"
+        if not own and self.cross_tokenizer:
+            return (f"method.loss {self.loss} distils across two tokenizers, and the student shares the teacher's; "
+                    "give the student its own (student.tokenizer), or use a token-level loss such as forward_kl")
+        return None
+
     @model_validator(mode="after")
     def _loss_builds(self) -> MethodSpec:
-        from distill.tasks.language.methods import LANGUAGE_LOSSES, TOKEN_LOSSES
+        from distill.tasks.language.methods import CROSS_TOKENIZER_LOSSES, LANGUAGE_LOSSES, TOKEN_LOSSES
 
         if self.sequence_kd and self.internals:
             raise ValueError("method.sequence_kd trains on teacher generations only; hidden and relations do not apply")
@@ -153,8 +216,12 @@ class MethodSpec(StrictModel):
             return self
         if self.sequence_kd:
             raise ValueError("method.sequence_kd trains with cross-entropy on teacher generations; set method.loss: ce")
-        if self.loss not in TOKEN_LOSSES:
-            raise ValueError(f"method.loss {self.loss!r} is not a token-level loss; use 'ce' or one of {list(TOKEN_LOSSES)}")
+        if self.loss not in TOKEN_LOSSES + CROSS_TOKENIZER_LOSSES:
+            raise ValueError(f"method.loss {self.loss!r} is not a token-level loss; use 'ce', one of {list(TOKEN_LOSSES)} "
+                             f"or, for a student with its own tokenizer, one of {list(CROSS_TOKENIZER_LOSSES)}")
+        if self.cross_tokenizer:  # the objective adds the cross-entropy on the student's own labels
+            check_registered(LANGUAGE_LOSSES, self.loss, {"temperature": self.temperature, **self.options})
+            return self
         check_registered(LANGUAGE_LOSSES, self.loss, {"temperature": self.temperature, "ce_weight": self.ce_weight, **self.options})
         return self
 
@@ -187,6 +254,16 @@ class LanguageRecipe(StrictModel):
         if self.method.prompt_tokens >= self.data.block_length and (self.method.on_policy or self.method.sequence_kd):
             raise ValueError(f"method.prompt_tokens ({self.method.prompt_tokens}) must be shorter than data.block_length "
                              f"({self.data.block_length}): the rest of each block is generated")
+        own = self.student.tokenizer is not None
+        if own or self.method.cross_tokenizer:
+            # a student folder's tokenizer is compared with the teacher's when the run starts (it must be loaded)
+            problem = self.method.own_tokenizer_problem(own or bool(self.student.folder))
+            if problem:
+                raise ValueError(problem)
+        if self.method.cross_tokenizer and self.signals.source != "live":
+            raise ValueError(f"method.loss {self.method.loss} reads the live teacher on its own tokenization of each "
+                             "student block (the top-k cache holds the teacher's packing of the text); set "
+                             "signals.source: live")
         cached = self.method.loss != "ce" and self.signals.source == "cache"
         if cached and self.method.loss == "taid":
             raise ValueError("method.loss taid interpolates teacher and student token by token, which the top-k cache's "

@@ -14,23 +14,27 @@ from distill.experiment.table import Column, Table, number  # noqa: E402
 
 
 def language_table(rows: list[dict], title: str, notes: list[str] | None = None) -> Table:
-    """Held-out perplexity, top-1 agreement with the teacher and KL(teacher ‖ student) per model."""
+    """Held-out perplexity, bits per character, top-1 agreement with the teacher and KL(teacher ‖ student) per model."""
     return Table(title, [Column("model", "model"), Column("parameters", "params", number(".3g", 1e-6, "M")),
                          Column("tokens", "train tokens", number(",.0f")), Column("perplexity", "held-out ppl", number(".1f")),
+                         Column("bits_per_char", "bits/char", number(".3f")),
                          Column("agreement", "top-1 agree", number(".1%")), Column("kl", "KL(t‖s)", number(".3f"))],
                  rows, notes or [])
 
 
-def plot_curves(curves: dict[str, list[dict]], path: Path, teacher_perplexity: float | None = None) -> Path | None:
-    """Held-out perplexity against training tokens, one line per student (log scale)."""
+def plot_curves(curves: dict[str, list[dict]], path: Path, teacher_perplexity: float | None = None,
+                key: str = "perplexity") -> Path | None:
+    """Held-out perplexity (or another ``key`` of the curves' points: ``bits_per_char``) against training
+    tokens, one line per student (log scale)."""
     if not any(curves.values()):
         return None
+    name = key.replace("_", " ").replace("per char", "per character")
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, curve in curves.items():
-        ax.plot([p["tokens"] for p in curve], [p["perplexity"] for p in curve], marker="o", ms=3, label=label)
+        ax.plot([p["tokens"] for p in curve], [p[key] for p in curve], marker="o", ms=3, label=label)
     if teacher_perplexity is not None:
         ax.axhline(teacher_perplexity, color="k", ls="--", lw=1, label="teacher")
-    ax.set(xlabel="training tokens", ylabel="held-out perplexity", yscale="log", title="Perplexity during training")
+    ax.set(xlabel="training tokens", ylabel=f"held-out {name}", yscale="log", title=f"{name.capitalize()} during training")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
