@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+import distill
 from distill.cli import main
 from distill.data import load_dataset
 from distill.experiment import load_recipe
@@ -37,6 +38,14 @@ def test_given_sections_are_kept_and_not_noted():
     given = {**BARE, "train": {"steps": 12}, "distill": {"pairs": [{"loss": "dist"}]}}
     completed, notes = complete_recipe(ClassificationRecipe.model_validate(given), load_dataset("digits"))
     assert completed.train.steps == 12 and completed.distill.pairs[0].loss == "dist" and notes == []
+
+
+def test_the_library_runs_a_bare_recipe_dict_as_the_cli_does(tmp_path):
+    table = distill.run({**BARE, "train": {"steps": 10, "batch_size": 32, "progress": False}}, out=tmp_path / "lib")
+    names = [row["name"] for row in table.rows]
+    assert any(name.startswith("student distilled (mlp, kd, mixup)") for name in names)
+    assert any("function matching" in note for note in table.notes)
+    assert load_recipe(tmp_path / "lib" / "recipe.yaml").distill.augment == "mixup"
 
 
 def test_cross_sensor_recipe_without_distill_is_refused_at_load():

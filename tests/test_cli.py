@@ -103,7 +103,7 @@ def test_missing_field_is_named(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("teacher: {model: convnet}\nstudent: {model: mlp}\ntrain: {steps: 5}\n")
     assert main(["run", str(recipe), "--out", str(tmp_path)]) == 2
-    assert "distill: Field required" in capsys.readouterr().err
+    assert "data: Field required" in capsys.readouterr().err  # distill and train have defaults; data has none
 
 
 def test_eval_of_a_foreign_folder(tmp_path, capsys):

@@ -15,20 +15,26 @@ from distill.errors import CheckpointError, ConfigError, DistillError, NonFinite
 
 if TYPE_CHECKING:
     from distill.distiller import Distiller, Match
+    from distill.experiment.launch import run
     from distill.experiment.tune import tune
 
 __version__ = "0.1.0"
 
 __all__ = ["CheckpointError", "ConfigError", "DistillError", "Distiller", "Match", "NonFiniteLossError", "__version__",
-           "tune"]
+           "run", "tune"]
 
 
 def __getattr__(name: str):
-    """``Distiller``, ``Match`` and ``tune`` load torch on first use, so ``distill --help`` starts without it."""
+    """``Distiller``, ``Match``, ``run`` and ``tune`` load torch on first use, so ``distill --help`` starts without
+    it."""
     if name in ("Distiller", "Match"):
         from distill import distiller
 
         return getattr(distiller, name)
+    if name == "run":
+        from distill.experiment.launch import run
+
+        return run
     if name == "tune":
         from distill.experiment.tune import tune
 

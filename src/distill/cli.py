@@ -40,14 +40,14 @@ def _load(source: Path, args: argparse.Namespace):
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from distill.experiment import Run, get_task
+    from distill.experiment.launch import run
 
     _set_threads(args.threads)
     source = Path(args.recipe) if args.recipe else bundled_recipe(QUICKSTART)
     recipe = _load(source, args)
     folder = Path(args.out) if args.out else Path("runs") / recipe.name
     console.print(f"[bold]distill run[/bold] {source} ({recipe.task}) → {folder}")
-    table = get_task(recipe.task).run(recipe, Run(folder, recipe, resume=args.resume))
+    table = run(recipe, folder, resume=args.resume)
     table.print(console)
     console.print(f"report: {folder / 'report.md'}   numbers: {folder / 'results.json'}")
     return 0
