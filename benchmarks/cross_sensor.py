@@ -4,7 +4,8 @@ BasicMotions (6 motion channels) or, with ``--dataset japanese_vowels``, the har
 (12 LPC channels, 9 speakers; 270 / 370 utterances). For each subset and seed:
 the student from scratch, distilled with KD, with KD + MMD feature alignment, and
 KD + MMD with every view Euclidean-aligned (teacher retrained on aligned data,
-scratch baseline re-measured on aligned data). Same student, optimizer and steps.
+scratch baseline re-measured on aligned data), and function matching (KD at T = 1, both views
+blended by the same mixup). Same student, optimizer and steps.
 
     python benchmarks/cross_sensor.py --seeds 0 1 2 3 4
     python benchmarks/cross_sensor.py --dataset japanese_vowels --seeds 0 1 2 --out benchmarks/results/cross_sensor_vowels.json
@@ -29,7 +30,10 @@ SUBSETS = {
 }
 KD = {"student": "output", "teacher": "output", "loss": "kd", "options": {"temperature": 4.0, "alpha": 0.5}}
 MMD = {"student": "conv3", "teacher": "conv3", "loss": "mmd", "weight": 1.0}
-VARIANTS = {"kd": ([KD], False), "kd+mmd": ([KD, MMD], False), "kd+mmd, aligned": ([KD, MMD], True)}
+FM = {"student": "output", "teacher": "output", "loss": "kd", "options": {"temperature": 1.0, "alpha": 1.0}}
+#: name → (pairs, Euclidean-aligned views, augmentation); function matching blends both views alike
+VARIANTS = {"kd": ([KD], False, "none"), "kd+mmd": ([KD, MMD], False, "none"),
+            "kd+mmd, aligned": ([KD, MMD], True, "none"), "function matching": ([FM], False, "mixup")}
 
 
 def main() -> None:
@@ -42,14 +46,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    def recipe(seed: int, channels: list[int], aligned: bool, pairs: list[dict] | None = None):
+    def recipe(seed: int, channels: list[int], aligned: bool, pairs: list[dict] | None = None, augment: str = "none"):
         loaded = load_recipe(RECIPE, [f"data.name={args.dataset}", f"train.seed={seed}", "train.progress=false",
                                       "teacher.train.progress=false",
                                       f"data.options.align={str(aligned).lower()}", f"data.student_align={str(aligned).lower()}",
                                       *args.set])
         loaded.data.student_channels = channels
         if pairs is not None:
-            loaded.distill = loaded.distill.model_validate({**loaded.distill.model_dump(), "pairs": pairs})
+            loaded.distill = loaded.distill.model_validate({**loaded.distill.model_dump(), "pairs": pairs,
+                                                            "augment": augment})
         return loaded
 
     results: dict[tuple[str, str], list[float]] = {}
@@ -68,10 +73,10 @@ def main() -> None:
                 run = Run(args.work / subset / scratch_name / f"s{seed}", spec)
                 _, row = train_scratch(spec, views.student, run, "none")
                 results.setdefault((subset, scratch_name), []).append(100 * row.acc)
-            for variant, (pairs, aligned) in VARIANTS.items():
+            for variant, (pairs, aligned, augment) in VARIANTS.items():
                 splits, teacher, _ = teachers[aligned]
                 views = student_views(splits, channels, aligned)
-                spec = recipe(seed, channels, aligned, pairs)
+                spec = recipe(seed, channels, aligned, pairs, augment)
                 run = Run(args.work / subset / variant / f"s{seed}", spec)
                 _, row = train_distilled(spec, views.student, teacher, run, views=views)
                 results.setdefault((subset, variant), []).append(100 * row.acc)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 import yaml
 
 import distill
+from distill.augment import Mixup
 from distill.cli import main
 from distill.data import load_dataset
 from distill.experiment import load_recipe
@@ -48,10 +50,17 @@ def test_the_library_runs_a_bare_recipe_dict_as_the_cli_does(tmp_path):
     assert load_recipe(tmp_path / "lib" / "recipe.yaml").distill.augment == "mixup"
 
 
-def test_cross_sensor_recipe_without_distill_is_refused_at_load():
-    tree = {**BARE, "data": {"name": "basicmotions", "student_channels": [0, 1, 2]}}
+def test_self_distillation_without_distill_is_refused_at_load():
     with pytest.raises(ValueError, match="name distill.pairs yourself"):
-        ClassificationRecipe.model_validate(tree)
+        ClassificationRecipe.model_validate({**BARE, "teacher": "self"})
+
+
+def test_paired_sensor_views_are_blended_alike_under_mixup():
+    torch.manual_seed(0)
+    teacher_x = torch.randn(6, 4, 5)
+    student_x = teacher_x[:, :2]  # the student sees two of the teacher's four channels
+    mixed = Mixup(1.0)(student_x)
+    assert torch.allclose(mixed.blend(teacher_x)[:, :2], mixed.x)
 
 
 def test_a_bare_recipe_runs_and_records_what_it_ran(tmp_path, capsys):
@@ -63,3 +72,32 @@ def test_a_bare_recipe_runs_and_records_what_it_ran(tmp_path, capsys):
     recorded = load_recipe(tmp_path / "run" / "recipe.yaml")
     assert recorded.distill.augment == "mixup" and recorded.train.steps == 20
     assert main(["eval", str(tmp_path / "run")]) == 0
+
+
+def test_a_cross_sensor_teacher_sees_its_own_view_blended_as_the_students():
+    from torch import nn
+
+    from distill import Distiller, Match
+    from distill.tasks.classification.objectives import DistillObjective
+
+    seen = {}
+
+    class Recording(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(4 * 5, 3)
+
+        def forward(self, x):
+            seen["teacher"] = x.detach().clone()
+            return self.head(x.flatten(1))
+
+    torch.manual_seed(0)
+    student = nn.Sequential(nn.Flatten(), nn.Linear(2 * 5, 3))
+    teacher_x = torch.randn(6, 4, 5)
+    batch = {"x": teacher_x[:, :2].clone(), "y": torch.zeros(6, dtype=torch.long), "teacher_x": teacher_x}
+    objective = DistillObjective(Distiller(student, Recording(), {("output", "output"): Match("kd")}), Mixup(1.0))
+    torch.manual_seed(3)
+    objective(batch)
+    torch.manual_seed(3)
+    expected = Mixup(1.0)(batch["x"]).blend(teacher_x)
+    assert torch.allclose(seen["teacher"], expected) and not torch.allclose(seen["teacher"], teacher_x)

@@ -17,6 +17,13 @@ class MixedBatch:
     partner: torch.Tensor
     lam: torch.Tensor
 
+    def blend(self, other: torch.Tensor) -> torch.Tensor:
+        """``other`` (another view of the same samples, e.g. the teacher's sensor channels) mixed with the same
+        partners and weights, so the two views stay views of one blended sample."""
+        shape = (other.shape[0],) + (1,) * (other.dim() - 1)
+        lam = self.lam.to(other.device, other.dtype).view(shape)
+        return lam * other + (1 - lam) * other[self.partner.to(other.device)]
+
 
 class Mixup:
     """mixup (Zhang et al., ICLR 2018, "mixup: Beyond Empirical Risk Minimization").

@@ -21,7 +21,8 @@ class DistillObjective(nn.Module):
     """Train the student of a :class:`Distiller`; with ``augment``, teacher and student see the same view.
 
     A batch with ``"teacher_x"`` holds paired views (see ``distill.data.views``): the
-    student sees ``"x"``, the teacher ``"teacher_x"``.
+    student sees ``"x"``, the teacher ``"teacher_x"``; under mixup both views are blended
+    with the same partners and weights.
 
     Mixed inputs have no single label, so under mixup the pairs' losses must be target-free
     and labels are not passed on to them (function matching, Beyer et al., CVPR 2022).
@@ -53,10 +54,13 @@ class DistillObjective(nn.Module):
         x, y, teacher_x = batch["x"], batch["y"], batch.get("teacher_x")
         target, mixed = y, None
         if self.augment is not None and self.training:
-            if teacher_x is not None:
-                raise ConfigError("augmentation of paired sensor views is not supported; set distill.augment: none.")
+            if teacher_x is not None and self.augment.keeps_labels:
+                raise ConfigError("paired sensor views take mixup (both views blended alike) or no augmentation; "
+                                  "set distill.augment: mixup or none.")
             augmented = self.augment(x)
             x = augmented.x
+            if teacher_x is not None:
+                teacher_x = augmented.blend(teacher_x)
             if not self.augment.keeps_labels:
                 target, mixed = None, augmented
         output = self.distiller(x, teacher_input=teacher_x)

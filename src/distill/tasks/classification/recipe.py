@@ -190,10 +190,9 @@ class ClassificationRecipe(StrictModel):
     @model_validator(mode="after")
     def _distill_fits_the_teacher(self) -> ClassificationRecipe:
         if self.distill is None:
-            if self.teacher == "self" or self.data.student_channels:
-                raise ValueError("the default distill section (function matching on mixup-blended inputs) needs a "
-                                 "separate teacher that sees the student's inputs; for self-distillation or "
-                                 "cross-sensor recipes (data.student_channels) name distill.pairs yourself, e.g. "
+            if self.teacher == "self":
+                raise ValueError("the default distill section (function matching) needs a separate teacher; for "
+                                 "self-distillation name distill.pairs yourself, e.g. "
                                  "[{student: output, teacher: output, loss: kd}]")
             return self
         if self.distill.teacher_signal != "cache":
