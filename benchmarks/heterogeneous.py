@@ -1,10 +1,11 @@
-"""Heterogeneous teacher/student pairs on MNIST: CNN → tiny ViT and tiny ViT → CNN, KD vs OFA.
+"""Heterogeneous teacher/student pairs on MNIST: CNN → tiny ViT and tiny ViT → CNN, KD, OFA, function matching.
 
 Both pairs use a 20,000-image MNIST training subset, the full 10,000 test images
 and the step budgets of recipes/hetero_*.yaml; scratch students are trained in the
 same run with the same budget.
 
     python benchmarks/heterogeneous.py --seeds 0 1 2
+    python benchmarks/heterogeneous.py --seeds 0 1 2 --set train.steps=6000 --out benchmarks/results/heterogeneous_6k.json
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from distill.tasks.classification.run import load_recipe_data, obtain_teacher, t
 ROOT = Path(__file__).parents[1] / "recipes"
 PAIRS = {"CNN → ViT": ROOT / "hetero_cnn_to_vit.yaml", "ViT → CNN": ROOT / "hetero_vit_to_cnn.yaml"}
 KD = [{"student": "output", "teacher": "output", "loss": "kd", "options": {"temperature": 4.0, "alpha": 0.9}}]
+FM = [{"student": "output", "teacher": "output", "loss": "kd", "options": {"temperature": 1.0, "alpha": 1.0}}]
 
 
 def main() -> None:
@@ -34,23 +36,27 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows, table = [], []
     for pair, path in PAIRS.items():
-        def recipe(seed: int, pairs=None):
+        def recipe(seed: int, pairs=None, augment="none"):
             loaded = load_recipe(path, [f"train.seed={seed}", "train.progress=false", "teacher.train.progress=false",
                                         *args.set])
             if pairs is not None:
-                loaded.distill = loaded.distill.model_validate({**loaded.distill.model_dump(), "pairs": pairs, "task_weight": 0.0})
+                loaded.distill = loaded.distill.model_validate({**loaded.distill.model_dump(), "pairs": pairs,
+                                                                "task_weight": 0.0, "augment": augment})
             return loaded
 
         base = recipe(args.seeds[0])
         splits = load_recipe_data(base)
         teacher, (teacher_row,) = obtain_teacher(base, splits, Run(args.work / path.stem, base))
-        accs: dict[str, list[float]] = {"scratch": [], "kd": [], "ofa": []}
+        accs: dict[str, list[float]] = {"scratch": [], "scratch + mixup": [], "kd": [], "ofa": [],
+                                        "function matching": []}
         for seed in args.seeds:
             folder = args.work / path.stem / f"seed{seed}"
-            scratch, kd, ofa = recipe(seed), recipe(seed, KD), recipe(seed)
+            scratch, kd, ofa, fm = recipe(seed), recipe(seed, KD), recipe(seed), recipe(seed, FM, "mixup")
             accs["scratch"].append(100 * train_scratch(scratch, splits, Run(folder, scratch), "none")[1].acc)
+            accs["scratch + mixup"].append(100 * train_scratch(scratch, splits, Run(folder, scratch), "mixup")[1].acc)
             accs["kd"].append(100 * train_distilled(kd, splits, teacher, Run(folder / "kd", kd))[1].acc)
             accs["ofa"].append(100 * train_distilled(ofa, splits, teacher, Run(folder / "ofa", ofa))[1].acc)
+            accs["function matching"].append(100 * train_distilled(fm, splits, teacher, Run(folder / "fm", fm))[1].acc)
             print(f"{pair} seed {seed}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in accs.items()), flush=True)
         for method, values in accs.items():
             mean, std = mean_std(values)
