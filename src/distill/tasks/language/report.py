@@ -21,17 +21,23 @@ def language_table(rows: list[dict], title: str, notes: list[str] | None = None)
                  rows, notes or [])
 
 
+def draw_curves(ax, curves: dict[str, list[dict]], teacher_perplexity: float | None = None,
+                title: str = "Perplexity during training") -> None:
+    """Held-out perplexity against training tokens on ``ax``, one line per student (log scale)."""
+    for label, curve in curves.items():
+        ax.plot([p["tokens"] for p in curve], [p["perplexity"] for p in curve], marker="o", ms=3, label=label)
+    if teacher_perplexity is not None:
+        ax.axhline(teacher_perplexity, color="k", ls="--", lw=1, label="teacher")
+    ax.set(xlabel="training tokens", ylabel="held-out perplexity", yscale="log", title=title)
+    ax.legend(fontsize=8)
+
+
 def plot_curves(curves: dict[str, list[dict]], path: Path, teacher_perplexity: float | None = None) -> Path | None:
     """Held-out perplexity against training tokens, one line per student (log scale)."""
     if not any(curves.values()):
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, curve in curves.items():
-        ax.plot([p["tokens"] for p in curve], [p["perplexity"] for p in curve], marker="o", ms=3, label=label)
-    if teacher_perplexity is not None:
-        ax.axhline(teacher_perplexity, color="k", ls="--", lw=1, label="teacher")
-    ax.set(xlabel="training tokens", ylabel="held-out perplexity", yscale="log", title="Perplexity during training")
-    ax.legend(fontsize=8)
+    draw_curves(ax, curves, teacher_perplexity)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
