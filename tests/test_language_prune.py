@@ -3,6 +3,8 @@ pruning of a tiny Llama built here, loadable by transformers, exact where nothin
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from language_fixtures import make_teacher
@@ -145,3 +147,41 @@ def test_recipes_name_a_cut_and_distill_lists_the_methods(tmp_path):
                          (["student.init_layers=[0]"], "give one of folder")):
         with pytest.raises(ConfigError, match=message):
             load_recipe(tree, bad)
+
+
+def test_a_cut_student_trains_with_taid_and_its_folder_loads_generates_and_evaluates_on_a_text(tmp_path, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill.cli import main
+    from distill.tasks.language.corpus import generated_text
+
+    folder = make_teacher(tmp_path / "teacher")
+    recipe = tmp_path / "cut.yaml"
+    recipe.write_text(f"""name: cut
+task: language
+teacher: {{source: {folder}}}
+student: {{prune: {{layers: 1, method: block_influence, intermediate: 16, tokens: 40}}}}
+data: {{corpus: generated, block_length: 16, train_blocks: 24, eval_blocks: 4}}
+signals: {{source: live}}
+method: {{loss: taid}}
+train: {{steps: 3, batch_size: 4, eval_every: 3}}
+evaluate: {{sample_tokens: 4}}
+""")
+    run = tmp_path / "run"
+    assert main(["run", str(recipe), "--out", str(run), "--no-progress"]) == 0
+    rows = json.loads((run / "results.json").read_text())["rows"]
+    assert rows[1]["model"] == "student (taid)" and rows[1]["tokens"] == 3 * 4 * 15
+    student = AutoModelForCausalLM.from_pretrained(run / "student", local_files_only=True).eval()
+    assert (student.config.num_hidden_layers, student.config.intermediate_size) == (1, 16)
+    tokenizer = AutoTokenizer.from_pretrained(run / "student", local_files_only=True)
+    ids = tokenizer("The king", return_tensors="pt")["input_ids"]
+    generated = student.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, do_sample=False,
+                                 pad_token_id=tokenizer.eos_token_id)
+    assert generated.shape == (1, ids.shape[1] + 3)
+    text = tmp_path / "other.txt"
+    text.write_text("\n".join(generated_text(documents=1, sentences=30, seed=9).texts))
+    capsys.readouterr()
+    assert main(["eval", str(run), "--text", str(text)]) == 0
+    saved = json.loads((run / "eval_other.json").read_text())
+    assert [row["parameters"] for row in saved["rows"]] == [rows[1]["parameters"], rows[0]["parameters"]]
+    assert 1 < saved["rows"][0]["perplexity"] != rows[1]["perplexity"]

@@ -22,20 +22,27 @@ def language_table(rows: list[dict], title: str, notes: list[str] | None = None)
                  rows, notes or [])
 
 
-def plot_curves(curves: dict[str, list[dict]], path: Path, teacher_perplexity: float | None = None,
-                key: str = "perplexity") -> Path | None:
+def draw_curves(ax, curves: dict[str, list[dict]], teacher_perplexity: float | None = None,
+                title: str | None = None, key: str = "perplexity") -> None:
     """Held-out perplexity (or another ``key`` of the curves' points: ``bits_per_char``) against training
-    tokens, one line per student (log scale)."""
-    if not any(curves.values()):
-        return None
+    tokens on ``ax``, one line per student (log scale)."""
     name = key.replace("_", " ").replace("per char", "per character")
-    fig, ax = plt.subplots(figsize=(6, 4))
     for label, curve in curves.items():
         ax.plot([p["tokens"] for p in curve], [p[key] for p in curve], marker="o", ms=3, label=label)
     if teacher_perplexity is not None:
         ax.axhline(teacher_perplexity, color="k", ls="--", lw=1, label="teacher")
-    ax.set(xlabel="training tokens", ylabel=f"held-out {name}", yscale="log", title=f"{name.capitalize()} during training")
+    ax.set(xlabel="training tokens", ylabel=f"held-out {name}", yscale="log",
+           title=title or f"{name.capitalize()} during training")
     ax.legend(fontsize=8)
+
+
+def plot_curves(curves: dict[str, list[dict]], path: Path, teacher_perplexity: float | None = None,
+                key: str = "perplexity") -> Path | None:
+    """Held-out perplexity (or another ``key``) against training tokens, one line per student (log scale)."""
+    if not any(curves.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    draw_curves(ax, curves, teacher_perplexity, key=key)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
