@@ -1,6 +1,7 @@
 """Make the diffusers folder a user would bring: a small ``UNet2DModel`` trained on the 8×8 digits with
 diffusers' own scheduler, the way diffusers' unconditional training example trains one, saved with
-``DDPMPipeline.save_pretrained`` — the teacher of ``recipes/steps/diffusers_progressive.yaml`` (issue 27).
+``DDPMPipeline.save_pretrained`` — the teacher of ``recipes/steps/diffusers_progressive.yaml`` and the
+prior of ``recipes/score/diffusers_sds.yaml`` (issue 27).
 
     .venv/bin/python benchmarks/diffusers_teacher.py                       # DDPM, ε-prediction
     .venv/bin/python benchmarks/diffusers_teacher.py --scheduler flow --out teachers/digits_flow

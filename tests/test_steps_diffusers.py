@@ -15,6 +15,7 @@ from diffusers_fixtures import save_folder
 from distill.cli import main
 from distill.data.generative import load_generative_data
 from distill.diffusion.diffusers_student import save_diffusers_student
+from distill.diffusion.sampling import OdeGenerator
 from distill.diffusion.teacher import build_diffusion_model
 from distill.errors import ConfigError
 from distill.experiment import Run, get_task, load_recipe
@@ -50,27 +51,25 @@ def distill_samples(run_folder, recipe, steps: int, noise: torch.Tensor) -> torc
 
 def test_progressive_students_of_a_ddpm_folder_sample_alike_in_diffusers(tmp_path):
     folder = save_folder(tmp_path / "teacher", "ddpm", prediction_type="v_prediction")
-    recipe, results = run(steps_recipe(folder, {"name": "progressive", "options": {"start_steps": 4}}),
-                          tmp_path / "run")
+    method = {"name": "progressive", "options": {"start_steps": 4, "final_steps": 2}}
+    recipe, results = run(steps_recipe(folder, method), tmp_path / "run")
     teacher = results["details"]["teacher"]
     assert teacher["given"] == f"diffusers:{folder}" and teacher["prediction"] == "v"
     assert teacher["process"] == "DiscreteDiffusion" and not (tmp_path / "run" / "teacher").exists()
-    assert sorted(results["details"]["diffusers_students"]) == ["1", "2"]
-    for steps in (1, 2):
-        student = tmp_path / "run" / "diffusers" / f"{steps}_steps"
-        note = json.loads((student / "distill_sampler.json").read_text())
-        assert note["pipeline"] == "DDIMPipeline" and note["same_as_distill"] and note["steps"] == steps
-        pipeline = diffusers.DDIMPipeline.from_pretrained(student)
-        assert pipeline.scheduler.config.timestep_spacing == "trailing"
-        images = pipeline(batch_size=3, generator=torch.Generator().manual_seed(steps), num_inference_steps=steps,
-                          output_type="pt").images
-        noise = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(steps))
-        torch.testing.assert_close(images, distill_samples(tmp_path / "run", recipe, steps, noise), rtol=0, atol=1e-5)
-    # the students differ from the teacher: training moved them
+    assert list(results["details"]["diffusers_students"]) == ["2"]
+    student = tmp_path / "run" / "diffusers" / "2_steps"
+    note = json.loads((student / "distill_sampler.json").read_text())
+    assert note["pipeline"] == "DDIMPipeline" and note["same_as_distill"] and note["steps"] == 2
+    pipeline = diffusers.DDIMPipeline.from_pretrained(student)
+    assert pipeline.scheduler.config.timestep_spacing == "trailing"
+    images = pipeline(batch_size=3, generator=torch.Generator().manual_seed(0), num_inference_steps=2,
+                      output_type="pt").images
+    noise = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(images, distill_samples(tmp_path / "run", recipe, 2, noise), rtol=0, atol=1e-5)
+    # the student differs from the teacher: training moved it
     teacher_unet = diffusers.UNet2DModel.from_pretrained(folder / "unet")
-    student_unet = diffusers.UNet2DModel.from_pretrained(tmp_path / "run" / "diffusers" / "1_steps" / "unet")
     assert any(not torch.equal(a, b) for a, b in zip(teacher_unet.state_dict().values(),
-                                                     student_unet.state_dict().values()))
+                                                     pipeline.unet.state_dict().values()))
     # distill export still traces the few-step sampler around the diffusers UNet
     assert main(["export", str(tmp_path / "run"), "--format", "torchscript", "--out", str(tmp_path / "x.pt")]) == 0
     traced = torch.jit.load(str(tmp_path / "x_2step.pt"))
@@ -79,19 +78,34 @@ def test_progressive_students_of_a_ddpm_folder_sample_alike_in_diffusers(tmp_pat
     torch.testing.assert_close(traced(noise), generators[2].sample(noise, None, 2), rtol=1e-5, atol=1e-5)
 
 
-def test_reflow_students_of_a_flow_folder_sample_alike_in_diffusers(tmp_path):
+def test_euler_students_of_a_flow_folder_sample_alike_in_diffusers(tmp_path):
+    """An Euler sampler on a flow UNet (what reflow students use) is written as a DDPMPipeline folder whose
+    FlowMatchEulerDiscreteScheduler steps on distill's uniform σ grid."""
     folder = save_folder(tmp_path / "teacher", "flow", pipeline=False)
-    recipe, results = run(steps_recipe(folder, {"name": "reflow", "options": {"pairs": 40}}, solver="euler"),
-                          tmp_path / "run")
-    student = tmp_path / "run" / "diffusers" / "4_steps"
-    note = json.loads((student / "distill_sampler.json").read_text())
-    assert note["pipeline"] == "DDPMPipeline" and note["sampler"] == "euler"
-    pipeline = diffusers.DDPMPipeline.from_pretrained(student)
-    assert type(pipeline.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
-    images = pipeline(batch_size=3, generator=torch.Generator().manual_seed(0), num_inference_steps=4,
-                      output_type="pt").images
-    noise = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(images, distill_samples(tmp_path / "run", recipe, 4, noise), rtol=0, atol=1e-5)
+    model = build_diffusion_model(load_recipe(steps_recipe(folder, {"name": "reflow"})).teacher,
+                                  load_generative_data("digits"))
+    generator = OdeGenerator(model, "euler")
+    for steps in (1, 3):
+        student = save_diffusers_student(model, generator, steps, "reflow", tmp_path / f"{steps}_steps")
+        note = json.loads((student / "distill_sampler.json").read_text())
+        assert note["pipeline"] == "DDPMPipeline" and note["sampler"] == "euler" and note["same_as_distill"]
+        pipeline = diffusers.DDPMPipeline.from_pretrained(student)
+        assert type(pipeline.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
+        images = pipeline(batch_size=3, generator=torch.Generator().manual_seed(steps), num_inference_steps=steps,
+                          output_type="pt").images
+        noise = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(steps))
+        torch.testing.assert_close(images, (generator.sample(noise, None, steps) / 2 + 0.5).clamp(0, 1),
+                                   rtol=0, atol=1e-5)
+
+
+def test_dmd2_with_its_gan_head_on_the_unets_middle_block(tmp_path):
+    folder = save_folder(tmp_path / "teacher", "flow")
+    method = {"name": "dmd", "options": {"gan": 0.1, "fake_updates": 1}}
+    _, results = run(steps_recipe(folder, method, solver="euler"), tmp_path / "run")
+    logged = (tmp_path / "run" / "dmd" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "train_gan" in logged and "train_discriminator" in logged  # the head on unet.mid_block trained
+    note = json.loads((tmp_path / "run" / "diffusers" / "1_steps" / "distill_sampler.json").read_text())
+    assert note["pipeline"] is None and note["sampler"] == "RenoisingGenerator"
 
 
 def test_a_student_whose_sampler_diffusers_lacks_is_written_with_a_note(tmp_path):

@@ -63,6 +63,14 @@ class DiffusersNet(nn.Module):
     def conditional(self) -> bool:
         return self.unet.class_embedding is not None
 
+    @property
+    def bottleneck(self) -> tuple[str, int] | None:
+        """The module path of the UNet's middle block and its width (what DMD2's GAN head reads); None
+        for a UNet without one."""
+        if self.unet.mid_block is None:
+            return None
+        return "unet.mid_block", self.unet.config.block_out_channels[-1]
+
     def timestep(self, t: Tensor) -> Tensor:
         """The diffusers timestep of distill's time ``t``."""
         return (t.double() * self.scale + self.offset).float()

@@ -107,8 +107,8 @@ class DiscreteDiffusion(Process):
     Timestep k sits at t = (k + 1)/T and t = 0 is the clean data (ᾱ = 1, as DDIM's last step lands,
     Song et al., ICLR 2021); between entries ᾱ is linear in t. A uniform grid of N steps therefore
     visits the timesteps T−1, T−1−T/N, …, T/N−1 — DDIM's "trailing" spacing (Lin et al., WACV 2024)
-    — exactly whenever N divides T. :meth:`timestep` gives the (fractional) timestep a network
-    trained on this table is called with.
+    — exactly whenever N divides T. A network trained on the table is called at the (fractional)
+    timestep T·t − 1.
     """
 
     def __init__(self, alphas_cumprod: Tensor) -> None:
@@ -118,10 +118,6 @@ class DiscreteDiffusion(Process):
                               "values outside that range.")
         self.table = torch.cat([table.new_ones(1), table])  # entry j ↔ t = j / T; entry 0 is the data
         self.num_timesteps = table.numel()
-
-    def timestep(self, t: Tensor) -> Tensor:
-        """The training timestep ``T·t − 1`` that time ``t`` stands for (−1 at the data end)."""
-        return t.double() * self.num_timesteps - 1
 
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         table = self.table.to(t.device)
