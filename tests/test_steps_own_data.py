@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from distill.data import load_dataset
 from distill.data.generative import load_generative_data
-from distill.diffusion.teacher import build_diffusion_model
+from distill.diffusion.teacher import build_diffusion_model, build_diffusion_net
 from distill.errors import CheckpointError, ConfigError, DistillError
 from distill.experiment import Run, get_task, load_recipe
 from distill.losses.base import IGNORE_INDEX
@@ -120,6 +120,23 @@ def test_a_conditional_module_without_weights_is_trained_by_the_run(workdir):
     assert (workdir / "run" / "teacher").is_dir() and "given" not in results["details"]["teacher"]
     teacher_rows = [r for r in results["rows"] if r["model"].startswith("teacher")]
     assert teacher_rows and all(r["nfe"] == 2 * r["steps"] for r in teacher_rows)  # guided: two calls per step
+
+
+def test_a_zoo_teacher_with_weights_is_given_and_its_step_conditioned_students_still_build(workdir):
+    """distill's own network from a weights file: loaded into the teacher, while a step-conditioned student's
+    fresh network (which has one more input) is built empty and takes the teacher's weights later."""
+    splits = load_generative_data("8gaussians", {"n_train": 64, "n_test": 32})
+    recipe = load_recipe({"name": "t", "task": "steps", "data": {"name": "8gaussians"},
+                          "teacher": {"model": "mlp", "options": {"hidden": 8, "depth": 1},
+                                      "weights": "mlp.safetensors"}, "method": {"name": "shortcut"}})
+    torch.manual_seed(3)
+    save_file(build_diffusion_net(recipe.teacher.model_copy(update={"weights": None}), splits).state_dict(),
+              "mlp.safetensors")
+    given = build_diffusion_model(recipe.teacher, splits).net.state_dict()
+    torch.manual_seed(3)
+    expected = build_diffusion_net(recipe.teacher.model_copy(update={"weights": None}), splits).state_dict()
+    assert given.keys() == expected.keys() and all(torch.equal(given[k], expected[k]) for k in given)
+    assert "embed.step.0.weight" in build_diffusion_net(recipe.teacher, splits, step_conditioned=True).state_dict()
 
 
 @pytest.mark.parametrize("teacher, error, message", [

@@ -3,7 +3,8 @@
 ===============================  ==============================================================
 ``mlp``, ``unet``                distill's denoisers (:mod:`distill.diffusion.nets`), trained by the run
 ``my_models:build_net``          the user's own module by import path (``distill.models.source``):
-                                 ``forward(x, t)`` — or ``forward(x, t, y)`` when class-conditional —
+                                 ``forward(x, t)`` — or ``forward(x, t, y)`` when class-conditional,
+                                 label −1 the null class of classifier-free guidance —
                                  with t ∈ [0, 1] per row (0 data, 1 noise), returning a tensor shaped
                                  like x; given by ``weights`` or trained by the run, its process and
                                  prediction declared in the recipe

@@ -40,8 +40,8 @@ def build_diffusion_net(spec: DiffusionModelSpec, splits: DataSplits, step_condi
         net = build_denoiser(spec.model, splits.input_shape, classes, step_conditioned, **spec.options)
     else:
         net = build_imported_net(spec.model, splits.input_shape, classes, spec.options)
-    if spec.weights is not None:  # the user's state dict names their module's own entries
-        load_weights(net.module if isinstance(net, ImportedNet) else net, spec.weights)
+    if spec.weights is not None and not step_conditioned:  # a step-conditioned student takes them from the teacher
+        load_weights(net.module if isinstance(net, ImportedNet) else net, spec.weights)  # the file's own names
     return net
 
 
