@@ -58,6 +58,27 @@ def from_arrays(
     )
 
 
+def from_unlabelled_arrays(x_train: ArrayLike, x_test: ArrayLike) -> DataSplits:
+    """Splits of inputs without labels (what a generative model learns from): every label is
+    ``IGNORE_INDEX`` and ``num_classes`` is 0, so nothing that needs classes can take them."""
+    xtr, xte = _inputs("x_train", x_train), _inputs("x_test", x_test)
+    _same_shape("x_test", tuple(xte.shape[1:]), tuple(xtr.shape[1:]))
+
+    def unlabelled(x: torch.Tensor) -> InMemoryDataset:
+        return InMemoryDataset(x, torch.full((len(x),), IGNORE_INDEX, dtype=torch.long))
+
+    return DataSplits(train=unlabelled(xtr), test=unlabelled(xte), input_shape=tuple(xtr.shape[1:]), num_classes=0)
+
+
+def require_labels(splits: DataSplits, family: str) -> DataSplits:
+    """``splits`` if they are labelled; unlabelled data (``unlabelled: true``) is for step and score
+    distillation only."""
+    if not splits.num_classes:
+        raise DistillError(f"{family} needs labelled data, but this data set has no labels (unlabelled: true); "
+                           "give labels, or use unlabelled images in step or score distillation.")
+    return splits
+
+
 def from_datasets(
     train: Dataset, test: Dataset, transfer: Dataset | None = None, *, num_classes: int
 ) -> DataSplits:

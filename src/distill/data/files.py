@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from distill.data.base import DATASETS, DataSplits
-from distill.data.custom import from_arrays
+from distill.data.custom import from_arrays, from_unlabelled_arrays
 from distill.errors import ConfigError, DistillError
 
 #: Accepted names of the arrays in an ``.npz``, in order of preference.
@@ -38,7 +38,7 @@ _SPLIT_FORMS = "an .npz path or a mapping {x: inputs.npy, y: labels.npy}"
 
 @DATASETS.register("arrays")
 def load_arrays(
-    train: Any, test: Any, transfer: Any = None, num_classes: int | None = None
+    train: Any, test: Any, transfer: Any = None, num_classes: int | None = None, unlabelled: bool = False
 ) -> DataSplits:
     """Your own NumPy files: ``train`` and ``test`` are each an ``.npz`` or ``{x: .npy, y: .npy}``.
 
@@ -48,11 +48,21 @@ def load_arrays(
     is unknown. Labels are integers ``0..num_classes-1`` of shape ``(N,)``;
     ``num_classes`` defaults to the largest label plus one. ``transfer`` is an
     optional ``.npy`` (or ``.npz`` with ``x``) of unlabeled inputs.
+
+    ``unlabelled: true`` reads inputs only — ``train`` and ``test`` are each an ``.npy`` or an ``.npz``
+    with ``x`` — for step and score distillation (``num_classes`` 0).
     """
     files: dict[str, Path] = {}
+    if _flag("unlabelled", unlabelled):
+        if transfer is not None or num_classes is not None:
+            raise ConfigError("unlabelled: true reads inputs only; remove transfer and num_classes.")
+        (x_train, _), (x_test, _) = _unlabelled("train", train, files), _unlabelled("test", test, files)
+        splits = from_unlabelled_arrays(x_train, x_test)
+        return dataclasses.replace(splits, name="arrays", extra={"files": {k: str(v) for k, v in files.items()},
+                                                                 "fingerprint": _digest(files)})
     x_train, y_train, train_names = _labelled("train", train, files)
     x_test, y_test, test_names = _labelled("test", test, files)
-    x_transfer, transfer_name = (None, None) if transfer is None else _unlabelled(transfer, files)
+    x_transfer, transfer_name = (None, None) if transfer is None else _unlabelled("transfer", transfer, files)
     try:
         splits = from_arrays(x_train, y_train, x_test, y_test, x_transfer, num_classes)
     except DistillError as err:
@@ -66,7 +76,7 @@ def load_arrays(
 
 @DATASETS.register("image_folder")
 def load_image_folder(
-    train: Any, test: Any, size: Any = None, grayscale: bool | None = None
+    train: Any, test: Any, size: Any = None, grayscale: bool | None = None, unlabelled: bool = False
 ) -> DataSplits:
     """Images in one sub-folder per class (``train/cat/1.png``); labels follow the sorted class names.
 
@@ -77,11 +87,16 @@ def load_image_folder(
     image as one channel (ITU-R 601 luma), ``grayscale: false`` every image as RGB.
     ``size: [H, W]`` resizes every image (bilinear); without it all images must
     share one size. Everything is held in memory; ``extra`` holds ``class_names``.
+
+    ``unlabelled: true`` reads every image under ``train`` and ``test`` (sub-folders included) without
+    labels, for step and score distillation (``num_classes`` 0).
     """
     size = _size(size)
     if grayscale is not None and not isinstance(grayscale, bool):
         raise ConfigError(f"grayscale must be true or false, got {grayscale!r}.")
     roots = {"train": _folder("train", train), "test": _folder("test", test)}
+    if _flag("unlabelled", unlabelled):
+        return _unlabelled_images(roots, size, grayscale)
     classes = _class_names("train", roots["train"])
     test_classes = _class_names("test", roots["test"])
     if test_classes != classes:
@@ -91,32 +106,61 @@ def load_image_folder(
             f"the same sub-folders (missing in test: {sorted(set(classes) - set(test_classes))}, "
             f"not in train: {sorted(set(test_classes) - set(classes))})."
         )
-    mode = {None: None, True: "L", False: "RGB"}[grayscale]
-    digest, first = hashlib.sha256(), None
-    read: dict[str, tuple[list[np.ndarray], list[int]]] = {}
-    for option, root in roots.items():
-        images, labels = read[option] = [], []
-        for label, name in enumerate(classes):
-            for path in _image_files(option, root / name):
-                image = _read_image(path, size, mode, digest)
-                if first is None:
-                    first = (path, image.shape)
-                elif image.shape[1:] != first[1][1:]:
-                    raise DistillError(
-                        f"{path} is {_pixels(image.shape)} but {first[0]} is {_pixels(first[1])}; "
-                        "set size: [H, W] to resize every image to one size."
-                    )
-                images.append(image)
-                labels.append(label)
-    channels = max(image.shape[0] for images, _ in read.values() for image in images)
-    arrays = {
-        option: (np.stack([np.broadcast_to(image, (channels, *image.shape[1:])) for image in images]),
-                 np.array(labels, dtype=np.int64))
-        for option, (images, labels) in read.items()
-    }
-    splits = from_arrays(*arrays["train"], *arrays["test"], num_classes=len(classes))
+    digest = hashlib.sha256()
+    files = {option: [(path, label) for label, name in enumerate(classes) for path in _image_files(option, root / name)]
+             for option, root in roots.items()}
+    images = _read_images({option: [path for path, _ in pairs] for option, pairs in files.items()}, size, grayscale,
+                          digest)
+    labels = {option: np.array([label for _, label in pairs], dtype=np.int64) for option, pairs in files.items()}
+    splits = from_arrays(images["train"], labels["train"], images["test"], labels["test"], num_classes=len(classes))
     extra = {"class_names": classes, "fingerprint": digest.hexdigest()}
     return dataclasses.replace(splits, name="image_folder", extra=extra)
+
+
+def _unlabelled_images(roots: dict[str, Path], size: tuple[int, int] | None, grayscale: bool | None) -> DataSplits:
+    """Every image under each root (sub-folders included), without labels."""
+    digest = hashlib.sha256()
+    files = {}
+    for option, root in roots.items():
+        paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        if not paths:
+            raise DistillError(f"{option}: {root} holds no images ({', '.join(IMAGE_SUFFIXES)}), in it or in its "
+                               "sub-folders; fix the path.")
+        files[option] = paths
+    images = _read_images(files, size, grayscale, digest)
+    splits = from_unlabelled_arrays(images["train"], images["test"])
+    return dataclasses.replace(splits, name="image_folder", extra={"fingerprint": digest.hexdigest()})
+
+
+def _read_images(files: dict[str, list[Path]], size: tuple[int, int] | None, grayscale: bool | None,
+                 digest: Any) -> dict[str, np.ndarray]:
+    """``{option: images (N, C, H, W)}`` of lists of image files: one size across all images (or
+    ``size``), one channel count (the most any image has, unless ``grayscale`` says)."""
+    mode = {None: None, True: "L", False: "RGB"}[grayscale]
+    first = None
+    read: dict[str, list[np.ndarray]] = {}
+    for option, paths in files.items():
+        images = read[option] = []
+        for path in paths:
+            image = _read_image(path, size, mode, digest)
+            if first is None:
+                first = (path, image.shape)
+            elif image.shape[1:] != first[1][1:]:
+                raise DistillError(
+                    f"{path} is {_pixels(image.shape)} but {first[0]} is {_pixels(first[1])}; "
+                    "set size: [H, W] to resize every image to one size."
+                )
+            images.append(image)
+    channels = max(image.shape[0] for images in read.values() for image in images)
+    return {option: np.stack([np.broadcast_to(image, (channels, *image.shape[1:])) for image in images])
+            for option, images in read.items()}
+
+
+def _flag(option: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{option} must be true or false, got {value!r}.")
+    return value
 
 
 # ---- arrays -----------------------------------------------------------------------------------
@@ -139,7 +183,8 @@ def _labelled(option: str, spec: Any, files: dict[str, Path]) -> tuple[np.ndarra
         raise DistillError(
             f"{option}: {path} is a single-array .npy file, but {option} needs inputs and labels; "
             f"give {option}: {{x: inputs.npy, y: labels.npy}}, or save both in one file with "
-            f"numpy.savez('{path.with_suffix('.npz')}', x=inputs, y=labels)."
+            f"numpy.savez('{path.with_suffix('.npz')}', x=inputs, y=labels). Images without labels (step or "
+            "score distillation): set unlabelled: true."
         )
     with _load(option, path) as archive:
         x_key = _key(option, path, archive.files, INPUT_KEYS, "inputs")
@@ -149,15 +194,15 @@ def _labelled(option: str, spec: Any, files: dict[str, Path]) -> tuple[np.ndarra
     return x, y, f"{path}['{x_key}'], ['{y_key}']"
 
 
-def _unlabelled(spec: Any, files: dict[str, Path]) -> tuple[np.ndarray, str]:
-    """The ``transfer`` inputs (an ``.npy``, or an ``.npz`` with ``x``) and their name in messages."""
-    path = files["transfer"] = _file("transfer", spec, "an .npy or .npz path")
-    if _kind("transfer", path) == "npy":
-        return _inputs("transfer", str(path), _load("transfer", path)), str(path)
-    with _load("transfer", path) as archive:
-        key = _key("transfer", path, archive.files, INPUT_KEYS, "inputs")
+def _unlabelled(option: str, spec: Any, files: dict[str, Path]) -> tuple[np.ndarray, str]:
+    """Inputs without labels (an ``.npy``, or an ``.npz`` with ``x``) and their name in messages."""
+    path = files[option] = _file(option, spec, "an .npy or .npz path")
+    if _kind(option, path) == "npy":
+        return _inputs(option, str(path), _load(option, path)), str(path)
+    with _load(option, path) as archive:
+        key = _key(option, path, archive.files, INPUT_KEYS, "inputs")
         where = f"{path}['{key}']"
-        return _inputs("transfer", where, _member("transfer", path, archive, key)), where
+        return _inputs(option, where, _member(option, path, archive, key)), where
 
 
 def _existing(option: str, value: Any, forms: str, folder: bool, fix: str) -> Path:
@@ -293,7 +338,7 @@ def _class_names(option: str, root: Path) -> list[str]:
         raise DistillError(
             f"{option}: {root} has {len(names)} class sub-folder(s) {names}; put each class's images "
             f"in its own sub-folder, e.g. {root / 'cat' / '1.png'} and {root / 'dog' / '1.png'} "
-            "(2 classes or more)."
+            "(2 classes or more); for images without classes (step or score distillation) set unlabelled: true."
         )
     return names
 

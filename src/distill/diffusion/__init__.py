@@ -3,8 +3,10 @@
 Noising processes (:mod:`process`), the :class:`Denoiser` that reads a network as a
 prediction of (x0, ε), classifier-free guidance (:mod:`cfg`), ODE and re-noising samplers, the
 denoiser networks, the denoising / flow-matching loss that trains a teacher, a prior or a fake
-score, the recipe sections of a diffusion model (:mod:`recipe`) and its cached training
-(:mod:`teacher`), and the score-distillation surrogate ``0.5·‖x − sg(x − g)‖²``.
+score, the recipe sections of a diffusion model (:mod:`recipe`), where its network comes from
+(:mod:`sources`: distill's, the user's module, a diffusers folder read by :mod:`diffusers_folder`) and
+its cached training (:mod:`teacher`), students of a diffusers teacher written back as diffusers folders
+(:mod:`diffusers_student`), and the score-distillation surrogate ``0.5·‖x − sg(x − g)‖²``.
 """
 
 from distill.diffusion.cfg import NULL_CLASS

@@ -100,6 +100,37 @@ class CosineDiffusion(Process):
         return torch.cos(u), torch.sin(u), -self.scale * torch.sin(u), self.scale * torch.cos(u)
 
 
+class DiscreteDiffusion(Process):
+    """Variance-preserving diffusion on a table of ᾱ_k = α_k² at ``T`` discrete training timesteps
+    k = 0 … T−1 (DDPM, Ho et al., NeurIPS 2020; diffusers' ``alphas_cumprod``).
+
+    Timestep k sits at t = (k + 1)/T and t = 0 is the clean data (ᾱ = 1, as DDIM's last step lands,
+    Song et al., ICLR 2021); between entries ᾱ is linear in t. A uniform grid of N steps therefore
+    visits the timesteps T−1, T−1−T/N, …, T/N−1 — DDIM's "trailing" spacing (Lin et al., WACV 2024)
+    — exactly whenever N divides T. A network trained on the table is called at the (fractional)
+    timestep T·t − 1.
+    """
+
+    def __init__(self, alphas_cumprod: Tensor) -> None:
+        table = torch.as_tensor(alphas_cumprod, dtype=torch.float64).flatten()
+        if table.numel() < 1 or not bool(((table >= 0) & (table <= 1)).all()):
+            raise ConfigError(f"alphas_cumprod must be a non-empty table of values in [0, 1], got {table.numel()} "
+                              "values outside that range.")
+        self.table = torch.cat([table.new_ones(1), table])  # entry j ↔ t = j / T; entry 0 is the data
+        self.num_timesteps = table.numel()
+
+    def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        table = self.table.to(t.device)
+        position = t.double().clamp(0, 1) * self.num_timesteps
+        low = position.floor().clamp(max=self.num_timesteps - 1).long()
+        slope = table[low + 1] - table[low]
+        abar = table[low] + (position - low) * slope
+        alpha, sigma = abar.sqrt(), (1 - abar).clamp(min=0).sqrt()
+        d_abar = slope * self.num_timesteps
+        d_alpha, d_sigma = d_abar / (2 * alpha.clamp(min=1e-12)), -d_abar / (2 * sigma.clamp(min=1e-12))
+        return tuple(c.to(t.dtype) for c in (alpha, sigma, d_alpha, d_sigma))
+
+
 def build_process(name: str, **options) -> Process:
     """The process registered as ``name`` ('flow' or 'diffusion')."""
     return PROCESSES.build(name, **options)

@@ -26,9 +26,10 @@ class ClassifierSpec(StrictModel):
 
 
 def obtain_metric_classifier(data: dict, spec: ClassifierSpec, splits: DataSplits, run) -> nn.Module | None:
-    """The feature classifier of the image metrics (None for 2-D data), cached like teachers.
-    ``data`` identifies the training data in the cache key (a recipe's data section)."""
-    if len(splits.input_shape) < 2:
+    """The feature classifier of the image metrics, cached like teachers; None for 2-D data and for
+    unlabelled images (scored in pixel space then: sliced W2 and MMD). ``data`` identifies the
+    training data in the cache key (a recipe's data section)."""
+    if len(splits.input_shape) < 2 or not splits.num_classes:
         return None
     torch.manual_seed(spec.train.seed)
     model = build_model(spec.model, splits.input_shape, splits.num_classes, **spec.options)

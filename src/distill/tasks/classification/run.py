@@ -17,6 +17,7 @@ from torch import nn
 
 from distill.augment import build_augment
 from distill.data import DataSplits, PairedViews, concat_datasets, load_dataset, student_views, with_validation
+from distill.data.custom import require_labels
 from distill.distiller import Distiller, Match
 from distill.engine.cache import array_hash, cached_entry, data_identity, entry_folder, fit_or_load
 from distill.engine.checkpoint import load_weights_file, save_weights_file, weights_for
@@ -78,7 +79,7 @@ def _row(name: str, role: str, model: nn.Module, splits: DataSplits, result, giv
 
 def load_recipe_data(recipe: ClassificationRecipe) -> DataSplits:
     """The recipe's dataset; with ``data.validation`` the test set is a held-out part of train."""
-    splits = load_dataset(recipe.data.name, **recipe.data.options)
+    splits = require_labels(load_dataset(recipe.data.name, **recipe.data.options), "classification")
     return with_validation(splits, recipe.data.validation) if recipe.data.validation else splits
 
 

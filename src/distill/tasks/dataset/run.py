@@ -8,6 +8,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from distill.data import load_dataset
+from distill.data.custom import require_labels
 from distill.engine.cache import content_hash, read_file_entry, write_file_entry
 from distill.experiment.runner import Run
 from distill.taps import tapped
@@ -36,7 +37,7 @@ def load_real(recipe: DatasetRecipe) -> tuple[ClassBank, Tensor, Tensor]:
     """The training set as a ClassBank (its first ``data.limit_train`` images), and the test images and labels:
     read and checked by the shared loaders (``distill.data``), the user's own files as any dataset; with
     ``data.standardize`` every channel shifted and scaled by the training images' mean and std."""
-    splits = load_dataset(recipe.data.name, **recipe.data.options)
+    splits = require_labels(load_dataset(recipe.data.name, **recipe.data.options), "dataset distillation")
     bank, test_images = class_bank(splits), splits.test.x
     if recipe.data.limit_train:  # copies, so the subset does not keep the whole training set alive
         keep = recipe.data.limit_train

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, PositiveInt, model_validator
 
 from distill.diffusion.recipe import DiffusionModelSpec, GenDataSpec
+from distill.diffusion.sources import is_zoo
 from distill.engine.config import StrictModel, TrainConfig
 from distill.errors import ConfigError
 from distill.experiment.recipe import RegisteredSpec
@@ -85,8 +86,8 @@ class ViewsSpec(StrictModel):
 
 
 class PriorSpec(DiffusionModelSpec):
-    """The prior: ``trained`` (a diffusion / flow model distill trains on the data or views, the fields
-    of a steps teacher) or ``exact`` (the closed-form ideal denoiser of the training points or views —
+    """The prior: ``trained`` (a diffusion / flow model, the fields of a steps teacher: distill trains it on
+    the data or views, or it is given — a diffusers folder or your module with ``weights``) or ``exact`` (the closed-form ideal denoiser of the training points or views —
     no training; for views each render is weighted by its camera's angle to the query's, a Gaussian
     kernel ``kappa_degrees`` wide)."""
 
@@ -128,6 +129,11 @@ class ScoreRecipe(StrictModel):
         if self.prior.kind == "exact" and hasattr(guidance, "fake_network"):
             raise ConfigError(f"guidance {self.guidance.name!r} fits an online copy of the prior's network, and the "
                               "exact prior has none; use prior.kind: trained, or another guidance.")
+        if not is_zoo(self.prior.model) and (scene or self.prior.kind == "exact"):
+            why = ("a 3-D object needs a view-conditioned prior (distill's mlp / unet)" if scene
+                   else "the exact prior has no network; set prior.kind: trained")
+            raise ConfigError(f"prior.model {self.prior.model!r} serves a trained prior of points (particles or "
+                              f"images); {why}.")
         if scene and self.prior.conditional:
             raise ConfigError("a view prior is conditioned on the camera, not on classes; set prior.conditional: false.")
         groups = {"scene" if scene else "particles"} | ({"fake"} if hasattr(guidance, "fake_network") else set())

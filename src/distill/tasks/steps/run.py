@@ -2,7 +2,8 @@
 
 The trained students are written to ``students.safetensors`` (one entry per step count,
 shared networks stored once), so ``distill eval`` and ``distill export`` rebuild the
-few-step generators from the run folder alone.
+few-step generators from the run folder alone; the students of a diffusers teacher are also
+written as diffusers folders (``diffusers/<steps>_steps``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,16 @@ from pathlib import Path
 
 from distill.data.generative import load_generative_data
 from distill.diffusion.denoiser import Denoiser
-from distill.diffusion.teacher import build_diffusion_model, build_diffusion_net, obtain_diffusion_model
+from distill.diffusion.diffusers_student import save_diffusers_student
+from distill.diffusion.sources import is_diffusers, is_zoo
+from distill.diffusion.teacher import (
+    build_diffusion_model,
+    build_diffusion_net,
+    obtain_diffusion_model,
+    step_conditioning_message,
+)
 from distill.engine.checkpoint import load_weights_file, save_weights_file
-from distill.errors import CheckpointError
+from distill.errors import CheckpointError, ConfigError
 from distill.experiment.runner import Run
 from distill.metrics.classification import accuracy
 from distill.metrics.scorer import SampleRow, Scorer
@@ -24,6 +32,8 @@ from distill.tasks.steps.metrics import counting_evaluations, make_scorer, score
 from distill.tasks.steps.recipe import StepsRecipe
 
 STUDENTS_FILE = "students.safetensors"
+#: where the students of a diffusers teacher are also written, one diffusers folder per step count
+DIFFUSERS_FOLDER = "diffusers"
 
 
 def build_teacher(recipe: StepsRecipe, splits) -> Denoiser:
@@ -70,6 +80,8 @@ def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Sc
     each step count; the rows, the scorer (its noise floor) and the run's details."""
     method = STEP_METHODS.build(recipe.method.name, **recipe.method.options)
     splits = load_generative_data(recipe.data.name, recipe.data.options)
+    if method.step_conditioned and not is_zoo(recipe.teacher.model):
+        raise ConfigError(step_conditioning_message(recipe.teacher.model))
     method.check(build_teacher(recipe, splits))  # before the teacher trains
     teacher, teacher_info = obtain_diffusion_model(recipe.data.model_dump(mode="json"), recipe.teacher, splits, run)
     scorer = make_scorer(recipe, splits, run)
@@ -80,6 +92,11 @@ def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Sc
     student_seconds = time.perf_counter() - started
     save_students(students, run.folder / STUDENTS_FILE)
     generators = {steps: method.generator(student) for steps, student in students.items()}
+    written = {}
+    if is_diffusers(recipe.teacher.model):  # students saved the way the teacher came
+        written = {steps: str(save_diffusers_student(student, generators[steps], steps, recipe.method.name,
+                                                     run.folder / DIFFUSERS_FOLDER / f"{steps}_steps"))
+                   for steps, student in students.items()}
     rows = score_rows(recipe, teacher, generators, scorer)
     budget = {"train_steps": context.train_steps, "teacher_evaluations": teacher_evaluations[0],
               "seconds": student_seconds}
@@ -88,6 +105,8 @@ def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Sc
                "scored_samples": len(scorer.real),  # evaluate.samples, capped at half the test split for floor_from: test
                "budget": budget,
                "teacher": {"steps": recipe.teacher.steps, "solver": recipe.teacher.solver, **teacher_info}}
+    if written:
+        details["diffusers_students"] = written
     if "floor_spread" in scorer.floor:
         details["floor_spread"] = scorer.floor["floor_spread"]
     if scorer.classifier is not None:

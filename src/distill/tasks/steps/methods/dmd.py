@@ -56,7 +56,10 @@ def backward_simulation(generator: Denoiser, noise: Tensor, y: Tensor | None, st
 
 def encoder_output(net: nn.Module) -> tuple[TapSpec, int]:
     """The tap whose output DMD2's GAN head reads (the U-Net bottleneck; the middle block of a
-    residual MLP) and its width."""
+    residual MLP; a wrapped network's own ``bottleneck``, e.g. a diffusers UNet's mid block) and its width."""
+    if getattr(net, "bottleneck", None) is not None:
+        path, width = net.bottleneck
+        return TapSpec(path), width
     if hasattr(net, "mid"):
         return TapSpec(f"mid.{len(net.mid) - 1}"), net.channels[-1]
     if hasattr(net, "blocks"):
