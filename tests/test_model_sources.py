@@ -9,6 +9,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -26,7 +27,8 @@ SHAPE, CLASSES = (1, 8, 8), 10  # sklearn digits
 # The README's "Bring your own models" section: its models file and its recipe.
 _README = (Path(__file__).parents[1] / "README.md").read_text()
 README_MODELS = next(b for b in re.findall(r"```python\n(.*?)```", _README, re.S) if "# my_models.py" in b)
-README_RECIPE = next(b for b in re.findall(r"```yaml\n(.*?)```", _README, re.S) if "my_models:Teacher" in b)
+README_RECIPE = next(b for b in re.findall(r"```yaml\n(.*?)```", _README, re.S) if "# own_models.yaml" in b)
+README_BARE = next(b for b in re.findall(r"```yaml\n(.*?)```", _README, re.S) if "# bare.yaml" in b)
 
 MY_MODELS = '''
 from torch import nn
@@ -306,3 +308,15 @@ def test_a_teacher_trained_from_an_import_path_is_cached_by_its_code(workdir, mo
     (workdir / "my_models.py").write_text(MY_MODELS.replace("nn.ReLU(), nn.AdaptiveAvgPool2d", "nn.GELU(), "
                                                             "nn.AdaptiveAvgPool2d"))
     assert teacher_steps("edited") == 5  # same name and options, other code: trained again
+
+
+def test_the_readme_bare_recipe_runs_on_own_arrays_with_the_default(workdir, digits):
+    (workdir / "readme_models.py").write_text(README_MODELS)
+    torch.save(build_network("readme_models:Teacher", SHAPE, CLASSES, {}).state_dict(), "teacher.pt")
+    for name, split in (("train", digits.train), ("test", digits.test)):
+        np.savez(f"{name}.npz", x=split.x.numpy(), y=split.y.numpy())
+    (workdir / "bare.yaml").write_text(README_BARE.replace("my_models:", "readme_models:"))
+    assert main(["run", "bare.yaml", *FAST, "--out", "run"]) == 0
+    results = json.loads((workdir / "run" / "results.json").read_text())
+    assert results["rows"][-1]["name"] == "student distilled (readme_models:small_student, kd, mixup)"
+    assert any("function matching" in note for note in results["notes"])
