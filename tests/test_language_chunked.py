@@ -163,6 +163,21 @@ def test_each_head_runs_once_per_chunk_and_never_in_backward(teacher):
     assert calls["teacher"] == ["forward"] * chunks
 
 
+def test_a_chunked_step_costs_no_more_matmuls_than_the_whole_batch(teacher):
+    """Counted by torch's FLOP counter, whose module tracker hooks every module's inputs and outputs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    flops = []
+    for chunk in (0, 5):
+        student = build_student(teacher, "tiny", LENGTH)
+        objective = LanguageObjective(student, LOSSES.build("forward_kl"), live_signal(teacher), teacher,
+                                      chunk_tokens=chunk)
+        with FlopCounterMode(display=False) as counter:
+            objective(batch_of(teacher))["loss"].backward()
+        flops.append(counter.get_total_flops())
+    assert 0 < flops[1] <= flops[0]  # the heads run on the 26 kept positions of 36, once each
+
+
 def test_a_head_with_a_bias_and_a_loss_with_parameters_get_their_gradients(teacher):
     class ScaledKL(type(LOSSES.build("forward_kl"))):
         """Forward KL times a trained scale: a loss with a parameter of its own."""

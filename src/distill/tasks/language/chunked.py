@@ -110,7 +110,9 @@ class FusedHeadLoss(torch.autograd.Function):
             end = start + chunk_tokens
             with torch.enable_grad():
                 rows = hidden[start:end].detach().requires_grad_(hidden.requires_grad)
-                value = share(head(rows), start)
+                # the head gets a view, not the leaf: hooks on a module's inputs (torch's module tracker, as in
+                # FlopCounterMode) cannot watch a leaf while autograd.grad runs
+                value = share(head(rows.view_as(rows)), start)
                 leaves = [leaf for leaf, need in zip((rows, *parameters), wanted) if need]
                 chunk_grads = iter(torch.autograd.grad(value, leaves, allow_unused=True, materialize_grads=True)
                                    if value.requires_grad else [torch.zeros_like(leaf) for leaf in leaves])
