@@ -115,7 +115,7 @@ class FusedHeadLoss(torch.autograd.Function):
                 value = share(head(rows.view_as(rows)), start)
                 leaves = [leaf for leaf, need in zip((rows, *parameters), wanted) if need]
                 chunk_grads = iter(torch.autograd.grad(value, leaves, allow_unused=True, materialize_grads=True)
-                                   if value.requires_grad else [torch.zeros_like(leaf) for leaf in leaves])
+                                   if leaves else ())
             total = total + value.detach()
             if wanted[0]:
                 grads[0][start:end] = next(chunk_grads)
