@@ -2,23 +2,27 @@
 
 A batch's full-vocabulary logits are most of a language step's memory (8 × 512 × 49,152 float32 is
 805 MB, and the loss keeps as much again for backward). With ``chunk_tokens = n`` the objective runs
-the models without their LM heads (:data:`HIDDEN_CALL`) and, ``n`` kept positions at a time, applies
-the head and the loss under activation checkpointing (``torch.utils.checkpoint``): a chunk's logits are
-freed after its forward and recomputed in its backward, so one chunk's logits live at once, for the
-price of a second head forward per step (student's, and the live teacher's). The chunks' shares add up
-to the loss of the whole batch — divergences over all kept positions of the batch, cross-entropies over
-all labelled ones — never a mean of chunk means. This is how TRL's chunked JSD and Liger's fused linear
-losses save the logits' memory (huggingface/trl, linkedin/Liger-Kernel); here it covers every token loss,
-dense teacher logits, the live teacher's head and the top-k cache.
+the models without their LM heads (:data:`HIDDEN_CALL`) and :class:`FusedHeadLoss` takes the kept
+positions ``n`` at a time: it applies the student's head (and the live teacher's, without autograd),
+computes the chunk's share of the loss and, in the same pass, its gradients with respect to the chunk's
+hidden states, the head's parameters (a head tied to the input embedding included) and the loss's own
+parameters; the chunk's logits are then freed. Backward only scales the gradients gathered in forward,
+so each head runs once per chunk and step, and one chunk's logits live at a time. The chunks' shares add
+up to the loss of the whole batch — divergences over all kept positions of the batch, cross-entropies over
+all labelled ones — never a mean of chunk means. This is the scheme of Liger-Kernel's fused linear
+losses (``LigerFusedLinearJSDFunction``, linkedin/Liger-Kernel; TRL's chunked JSD saves the logits'
+memory the same way); here it covers every token loss, dense teacher logits, the live teacher's head and
+the top-k cache, with PyTorch's autograd inside each chunk instead of hand-written kernels.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
 
 from distill.errors import ConfigError
 from distill.losses import IGNORE_INDEX, TokenDistillLoss, TopKTargets
@@ -84,6 +88,49 @@ def _teacher_rows(teacher: HeadInput | Tensor | TopKTargets, rows: Tensor) -> Te
     return teacher.reshape(-1, teacher.shape[-1]).index_select(0, rows)
 
 
+class FusedHeadLoss(torch.autograd.Function):
+    """``share(head(hidden[s:s + n]), s)`` summed over chunks of ``n = chunk_tokens`` rows of ``hidden (N, H)``, with
+    the gradients of every chunk taken in forward; ``parameters`` are the head's and the loss's that train.
+
+    Liger-Kernel's fused linear losses do the same (``LigerFusedLinearJSDFunction``, linkedin/Liger-Kernel): the
+    gradients with respect to ``hidden`` and ``parameters`` are kept for backward — ``(N, H)`` and the
+    parameters' shapes, nothing positions × vocabulary — and backward scales them by the output's gradient.
+    Gradients of the parameters add up over chunks in float32.
+    """
+
+    @staticmethod
+    def forward(ctx, share: Callable[[Tensor, int], Tensor], head: nn.Module, chunk_tokens: int, hidden: Tensor,
+                *parameters: Tensor) -> Tensor:
+        inputs = (hidden, *parameters)
+        wanted = [tensor.requires_grad for tensor in inputs]
+        grads = [torch.zeros(tensor.shape, dtype=torch.float32, device=tensor.device) if need else None
+                 for tensor, need in zip(inputs, wanted)]
+        total = torch.zeros((), device=hidden.device)
+        for start in range(0, max(len(hidden), 1), chunk_tokens):  # one (empty) chunk when nothing is kept
+            end = start + chunk_tokens
+            with torch.enable_grad():
+                rows = hidden[start:end].detach().requires_grad_(hidden.requires_grad)
+                # the head gets a view, not the leaf: hooks on a module's inputs (torch's module tracker, as in
+                # FlopCounterMode) cannot watch a leaf while autograd.grad runs
+                value = share(head(rows.view_as(rows)), start)
+                leaves = [leaf for leaf, need in zip((rows, *parameters), wanted) if need]
+                chunk_grads = iter(torch.autograd.grad(value, leaves, allow_unused=True, materialize_grads=True)
+                                   if leaves else ())
+            total = total + value.detach()
+            if wanted[0]:
+                grads[0][start:end] = next(chunk_grads)
+            for grad, need in zip(grads[1:], wanted[1:]):
+                if need:
+                    grad += next(chunk_grads)
+        ctx.save_for_backward(*(grad if grad is None else grad.to(tensor.dtype) for grad, tensor in zip(grads, inputs)))
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        return None, None, None, *(grad if grad is None else grad * grad_output for grad in ctx.saved_tensors)
+
+
 def chunked_loss(student: HeadInput, teacher: HeadInput | Tensor | TopKTargets | None, target: Tensor | None,
                  mask: Tensor, loss: TokenDistillLoss | None, chunk_tokens: int) -> Tensor:
     """``loss(student logits, teacher, target, mask=mask)`` (next-token cross-entropy on ``target`` when
@@ -99,14 +146,16 @@ def chunked_loss(student: HeadInput, teacher: HeadInput | Tensor | TopKTargets |
     cross_entropy = loss is None or (target is not None and loss.ce_weight > 0)
     labelled = int((target != IGNORE_INDEX).sum()) if cross_entropy else None
 
-    def share(hidden: Tensor, start: int) -> Tensor:
-        part = rows[start:start + chunk_tokens]
-        logits = HeadInput(hidden, student.head).logits(part)
+    def share(logits: Tensor, start: int) -> Tensor:
         labels = None if target is None else target[start:start + chunk_tokens]
         if loss is None:
             return cross_entropy_sum(logits, labels) / max(labelled, 1)
-        return loss.share(logits, _teacher_rows(teacher, part), labels, mask=None, positions=positions, labelled=labelled)
+        return loss.share(logits, _teacher_rows(teacher, rows[start:start + chunk_tokens]), labels, mask=None,
+                          positions=positions, labelled=labelled)
 
-    shares = [checkpoint(share, student.hidden, start, use_reentrant=False)
-              for start in range(0, max(positions, 1), chunk_tokens)]  # one (empty) chunk when nothing is kept
-    return torch.stack(shares).sum()
+    hidden = student.hidden.reshape(-1, student.hidden.shape[-1]).index_select(0, rows)
+    if not torch.is_grad_enabled():
+        return sum(share(student.head(hidden[start:start + chunk_tokens]), start)
+                   for start in range(0, max(positions, 1), chunk_tokens))
+    trained = [p for p in (*student.head.parameters(), *(loss.parameters() if loss is not None else ())) if p.requires_grad]
+    return FusedHeadLoss.apply(share, student.head, chunk_tokens, hidden, *trained)

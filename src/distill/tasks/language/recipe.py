@@ -163,7 +163,7 @@ class MethodSpec(StrictModel):
     2016, who take beam search's output); ``hidden`` and
     ``relations`` add hidden-state and MiniLM relation terms from the live teacher (any width of student);
     ``chunk_tokens``: apply the LM heads and the loss that many positions at a time, so a step never holds the
-    batch's full-vocabulary logits (0: all at once; the same loss, for a second head forward per step)."""
+    batch's full-vocabulary logits (0: all at once; the same loss and gradients, each head run once)."""
 
     loss: str = "forward_kl"
     options: dict[str, Any] = Field(default_factory=dict)
