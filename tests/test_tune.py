@@ -87,9 +87,10 @@ def test_trials_csv_has_every_trial_and_the_pruned_one_is_marked(tuned):
     by_number = {int(row[0]): dict(zip(header, row)) for row in trials}
     assert by_number[1]["state"] == "pruned" and by_number[1]["step"] == "10"  # the first of 2 reports
     assert {by_number[n]["state"] for n in (0, 2, 3)} == {"complete"}
-    # each method's published setting is tried first, at the recipe's learning rate
-    assert [by_number[n]["method"] for n in range(4)] == ["kd", "dist", "dkd", "lskd"]
-    assert float(by_number[0]["temperature"]) == 4.0 and float(by_number[0]["lr"]) == 0.01
+    # each method's published setting is tried first (the default, function matching, leading), at the recipe's
+    # learning rate
+    assert [by_number[n]["method"] for n in range(4)] == ["function_matching", "kd", "dist", "dkd"]
+    assert float(by_number[1]["temperature"]) == 4.0 and float(by_number[0]["lr"]) == 0.01
     assert len(json.loads((out / "trials.json").read_text())) == 4
     assert (out / "trials.png").stat().st_size > 0 and "## Trials" in (out / "report.md").read_text()
 
@@ -182,7 +183,7 @@ def test_a_bad_budget_on_the_command_line_or_in_the_recipe_is_refused(tmp_path, 
 
 @pytest.mark.parametrize("search,message", [
     ({"methods": ["kd", "kdd"]}, r"search.methods: .*unknown search method 'kdd'. Did you mean 'kd'"),
-    ({"methods": []}, "the search space is empty: name at least one method of kd, dist, dkd, lskd"),
+    ({"methods": []}, "the search space is empty: name at least one method of function_matching, kd, dist, dkd, lskd"),
     ({"methods": ["kd"], "ranges": {"beta": [1, 2]}}, r"unknown knob 'beta'.*the knobs of kd"),
     ({"lr": [0.1, 0.01]}, r"lr must be \[low, high\] with 0 < low <= high"),
 ])

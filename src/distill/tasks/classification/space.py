@@ -57,8 +57,13 @@ def _temperature(default: float) -> Knob:
 #: the share of the soft term in KD-style losses (the rest is cross-entropy on labels)
 _ALPHA = Knob("alpha", "distill.pairs.0.options.alpha", 0.1, 1.0, 0.9)
 
-#: every method the search knows, in the order their published settings are tried
+#: every method the search knows, in the order their published settings are tried: the default of a recipe
+#: without a distill section (distill.tasks.classification.defaults) first
 METHODS: dict[str, SearchMethod] = {method.name: method for method in (
+    # function matching (Beyer et al. 2022): KD at T = 1 on mixed-up inputs that teacher and student both see
+    SearchMethod("function_matching",
+                 {"pairs": _logits("kd", temperature=1.0, alpha=1.0), "task_weight": 0.0, "augment": "mixup",
+                  "teacher_signal": "live"}, ()),
     # KD (Hinton et al. 2015): alpha · T²·KL(teacher_T ‖ student_T) + (1 − alpha) · CE
     SearchMethod("kd", {"pairs": _logits("kd"), "task_weight": 0.0, "augment": "none"},
                  (_temperature(4.0), _ALPHA)),
@@ -71,10 +76,6 @@ METHODS: dict[str, SearchMethod] = {method.name: method for method in (
     # LS-KD (Sun et al. 2024): KD on z-scored logits
     SearchMethod("lskd", {"pairs": _logits("lskd"), "task_weight": 0.0, "augment": "none"},
                  (_temperature(2.0), _ALPHA)),
-    # function matching (Beyer et al. 2022): KD at T = 1 on mixed-up inputs that teacher and student both see
-    SearchMethod("function_matching",
-                 {"pairs": _logits("kd", temperature=1.0, alpha=1.0), "task_weight": 0.0, "augment": "mixup",
-                  "teacher_signal": "live"}, ()),
 )}
 
 
