@@ -20,7 +20,7 @@ from distill.errors import DistillError
 from distill.losses import LOSSES, PointDistillerLoss
 from distill.losses.pointdistiller import importance_weights
 from distill.models import build_model
-from distill.point_graph import edge_features, knn_indices
+from distill.point_graph import edge_features, edge_linear, knn_indices
 
 RECIPE = Path(__file__).parents[1] / "recipes" / "points" / "pointdistiller.yaml"
 #: four points in a plane, (B, C, N) = (1, 2, 4): p0 (0, 0), p1 (1, 0), p2 (3, 0), p3 (0, 2)
@@ -44,6 +44,17 @@ def test_knn_and_edge_features_match_a_hand_computation():
     # the graphs of chosen centres only: p3 and p1
     centres = torch.tensor([[3, 1]])
     assert torch.equal(edge_features(PLANE, indices[:, [3, 1]], centres), expected[[3, 1]].permute(2, 0, 1)[None])
+
+
+def test_edge_linear_is_a_linear_layer_on_the_edge_features():
+    torch.manual_seed(0)
+    features, weight, bias = torch.randn(2, 5, 12), torch.randn(7, 10), torch.randn(7)
+    centres = torch.tensor([[4, 0, 9], [1, 1, 2]])
+    indices = knn_indices(features, 3).gather(1, centres.unsqueeze(-1).expand(-1, -1, 3))
+    expected = torch.einsum("dc,bcmk->bdmk", weight, edge_features(features, indices, centres)) + bias[:, None, None]
+    torch.testing.assert_close(edge_linear(features, indices, weight, bias, centres), expected)
+    with pytest.raises(DistillError, match=r"\(D, 2C\) = \(D, 10\)"):
+        edge_linear(features, indices, torch.randn(7, 5), centres=centres)
 
 
 def test_knn_puts_each_point_first_among_duplicates_and_refuses_bad_k():
@@ -202,6 +213,24 @@ def test_pointdistiller_is_zero_on_equal_features_and_its_gradient_flows():
     value.backward()
     assert value.item() > 0 and student.grad.abs().sum() > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in loss.parameters())
+
+
+def test_pointdistiller_by_hand_on_edge_features():
+    # the loss, spelled out: importance, top centres, teacher-space kNN, γ on the edges of both sides, weights
+    torch.manual_seed(0)
+    loss = LOSSES.build("pointdistiller", k=3, num_points=4, hidden=6, temperature=2.0)
+    student, teacher = torch.randn(2, 5, 9), torch.randn(2, 5, 9)
+    value = loss(student, teacher)
+    scores = teacher.amax(dim=1)
+    centres = scores.topk(4, dim=1).indices
+    rows = knn_indices(teacher, 3).gather(1, centres.unsqueeze(-1).expand(-1, -1, 3))
+    edges = torch.cat([edge_features(side, rows, centres) for side in (student, teacher)])   # (4, 10, 4, 3)
+    mapped = torch.einsum("dc,bcmk->bdmk", loss.edge_layer.weight, edges) + loss.edge_layer.bias[:, None, None]
+    mean, var = mapped.mean(dim=(0, 2, 3), keepdim=True), mapped.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    mapped = torch.relu((mapped - mean) / torch.sqrt(var + 1e-5))
+    error = (mapped[:2] - mapped[2:]).pow(2).mean(dim=(1, 3))
+    weights = importance_weights(scores.gather(1, centres), 2.0)
+    torch.testing.assert_close(value, (weights * error).mean())
 
 
 def test_pointdistiller_ignores_the_order_of_the_points():

@@ -35,19 +35,47 @@ def knn_indices(features: Tensor, k: int) -> Tensor:
     return distances.topk(k, dim=-1, largest=False).indices
 
 
-def edge_features(features: Tensor, indices: Tensor, centres: Tensor | None = None) -> Tensor:
-    """``(B, 2C, M, k)``: for centre point ``i`` (the ``M`` points ``centres`` ``(B, M)``, default every point
-    in order) and its ``m``-th neighbour ``j = indices[b, i, m]`` (``indices`` ``(B, M, k)``), the channels
-    ``x_j − x_i`` followed by ``x_i`` (DGCNN's EdgeConv input); differentiable in ``features`` ``(B, C, N)``."""
+def _centres(features: Tensor, indices: Tensor, centres: Tensor | None) -> Tensor:
+    """``centres`` ``(B, M)`` (default: every point, in order), checked against ``indices`` ``(B, M, k)``."""
     _check_features(features)
-    batch, channels, points = features.shape
+    batch, _, points = features.shape
     if centres is None:
         centres = torch.arange(points, device=features.device).expand(batch, points)
     if centres.dim() != 2 or centres.shape[0] != batch or indices.dim() != 3 or indices.shape[:2] != centres.shape:
         raise DistillError(f"indices must be (B, M, k) for the M centres (B, M) = {tuple(centres.shape)} of features "
                            f"{tuple(features.shape)}, got {tuple(indices.shape)}.")
+    return centres
+
+
+def _rows(values: Tensor, index: Tensor) -> Tensor:
+    """``values`` ``(B, N, D)`` at ``index`` ``(B, ...)``: ``(B, ..., D)``."""
+    flat = index.reshape(index.shape[0], -1, 1).expand(-1, -1, values.shape[2])
+    return values.gather(1, flat).view(*index.shape, values.shape[2])
+
+
+def edge_features(features: Tensor, indices: Tensor, centres: Tensor | None = None) -> Tensor:
+    """``(B, 2C, M, k)``: for centre point ``i`` (the ``M`` points ``centres`` ``(B, M)``, default every point
+    in order) and its ``m``-th neighbour ``j = indices[b, i, m]`` (``indices`` ``(B, M, k)``), the channels
+    ``x_j − x_i`` followed by ``x_i`` (DGCNN's EdgeConv input); differentiable in ``features`` ``(B, C, N)``."""
+    centres = _centres(features, indices, centres)
     x = features.transpose(1, 2)                                     # (B, N, C)
-    k = indices.shape[2]
-    neighbours = x.gather(1, indices.reshape(batch, -1, 1).expand(-1, -1, channels)).view(batch, -1, k, channels)
-    own = x.gather(1, centres.unsqueeze(-1).expand(-1, -1, channels)).unsqueeze(2).expand(-1, -1, k, -1)
+    neighbours, own = _rows(x, indices), _rows(x, centres).unsqueeze(2).expand(-1, -1, indices.shape[2], -1)
     return torch.cat([neighbours - own, own], dim=3).permute(0, 3, 1, 2)
+
+
+def edge_linear(features: Tensor, indices: Tensor, weight: Tensor, bias: Tensor | None = None,
+                centres: Tensor | None = None) -> Tensor:
+    """``(B, D, M, k)``: the linear map ``weight`` ``(D, 2C)`` (plus ``bias``) of :func:`edge_features`, equal
+    to ``weight @ edge_features(features, indices, centres) + bias`` over the channel axis, computed as
+    ``W_a x_j + (W_b − W_a) x_i + b`` with ``weight = [W_a | W_b]``: one product per point, not per edge, and
+    no ``(B, 2C, M, k)`` tensor (the split DGCNN's authors use too)."""
+    centres = _centres(features, indices, centres)
+    channels = features.shape[1]
+    if weight.dim() != 2 or weight.shape[1] != 2 * channels:
+        raise DistillError(f"an edge layer's weight must be (D, 2C) = (D, {2 * channels}) for {channels}-channel "
+                           f"features, got {tuple(weight.shape)}.")
+    x = features.transpose(1, 2)                                     # (B, N, C)
+    neighbour_part = x @ weight[:, :channels].T                      # (B, N, D)
+    own_part = torch.nn.functional.linear(x, weight[:, channels:] - weight[:, :channels], bias)
+    edges = _rows(neighbour_part, indices) + _rows(own_part, centres).unsqueeze(2)
+    return edges.permute(0, 3, 1, 2)

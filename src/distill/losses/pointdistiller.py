@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from distill.errors import ConfigError, check_count, check_positive
 from distill.losses.base import LOSSES, DistillLoss
 from distill.losses.functional import check_pair
-from distill.point_graph import edge_features, knn_indices
+from distill.point_graph import edge_linear, knn_indices
 
 
 def importance_weights(scores: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -56,8 +57,8 @@ class PointDistillerLoss(DistillLoss):
         if not isinstance(reweight, bool):
             raise ConfigError(f"reweight must be true or false, got {reweight!r}.")
         self.reweight = reweight
-        self.graph_layer = nn.Sequential(nn.LazyLinear(check_count("hidden", hidden)),
-                                         nn.BatchNorm1d(hidden, affine=False), nn.ReLU())
+        self.edge_layer = nn.LazyLinear(check_count("hidden", hidden))  # γ: linear, then batch norm and ReLU
+        self.norm = nn.BatchNorm2d(hidden, affine=False)
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         check_pair("pointdistiller", student, teacher, self.requires, min_dim=3)
@@ -69,9 +70,12 @@ class PointDistillerLoss(DistillLoss):
         scores = teacher.amax(dim=1)                                            # (B, N) importance
         centres = scores.topk(self.num_points or points, dim=1).indices         # (B, n)
         rows = knn_indices(teacher, self.k).gather(1, centres.unsqueeze(-1).expand(-1, -1, self.k))  # (B, n, k)
-        edges = [edge_features(side, rows, centres).permute(0, 2, 3, 1) for side in (student, teacher)]
-        mapped = self.graph_layer(torch.cat(edges).flatten(0, 2)).view(2, batch, *rows.shape[1:], -1)
-        error = (mapped[0] - mapped[1]).pow(2).mean(dim=(2, 3))                 # (B, n)
+        if is_lazy(self.edge_layer.weight):  # its input width, 2C, is known now
+            self.edge_layer(student.new_zeros(0, 2 * student.shape[1]))
+        layer = self.edge_layer
+        edges = torch.cat([edge_linear(side, rows, layer.weight, layer.bias, centres) for side in (student, teacher)])
+        mapped = F.relu(self.norm(edges)).view(2, batch, -1, *rows.shape[1:])  # (2, B, hidden, n, k)
+        error = (mapped[0] - mapped[1]).pow(2).mean(dim=(1, 3))                 # (B, n)
         if not self.reweight:
             return error.mean()
         return (importance_weights(scores.gather(1, centres), self.temperature) * error).mean()

@@ -12,6 +12,7 @@ gives them); the networks transpose to channels first, ``(B, 3, N)``, inside. Mo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 from distill.errors import DistillError, positive_ints
 from distill.models.base import MODELS
 from distill.models.convnet import checked_shape
-from distill.point_graph import edge_features, knn_indices
+from distill.point_graph import edge_linear, knn_indices
 
 
 class MaxOverPoints(nn.Module):
@@ -61,15 +62,20 @@ class PointNet(nn.Module):
 class EdgeConv(nn.Module):
     """One EdgeConv layer (Wang et al., ACM TOG 2019): ``max_j h(x_j − x_i, x_i)`` over the ``k`` nearest
     neighbours ``j`` of each point in its input features (the graph is rebuilt in every layer: dynamic), with
-    ``h`` a 1×1 convolution, batch norm and LeakyReLU(0.2)."""
+    ``h`` a shared linear map (``weight``; 1×1 convolution in the paper), batch norm (``norm``) and
+    LeakyReLU(0.2)."""
 
     def __init__(self, c_in: int, c_out: int, k: int) -> None:
         super().__init__()
         self.k = k
-        self.mlp = nn.Sequential(nn.Conv2d(2 * c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2))
+        self.weight = nn.Parameter(torch.empty(c_out, 2 * c_in))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's and nn.Linear's initialisation
+        self.norm = nn.BatchNorm2d(c_out)
+        self.act = nn.LeakyReLU(0.2)
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.mlp(edge_features(features, knn_indices(features, self.k))).amax(dim=3)
+        edges = edge_linear(features, knn_indices(features, self.k), self.weight)
+        return self.act(self.norm(edges)).amax(dim=3)
 
 
 class DGCNN(nn.Module):
