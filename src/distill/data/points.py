@@ -7,7 +7,7 @@ from the same generator, so the test set holds no copy of a training cloud. Ever
 from its own seed (the dataset seed, split, class and index), and every random number is drawn whatever the
 options, so a sample differs between two option sets only by what the options change (the same surface
 points with and without rotation). Meshes are normalised to the unit sphere, standing on +z
-(:func:`distill.scenes.meshes.load_mesh`). Loading the shipped meshes' 1,000 clouds takes about a second.
+(:func:`distill.scenes.meshes.load_mesh`). The shipped meshes' 1,000 clouds of 256 points take a few seconds.
 """
 
 from __future__ import annotations

@@ -42,8 +42,9 @@ class PointDistillerLoss(DistillLoss):
     has no affine parameters and normalises student and teacher edges with one set of statistics, so it
     cannot shrink the loss by scaling its output to zero, and equal features give a loss of exactly 0; the
     weights come from the importance score of the teacher's features (as the authors' code does for
-    voxels), not from the maximum of the teacher's graph features. ``γ`` is trained by this loss alone
-    and dropped with the teacher at export.
+    voxels), not from the maximum of the teacher's graph features, standardised per cloud so that ``τ`` does
+    not depend on the features' scale (the paper's other score, points per voxel, is for voxel detectors).
+    ``γ`` is trained by this loss alone and dropped with the teacher at export.
     """
 
     requires = "same_positions"
