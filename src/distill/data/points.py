@@ -119,13 +119,15 @@ def _split(classes: dict[str, list], split: str, per_class: int, seed: int, **op
 def load_mesh_points(meshes: list[str] | None = None, mesh_folder: str | None = None, up: str = "y",
                      points: int = 256, train_per_class: int = 200, test_per_class: int = 50, rotation: str = "z",
                      partial: float = 0.0, noise: float = 0.0, seed: int = 0) -> DataSplits:
-    """Point clouds ``(points, 3)`` of the shipped meshes (``meshes``: their names, default all four: cow,
-    elephant, pig, triceratops; one class each) or of your own (``mesh_folder``: one class per mesh file,
-    or per sub-folder of mesh files, named after it; ``up``: the axis they stand on, y as in the shipped
-    ones). ``rotation``: none, z (about the up axis) or so3; ``partial``: the share of clouds that are
-    partial views (half of a twice-as-large surface sample, the half nearest a random viewing direction);
-    ``noise``: the std of Gaussian noise added to every coordinate (the clouds fit the unit sphere).
-    ``extra`` holds ``class_names`` and a ``fingerprint`` of the meshes.
+    """Point clouds ``(points, 3)`` of meshes, one class per mesh (or folder of meshes); rotation, partial views, noise.
+
+    ``meshes``: shipped meshes by name (default all four: cow, elephant, pig, triceratops), or
+    ``mesh_folder``: your own, one class per mesh file or per sub-folder of mesh files, named after it
+    (``up``: the axis they stand on, y as in the shipped ones). ``rotation``: none, z (about the up axis)
+    or so3; ``partial``: the share of clouds that are partial views (the half of a twice-as-large surface
+    sample nearest a random viewing direction); ``noise``: the std of Gaussian noise added to every
+    coordinate (the clouds fit the unit sphere). ``extra`` holds ``class_names`` and a ``fingerprint`` of
+    the meshes.
     """
     from distill.engine.cache import array_hash
     from distill.scenes.views import mesh_fingerprint
