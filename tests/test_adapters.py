@@ -95,3 +95,23 @@ def test_project_builds_a_trainable_projector_on_equal_shapes(shape, layout):
     s, t = build_adapters(shape, shape, "same_shape", "pair", layout, layout, project=True)
     assert _has_params(s) and not _has_params(t)
     assert s(torch.randn(shape)).shape == shape
+
+
+def test_same_positions_projects_channels_and_never_resizes():
+    s, t = build_adapters((4, 16, 128), (4, 64, 128), "same_positions", "pair")
+    assert _has_params(s) and not _has_params(t)
+    assert s(torch.randn(4, 16, 128)).shape == (4, 64, 128)
+    same_width, _ = build_adapters((4, 64, 128), (4, 64, 128), "same_positions", "pair")
+    assert not _has_params(same_width)
+    forced, _ = build_adapters((4, 64, 128), (4, 64, 128), "same_positions", "pair", project=True)
+    assert _has_params(forced)
+    with pytest.raises(DistillError, match="same positions"):
+        build_adapters((4, 16, 64), (4, 64, 128), "same_positions", "pair")  # a subsampled point set
+    with pytest.raises(DistillError, match="same positions"):
+        build_adapters((4, 16), (4, 64, 128), "same_positions", "pair")  # a pooled vector
+
+
+def test_same_positions_gives_tokens_to_the_loss_channels_first():
+    s, t = build_adapters((4, 128, 16), (4, 128, 64), "same_positions", "pair", "tokens", "tokens")
+    assert s(torch.randn(4, 128, 16)).shape == (4, 64, 128)
+    assert t(torch.randn(4, 128, 64)).shape == (4, 64, 128)

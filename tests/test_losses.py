@@ -37,7 +37,7 @@ T_ = np.array([[2.0, 1.0, 0.0], [1.0, 0.5, 2.5]])
 def test_registered_with_paper_docstring(name):
     cls = LOSSES.get(name)
     assert issubclass(cls, DistillLoss)
-    assert cls.requires in {"identical", "same_shape", "same_spatial", "same_batch", "multi_level"}
+    assert cls.requires in {"identical", "same_shape", "same_spatial", "same_positions", "same_batch", "multi_level"}
     assert re.search(r"\b(19|20)\d\d\b", LOSSES.describe(name)), "first doc line must cite a paper and year"
 
 

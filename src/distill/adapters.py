@@ -146,6 +146,8 @@ def build_adapters(
 
     ``identical``: shapes must already match (logits); ``same_batch``: only the batch;
     ``same_spatial``: both become channel-first maps of the teacher's spatial size;
+    ``same_positions``: both become channel-first maps of the same (never resized) positions, the
+    student's channels projected onto the teacher's;
     ``same_shape``: the student is projected onto the teacher's exact shape (trainable;
     ``projector="orthogonal"`` keeps the channel map orthogonal). ``project=True``
     always builds that trainable projector, even when the shapes already agree.
@@ -156,10 +158,12 @@ def build_adapters(
         student_layout = "channels_first"
     if len(teacher_shape) != 3:
         teacher_layout = "channels_first"
-    if project:
-        requires = "same_shape"
     if student_shape[0] != teacher_shape[0]:
         raise _fail(pair, student_shape, teacher_shape, "batch sizes differ; both models must see the same batch.")
+    if requires == "same_positions":
+        return _position_adapters(student_shape, teacher_shape, pair, student_layout, teacher_layout, projector, project)
+    if project:
+        requires = "same_shape"
     if requires == "same_batch" or (
         not project and student_shape == teacher_shape and student_layout == teacher_layout
     ):
@@ -197,6 +201,22 @@ def build_adapters(
     if teacher_layout == "tokens" and len(teacher_shape) == 3:
         student_mods.append(ToTokens())
     return nn.Sequential(*student_mods), nn.Identity()
+
+
+def _position_adapters(student_shape: tuple, teacher_shape: tuple, pair: str, student_layout: str,
+                       teacher_layout: str, projector: str, project: bool) -> tuple[nn.Module, nn.Module]:
+    """``same_positions``: both sides as channel-first maps of the same positions, the student's channels
+    projected onto the teacher's when they differ (or ``project``); positions are never resized, as
+    resizing a point set would blend unrelated points."""
+    teacher_mods, teacher_cf = _to_channels_first(teacher_shape, teacher_layout, None)
+    student_mods, student_cf = _to_channels_first(student_shape, student_layout, None)
+    if len(student_cf) < 3 or student_cf[2:] != teacher_cf[2:]:
+        raise _fail(pair, student_shape, teacher_shape, "this loss compares the two tensors position by position "
+                    "(e.g. per-point features (B, C, N) of the same points), so both need the same positions; "
+                    "tap layers that keep every input point on both sides.")
+    if project or student_cf[1] != teacher_cf[1]:
+        student_mods.append(_channel_projector(len(student_cf), student_cf[1], teacher_cf[1], projector))
+    return nn.Sequential(*student_mods), nn.Sequential(*teacher_mods)
 
 
 def describe_projector(adapter: nn.Module) -> str:

@@ -1,6 +1,14 @@
 """Offline datasets by name, and the same splits from the user's own arrays or datasets."""
 
-from distill.data import basicmotions, digits, files, japanese_vowels, mnist, mnist1d  # noqa: F401  (each registers a loader)
+from distill.data import (  # noqa: F401  (each registers a loader)
+    basicmotions,
+    digits,
+    files,
+    japanese_vowels,
+    mnist,
+    mnist1d,
+    points,
+)
 from distill.data.alignment import euclidean_alignment
 from distill.data.base import DATASETS, DataSplits
 from distill.data.custom import from_arrays, from_datasets

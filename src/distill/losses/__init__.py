@@ -18,6 +18,7 @@ from distill.losses.mmd import MMDLoss
 from distill.losses.nst import NSTLoss
 from distill.losses.ofa import OFALoss
 from distill.losses.pkt import PKTLoss
+from distill.losses.pointdistiller import PointDistillerLoss
 from distill.losses.reverse_kl import ReverseKLLoss
 from distill.losses.review import ReviewKDLoss
 from distill.losses.rkd import RKDLoss
@@ -53,6 +54,7 @@ __all__ = [
     "OFALoss",
     "PKTLoss",
     "PairwiseAffinityLoss",
+    "PointDistillerLoss",
     "RKDLoss",
     "ReverseKLLoss",
     "ReviewKDLoss",

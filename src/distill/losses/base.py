@@ -14,9 +14,11 @@ from distill.registry import Registry
 #: ``identical``: identical shapes and no projector makes sense (logits over the same classes).
 #: ``same_shape``: identical shapes (a projector maps the student onto the teacher's shape).
 #: ``same_spatial``: same batch and spatial size; channels may differ (resized without parameters).
+#: ``same_positions``: both become channel-first maps of the same positions (points of one set), never
+#: resized; the student's channels are projected onto the teacher's (a trainable 1×1 map).
 #: ``same_batch``: only the batch size must agree (relations between samples).
 #: ``multi_level``: lists of tensors from several taps per side; the loss fuses them itself.
-Requirement = Literal["identical", "same_shape", "same_spatial", "same_batch", "multi_level"]
+Requirement = Literal["identical", "same_shape", "same_spatial", "same_positions", "same_batch", "multi_level"]
 
 LOSSES: Registry = Registry("loss")
 

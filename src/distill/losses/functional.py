@@ -18,7 +18,7 @@ def check_pair(loss: str, student: torch.Tensor, teacher: torch.Tensor, requires
     shapes = f"student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}"
     if student.dim() < min_dim or teacher.dim() < min_dim:
         raise DistillError(f"{loss}: expected tensors with at least {min_dim} dims, got {shapes}.")
-    if requires in ("identical", "same_shape") and student.shape != teacher.shape:
+    if requires in ("identical", "same_shape", "same_positions") and student.shape != teacher.shape:
         raise DistillError(f"{loss}: shapes must match, got {shapes}; add a projector to the student.")
     if requires == "same_spatial" and (
         student.dim() != teacher.dim() or student.shape[0] != teacher.shape[0] or student.shape[2:] != teacher.shape[2:]

@@ -1,11 +1,11 @@
-"""Reference architectures by name: MLP, ConvNet, CIFAR ResNets, a tiny ViT, and dataset distillation's
-instance-norm ConvNet, MLP and ResNet (``*_dd``)."""
+"""Reference architectures by name: MLP, ConvNet, CIFAR ResNets, a tiny ViT, dataset distillation's
+instance-norm ConvNet, MLP and ResNet (``*_dd``), and the point-cloud PointNet and DGCNN."""
 
 from collections.abc import Sequence
 
 from torch import nn
 
-from distill.models import convnet, dd, mlp, resnet, vit  # noqa: F401  (each registers its models)
+from distill.models import convnet, dd, mlp, points, resnet, vit  # noqa: F401  (each registers its models)
 from distill.models.base import MODELS
 
 
