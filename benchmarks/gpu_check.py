@@ -77,7 +77,7 @@ FAMILIES = [
            ("progress=false", "method.iterations=300", "evaluate.networks=2", "evaluate.epochs=300",
             "evaluate.architectures=[convnet]", "evaluate.augment=[false]", "evaluate.baseline_ipcs=[1]",
             "evaluate.full_epochs=1"),
-           ("progress=false", "data.limit_train=200", "network.width=8", "network.depth=2", "method.iterations=2",
+           ("progress=false", "data.name=digits", "data.limit_train=200", "network.width=8", "network.depth=2", "method.iterations=2",
             "method.options.real_per_class=8", "evaluate.networks=1", "evaluate.epochs=2",
             "evaluate.architectures=[convnet]", "evaluate.augment=[false]", "evaluate.baseline_ipcs=[1]",
             "evaluate.full_epochs=1"),

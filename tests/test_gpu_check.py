@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from language_fixtures import make_teacher
 
