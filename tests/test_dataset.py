@@ -48,6 +48,10 @@ def test_recipe_is_checked_whole_when_it_loads():
     with pytest.raises(DistillError, match="trained by distill"):
         tiny_recipe(name="mtt", options={"trajectories": "x.safetensors"})
     assert tiny_recipe(name="dc", options={"outer_loop": 2, "inner_loop": 1}).method.options["outer_loop"] == 2
+    tree = tiny_recipe().model_dump(mode="json")
+    tree["evaluate"]["architectures"] = ["mlp"]  # the condensing convnet left out: was a KeyError after condensing
+    with pytest.raises(DistillError, match="leaves out the condensing network 'convnet'"):
+        load_recipe(tree)
 
 
 def test_condense_from_the_library():

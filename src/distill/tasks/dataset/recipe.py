@@ -122,3 +122,11 @@ class DatasetRecipe(StrictModel):
     soft_labels: SoftLabelSpec = Field(default_factory=SoftLabelSpec)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _condensing_network_is_evaluated(self) -> DatasetRecipe:
+        """The IPC curve and the baselines are read on the condensing architecture: it must be evaluated."""
+        if self.network.name not in self.evaluate.architectures:
+            raise ValueError(f"evaluate.architectures {self.evaluate.architectures} leaves out the condensing network "
+                             f"{self.network.name!r} (network.name), on which the baselines are compared; add it")
+        return self
