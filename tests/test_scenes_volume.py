@@ -78,3 +78,21 @@ def test_a_field_refuses_bad_options_by_name():
         NeuralField(width=0)
     with pytest.raises(ConfigError, match="1 \\(grey\\) or 3 \\(RGB\\)"):
         NeuralField(channels=2)
+
+
+def test_reconstruction_on_random_rays_scores_the_pixels_it_picks():
+    from distill.scenes import ReconstructionObjective, ViewSet
+
+    grid = VoxelGrid(4, channels=1, init_density=1.0, samples=8)     # uniform: the jitter changes no colour
+    cameras = orbit(3, elevation=20.0)
+    images = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    objective = ReconstructionObjective(grid, ViewSet(images, cameras, torch.zeros(3, dtype=torch.long)), 6, rays=40)
+    torch.manual_seed(3)
+    loss = objective({"index": torch.tensor([2, 0])})["loss"]
+    torch.manual_seed(3)
+    torch.rand(2, 6, 6, 8)                                            # the jitter, drawn first
+    pick = torch.randint(2 * 6 * 6, (40,))
+    errors = (2 * grid.render(cameras[torch.tensor([2, 0])], 6) - 1 - images[[2, 0]]).pow(2)[:, 0]
+    torch.testing.assert_close(loss, errors.reshape(-1)[pick].mean())
+    with pytest.raises(ConfigError, match="renders whole images"):
+        ReconstructionObjective(GaussianScene.random(4, channels=1), objective.views, 6, rays=8)
