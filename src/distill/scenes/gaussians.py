@@ -244,23 +244,23 @@ class GaussianScene(Representation):
         if points.shape[-1] != 3:
             raise ConfigError(f"points must have shape (..., 3), got {tuple(points.shape)}.")
         precision = self._precisions()                                              # (N, 3, 3)
-        flat = points.reshape(-1, 3).to(precision)
-        mahalanobis = (_second_moments(flat) @ _precision_terms(precision, self.positions).T).clamp_min(0.0)
+        # log of each Gaussian's weight at each point, in log space so far from every Gaussian the density is
+        # tiny, never 0, and the channels stay those of the nearest Gaussians: one product gives
+        # -m/2 + log(-log(1 - o)) - log(2 pi)/2, the directional factor is added per ray
+        terms = _precision_terms(precision, self.positions) * -0.5
+        terms[:, -1] += F.softplus(self.opacity_logits).log() - 0.5 * math.log(2 * math.pi)
+        log_weights = _second_moments(points.to(precision)) @ terms.T                 # (..., N)
         if directions is None:
-            along = precision.diagonal(dim1=-2, dim2=-1).sum(-1)[None] / 3               # mean of d^T P d
+            along = precision.diagonal(dim1=-2, dim2=-1).sum(-1) / 3                    # the mean of d^T P d
         else:
-            unit = directions.to(precision).expand_as(points).reshape(-1, 3)
-            along = _second_moments(unit)[:, :6] @ _precision_terms(precision, None).T  # (P, N)
-        # in log space, so far from every Gaussian the density is tiny, never 0, and the channels stay those of
-        # the nearest Gaussians
-        log_weights = (F.softplus(self.opacity_logits).log() + 0.5 * along.clamp_min(1e-12).log()
-                       - 0.5 * math.log(2 * math.pi) - 0.5 * mahalanobis)              # (P, N)
+            along = _second_moments(directions.to(precision))[..., :6] @ _precision_terms(precision, None).T
+        log_weights = log_weights + 0.5 * along.clamp_min(1e-12).log()
         log_density = log_weights.logsumexp(-1)
-        values = torch.softmax(log_weights, dim=-1) @ self.colours
+        values = torch.exp(log_weights - log_density[..., None]) @ self.colours
         density = log_density.exp()
         bounded = density.clamp(1e-6, 20.0)                       # softplus^-1(s) = log s + log(expm1(s) / s)
         logits = torch.where(density > 20.0, density, log_density + torch.log(torch.expm1(bounded) / bounded))
-        return logits.reshape(points.shape[:-1]), values.reshape(*points.shape[:-1], self.channels)
+        return logits, values
 
     def ray_samples(self, cameras: OrbitCameras, size, samples: int = 64, jitter: bool = False,
                     generator: torch.Generator | None = None):
@@ -334,7 +334,7 @@ def _quadratic_form(mean: Tensor, conic: Tensor, height: int, width: int) -> Ten
 
 
 def _second_moments(x: Tensor) -> Tensor:
-    """``[x^2, y^2, z^2, 2xy, 2xz, 2yz, x, y, z, 1]`` of points ``(P, 3)``, ``(P, 10)``: with
+    """``[x^2, y^2, z^2, 2xy, 2xz, 2yz, x, y, z, 1]`` of points ``(..., 3)``, ``(..., 10)``: with
     :func:`_precision_terms`, one matrix product gives every point's quadratic form under every Gaussian."""
     x, y, z = x.unbind(-1)
     return torch.stack([x * x, y * y, z * z, 2 * x * y, 2 * x * z, 2 * y * z, x, y, z, torch.ones_like(x)], -1)

@@ -1,12 +1,14 @@
 """Progressive Volume Distillation's objective: a student of any representation matched to a teacher of
-any other at the teacher's own ray samples, and on the teacher's renders of views it never saw.
+any other at the teacher's own ray samples, and (a student that splats) on the teacher's renders of
+views it never saw.
 
 PVD (Fang et al., AAAI 2023, "One is All: Bridging the Gap Between Neural Radiance Fields Architectures
 with Progressive Volume Distillation") converts between NeRF architectures by matching, at the same
 sample points, the pre-activation density — clipped to a range, so empty space (any very negative
 value) and solid matter (any very positive one) are not matched beyond what renders can tell — and the
-colour, besides the rendered colour. Here the teacher's samples are drawn along the rays of the batch's
-cameras (stratified, as it would render them) and every representation answers the same
+colour, then the colour the student renders along the teacher's samples. Here the teacher's samples are
+drawn along the rays of the batch's cameras (stratified, as it would render them) and every
+representation answers the same
 :meth:`~distill.scenes.Representation.point_values`, so a voxel grid, a coordinate-MLP field and
 Gaussians (read as a volume) convert into one another. Colour is matched where it is seen: weighted by
 the teacher's compositing weight ``T_k alpha_k`` at each sample (PVD weighs every sample alike; a colour
@@ -27,7 +29,7 @@ from distill.scenes.marching import sample_alphas
 
 #: The pre-activation density range matched (PVD clips its exp-activated density to [-2, 7]). For the
 #: softplus densities here: softplus(-5) ≈ 0.007 per unit length is empty (under 2 % opacity across the
-#: whole cube); above 30, a sample 1/16 of the cube deep is already over 85 % opaque.
+#: whole unit cube, 2 wide); at 30, a segment 1/16 of that width is already 85 % opaque.
 DEFAULT_CLIP = (-5.0, 30.0)
 
 
