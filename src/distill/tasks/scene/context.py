@@ -87,11 +87,17 @@ class SceneContext:
 
     def train(self, run: Run, objective, dataset, label: str, offset: float = 0.0) -> tuple[dict, EvalCurve]:
         """Train ``objective`` (its ``model`` is the student) with the recipe's budget as stage ``label``; the
-        cost (wall seconds, time to the teacher's PSNR less the margin) and the eval curve."""
+        cost (wall seconds, and those to the teacher's PSNR less the margin; evaluation excluded from both)
+        and the eval curve."""
         curve = self.curve(offset)
-        result = run.train(objective, dataset, self.recipe.train, label, evaluator=curve)
+        handle = curve.watch(objective)
+        try:
+            result = run.train(objective, dataset, self.recipe.train, label, evaluator=curve)
+        finally:
+            handle.remove()
         target = self.teacher_psnr - self.recipe.evaluate.margin_db
-        return {"seconds": offset + result.seconds, "seconds_to_target": curve.seconds_to_reach(target)}, curve
+        seconds = offset + result.seconds - curve.evaluation_seconds
+        return {"seconds": seconds, "seconds_to_target": curve.seconds_to_reach(target)}, curve
 
     def fit_to_views(self, run: Run, scene: Representation, label: str,
                      rays: int | None = None) -> tuple[dict, EvalCurve]:

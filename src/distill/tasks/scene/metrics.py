@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from distill.scenes import OrbitCameras, Representation, image_metrics
 
@@ -25,20 +25,34 @@ class SceneRow:
 
 class EvalCurve:
     """An engine evaluator: the held-out PSNR against ``truth`` (renders from ``cameras``) at every
-    evaluation, beside the training wall time so far — from this object's creation, less the time spent
-    evaluating, plus ``offset`` seconds of work done before training (e.g. rendering a teacher's views)."""
+    evaluation, beside the training wall time so far — from the objective's first forward pass (see
+    :meth:`watch`), less the time spent evaluating, plus ``offset`` seconds of work done before training
+    (e.g. rendering a teacher's views)."""
 
     def __init__(self, truth: Tensor, cameras: OrbitCameras, size: int, background: float = 0.0,
                  offset: float = 0.0) -> None:
         self.truth, self.cameras, self.size, self.background, self.offset = truth, cameras, size, background, offset
         self.points: list[dict[str, float]] = []
-        self._started, self._evaluating = time.perf_counter(), 0.0
+        self._started: float | None = None
+        self.evaluation_seconds = 0.0
+
+    def watch(self, objective: nn.Module):
+        """Start the clock at ``objective``'s first forward pass (the training loop's first step, after the
+        engine's set-up); returns the hook's handle, to remove it after training."""
+
+        def start(module, args) -> None:
+            if self._started is None:
+                self._started = time.perf_counter()
+
+        return objective.register_forward_pre_hook(start)
 
     def __call__(self, scene: Representation, accelerator=None) -> dict[str, float]:
         began = time.perf_counter()
+        if self._started is None:
+            self._started = began
         psnr = image_metrics(scene, self.truth, self.cameras, self.size, self.background)["psnr"]
-        self.points.append({"seconds": began - self._started - self._evaluating + self.offset, "psnr": psnr})
-        self._evaluating += time.perf_counter() - began
+        self.points.append({"seconds": began - self._started - self.evaluation_seconds + self.offset, "psnr": psnr})
+        self.evaluation_seconds += time.perf_counter() - began
         return {"held_out_psnr": psnr}
 
     def seconds_to_reach(self, psnr: float) -> float | None:

@@ -25,9 +25,9 @@ NOTES = ["PSNR / SSIM: renders from held-out cameras (an orbit between the train
          "cameras, fused where opacity ≥ 0.5) and points on the true surface, both ways, halved; the mesh is "
          "scaled into the unit sphere.",
          "train s: wall seconds of training, including work done for it before the first step (rendering the "
-         "teacher's views, pruning); 's to teacher − margin': the training seconds at the first evaluation whose "
-         "held-out PSNR reached the teacher's less the margin ('–': never within the budget), evaluation time "
-         "excluded. Every student row has the same step budget and starts from the same seed.",
+         "teacher's views, pruning) and excluding the evaluations; 's to teacher − margin': the training seconds "
+         "at the first evaluation whose held-out PSNR reached the teacher's less the margin ('–': never within the "
+         "budget). Every student row has the same step budget and starts from the same seed.",
          "render ms / view: the best of a few timed renders of the held-out views on this machine."]
 
 
