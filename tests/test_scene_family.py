@@ -185,6 +185,9 @@ def test_a_tiny_conversion_into_a_field_writes_its_npz_and_the_curves(tmp_path, 
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert [row["representation"] for row in results["rows"]] == ["VoxelGrid", "NeuralField", "NeuralField"]
     assert len(results["details"]["curves"]["converted"]) == 2 and results["details"]["baseline_rays"] == 32
+    equal = results["details"]["equal_quality"]
+    assert equal["psnr"] == min(results["details"]["curves"][k][-1]["psnr"] for k in ("baseline", "converted"))
+    assert "At equal quality" in (tmp_path / "run" / "report.md").read_text()
     student, again = (read_representation(tmp_path / folder / "student.npz") for folder in ("run", "again"))
     assert isinstance(student, NeuralField)
     for mine, theirs in zip(student.parameters(), again.parameters()):

@@ -56,4 +56,4 @@ def run_scene_recipe(recipe: SceneRecipe, run: Run) -> Outcome:
     if result.details.get("curves"):
         figures.append(("Held-out PSNR against training time",
                         plot_curves(result.details["curves"], target, run.folder / "curves.png")))
-    return Outcome(scene_table(rows, recipe.name, recipe.evaluate.margin_db), details, figures)
+    return Outcome(scene_table(rows, recipe.name, recipe.evaluate.margin_db), details, figures, result.sections)

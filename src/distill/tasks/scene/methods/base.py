@@ -20,11 +20,13 @@ SCENE_METHODS = Registry("scene method")
 
 @dataclass
 class MethodResult:
-    """A method's rows (baselines first, its student last), the student itself and its facts for ``results.json``."""
+    """A method's rows (baselines first, its student last), the student itself, its facts for ``results.json``
+    and Markdown sections of its own for ``report.md``."""
 
     rows: list[SceneRow]
     student: Representation
     details: dict = field(default_factory=dict)
+    sections: list[str] = field(default_factory=list)
 
 
 class SceneMethod:
