@@ -82,7 +82,7 @@ class SceneContext:
         return SceneRow(label, metrics, turntable.clamp(0, 1).mean(dim=1, keepdim=True).float(), cost or {})
 
     def curve(self, offset: float = 0.0) -> EvalCurve:
-        """A fresh eval curve of held-out PSNR against the mesh (started now, ``offset`` seconds in)."""
+        """A fresh eval curve of held-out PSNR against the mesh, ``offset`` seconds in (see :class:`EvalCurve`)."""
         return EvalCurve(self.truth, self.held, self.size, self.background, offset)
 
     def train(self, run: Run, objective, dataset, label: str, offset: float = 0.0) -> tuple[dict, EvalCurve]:
