@@ -54,6 +54,16 @@ def test_readme_score_distillation_example_runs():
     assert namespace["scene"].positions.grad is not None
 
 
+def test_readme_scene_conversion_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    block = next(b for b in BLOCKS if "from distill.tasks.scene import" in b)
+    block = block.replace("steps, size = 100, 32", "steps, size = 3, 8").replace("count=40", "count=6")
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert len(namespace["converted"].losses) == 3 and namespace["converted"].student is namespace["field"]
+    assert len(namespace["small"].student) == 64 and (tmp_path / "small.ply").is_file()
+
+
 def test_readme_language_loss_example_runs():
     namespace = {}
     block = next(b for b in BLOCKS if "TopKTargets" in b)

@@ -22,7 +22,7 @@ from distill.losses import LOSSES
 from distill.tasks.classification.run import build_student, load_student_data
 
 LANGUAGE_RECIPES = sorted(Path(__file__).parents[1].glob("recipes/language/*.yaml"))
-RECIPES = sorted(p for p in Path(__file__).parents[1].glob("recipes/**/*.yaml") if p.parent.name not in ("steps", "score", "language", "dataset"))
+RECIPES = sorted(p for p in Path(__file__).parents[1].glob("recipes/**/*.yaml") if p.parent.name not in ("steps", "score", "language", "dataset", "scene"))
 
 #: Steps per phase. ViT recipes cost ~0.25 s per backward pass on one CPU thread, so they get fewer.
 STEPS, VIT_STEPS = 40, 12

@@ -12,24 +12,35 @@ import torch
 
 import distill.scenes
 from distill.errors import ConfigError, DistillError
-from distill.scenes import REPRESENTATIONS, GaussianScene, Representation, VoxelGrid, orbit, random_cameras
+from distill.scenes import (
+    REPRESENTATIONS,
+    GaussianScene,
+    NeuralField,
+    Representation,
+    VoxelGrid,
+    orbit,
+    random_cameras,
+    read_representation,
+)
 
 
 def build(name: str, **options) -> Representation:
-    small = {"gaussians": {"n": 12, "generator": torch.Generator().manual_seed(0)}, "voxels": {"resolution": 6}}
+    small = {"gaussians": {"n": 12, "generator": torch.Generator().manual_seed(0)}, "voxels": {"resolution": 6},
+             "field": {"frequencies": 2, "width": 8, "depth": 1, "generator": torch.Generator().manual_seed(0)}}
     return REPRESENTATIONS.build(name, **small[name], **options)
 
 
 def test_the_registry_lists_both_and_refuses_an_unknown_name():
-    assert set(REPRESENTATIONS.names()) >= {"gaussians", "voxels"}
+    assert set(REPRESENTATIONS.names()) >= {"gaussians", "voxels", "field"}
     assert isinstance(build("gaussians"), GaussianScene) and isinstance(build("voxels"), VoxelGrid)
+    assert isinstance(build("field"), NeuralField)
     with pytest.raises(DistillError, match="Did you mean 'voxels'"):
         REPRESENTATIONS.build("voxel")
     with pytest.raises(ConfigError, match="unexpected keyword argument 'count'"):
         REPRESENTATIONS.build("voxels", count=3)
 
 
-@pytest.mark.parametrize("name", ["gaussians", "voxels"])
+@pytest.mark.parametrize("name", ["gaussians", "voxels", "field"])
 @pytest.mark.parametrize(("channels", "features"), [(1, False), (3, False), (5, True)])
 def test_every_representation_renders_c_channels_depth_and_opacity_for_b_cameras(name, channels, features):
     scene = build(name, channels=channels, features=features)
@@ -43,16 +54,20 @@ def test_every_representation_renders_c_channels_depth_and_opacity_for_b_cameras
         assert ((images >= 0) & (images <= 1)).all()
 
 
-@pytest.mark.parametrize("name", ["gaussians", "voxels"])
+@pytest.mark.parametrize("name", ["gaussians", "voxels", "field"])
 def test_a_feature_field_renders_its_raw_values_and_an_unbounded_background(name):
     scene = build(name, channels=2, features=True)
     with torch.no_grad():
-        scene.colour_logits.fill_(-3.0)
+        if name == "field":  # its features come out of a head: a zero weight and the bias make them constant
+            scene.colour_head.weight.zero_()
+            scene.colour_head.bias.fill_(-3.0)
+        else:
+            scene.colour_logits.fill_(-3.0)
     images = scene.render(orbit(2), 8, background=-3.0)
     assert torch.allclose(images, torch.full_like(images, -3.0), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["gaussians", "voxels"])
+@pytest.mark.parametrize("name", ["gaussians", "voxels", "field"])
 def test_parameter_groups_hold_every_parameter_once(name):
     for features in (False, True):
         scene = build(name, channels=3, features=features)
@@ -63,7 +78,7 @@ def test_parameter_groups_hold_every_parameter_once(name):
         assert ("features" in groups) == features and ("colours" in groups) != features
 
 
-@pytest.mark.parametrize("name", ["gaussians", "voxels"])
+@pytest.mark.parametrize("name", ["gaussians", "voxels", "field"])
 @pytest.mark.parametrize(("channels", "features"), [(1, False), (3, False), (4, True)])
 def test_save_then_load_renders_the_same_images(tmp_path, name, channels, features):
     scene = build(name, channels=channels, features=features)
@@ -72,6 +87,7 @@ def test_save_then_load_renders_the_same_images(tmp_path, name, channels, featur
             parameter.add_(0.3 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(2)))
     path = scene.save(tmp_path / f"scene{scene.suffix}")
     loaded = type(scene).load(path)
+    assert type(read_representation(path)) is type(scene)
     cameras = orbit(3, elevation=20.0)
     assert loaded.channels == channels and loaded.features == features
     torch.testing.assert_close(loaded.render(cameras, 8), scene.render(cameras, 8).detach(), atol=1e-4, rtol=1e-4)

@@ -88,7 +88,7 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     task = get_task(recipe.task)
     options = task.parse_options("export", args.task_options)
     for path in task.export(Path(args.run_dir), recipe, args.format, weights, out, **options):
-        console.print(f"exported {path} ({args.format})")
+        console.print(f"exported {path}")  # its suffix names the format (.pt, .onnx, or a scene file)
     return 0
 
 

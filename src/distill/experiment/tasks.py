@@ -35,6 +35,7 @@ BUILTIN_FAMILIES = {
     "score": "distill.tasks.score.task",
     "language": "distill.tasks.language.task",
     "dataset": "distill.tasks.dataset.task",
+    "scene": "distill.tasks.scene.task",
 }
 
 #: the entry-point group through which an installed package registers a family of its own

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill.errors import ConfigError, DistillError, check_count
 from distill.scenes.cameras import OrbitCameras, as_cameras, image_size
 from distill.scenes.composite import background_tensor, compositing_weights
 from distill.scenes.io import checked_path, read_ply_vertices, write_ply_vertices
+from distill.scenes.marching import ray_samples
 from distill.scenes.representation import REPRESENTATIONS, Representation, check_channels
 
 LOW_PASS = 0.3  # px^2 added to the projected covariance's diagonal (3DGS's screen-space filter)
@@ -183,7 +185,7 @@ class GaussianScene(Representation):
         per_chunk = max(1, max_elements // (height * width * len(self)))
         images = []
         for i in range(0, len(cameras), per_chunk):
-            weights, final, colours, _ = self._layers(cameras[i:i + per_chunk], height, width, near)
+            weights, final, colours, _, _ = self._layers(cameras[i:i + per_chunk], height, width, near)
             images.append(weights @ colours + final[..., None] * background)             # (b, HW, C)
         return torch.cat(images).reshape(len(cameras), height, width, self.channels).permute(0, 3, 1, 2)
 
@@ -194,16 +196,89 @@ class GaussianScene(Representation):
         height, width = image_size(size)
         depths, opacities = [], []
         for i in range(len(cameras)):
-            weights, final, _, z = self._layers(cameras[i:i + 1], height, width, near)
+            weights, final, _, z, _ = self._layers(cameras[i:i + 1], height, width, near)
             opacity = 1.0 - final
             depths.append((weights @ z[..., None])[..., 0] / opacity.clamp_min(1e-6))
             opacities.append(opacity)
         shape = (len(cameras), height, width)
         return torch.cat(depths).reshape(shape), torch.cat(opacities).reshape(shape)
 
+    @torch.no_grad()
+    def blending_importance(self, cameras: OrbitCameras, size, near: float = 0.01) -> Tensor:
+        """Each Gaussian's compositing weights ``T_k alpha_k`` summed over every pixel of every view, ``(N,)``:
+        how much of the images it makes (the accumulated blending weight by which LightGaussian, Fan et al.
+        2023, and Mini-Splatting, Fang & Wang 2024, prune). 0 for a Gaussian outside every view or
+        hidden behind opaque ones."""
+        cameras = as_cameras(cameras).to(device=self.positions.device, dtype=self.positions.dtype)
+        height, width = image_size(size)
+        importance = torch.zeros(len(self), dtype=self.positions.dtype, device=self.positions.device)
+        for i in range(len(cameras)):
+            weights, _, _, _, order = self._layers(cameras[i:i + 1], height, width, near)
+            importance.index_add_(0, order[0], weights[0].sum(0))
+        return importance
+
+    def subset(self, keep: Tensor) -> GaussianScene:
+        """A new scene of the Gaussians selected by ``keep`` (indices or a boolean mask), copied."""
+        keep = torch.as_tensor(keep, device=self.positions.device)
+        if keep.dtype == torch.bool:
+            if keep.shape != (len(self),):
+                raise ConfigError(f"a mask of Gaussians must have shape ({len(self)},), got {tuple(keep.shape)}.")
+            keep = keep.nonzero()[:, 0]
+        if keep.dim() != 1 or len(keep) == 0:
+            raise ConfigError(f"keep must name at least one Gaussian (1-D indices or a mask), got shape "
+                              f"{tuple(keep.shape)}.")
+        return GaussianScene(self.positions[keep], self.log_scales[keep], self.opacity_logits[keep],
+                             self.colour_logits[keep], self.rotations[keep], self.features)
+
+    def point_values(self, points: Tensor, directions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The Gaussians read as a volume: pre-activation density ``(...)`` (``softplus`` of it is the
+        density per unit length) and channel values ``(..., C)`` at world ``points`` ``(..., 3)`` seen along
+        unit ``directions`` (broadcast against ``points``; None: averaged over directions).
+
+        Gaussian ``i`` contributes the density ``lambda_i exp(-m_i(x) / 2)`` (``m_i`` its Mahalanobis
+        distance) with ``lambda_i = -log(1 - o_i) sqrt(d^T Sigma_i^-1 d) / sqrt(2 pi)``: a ray through its
+        centre along ``d`` then accumulates the optical depth ``-log(1 - o_i)``, i.e. the opacity ``o_i``
+        its splat has there (the ray integral of a Gaussian; Max 1995; Kerbl et al. 2023). Channels are
+        the density-weighted mean of the Gaussians' channels.
+        """
+        if points.shape[-1] != 3:
+            raise ConfigError(f"points must have shape (..., 3), got {tuple(points.shape)}.")
+        precision = self._precisions()                                              # (N, 3, 3)
+        # log of each Gaussian's weight at each point, in log space so far from every Gaussian the density is
+        # tiny, never 0, and the channels stay those of the nearest Gaussians: one product gives
+        # -m/2 + log(-log(1 - o)) - log(2 pi)/2, the directional factor is added per ray
+        terms = _precision_terms(precision, self.positions) * -0.5
+        terms[:, -1] += F.softplus(self.opacity_logits).log() - 0.5 * math.log(2 * math.pi)
+        log_weights = _second_moments(points.to(precision)) @ terms.T                 # (..., N)
+        if directions is None:
+            along = precision.diagonal(dim1=-2, dim2=-1).sum(-1) / 3                    # the mean of d^T P d
+        else:
+            along = _second_moments(directions.to(precision))[..., :6] @ _precision_terms(precision, None).T
+        log_weights = log_weights + 0.5 * along.clamp_min(1e-12).log()
+        log_density = log_weights.logsumexp(-1)
+        values = torch.exp(log_weights - log_density[..., None]) @ self.colours
+        density = log_density.exp()
+        bounded = density.clamp(1e-6, 20.0)                       # softplus^-1(s) = log s + log(expm1(s) / s)
+        logits = torch.where(density > 20.0, density, log_density + torch.log(torch.expm1(bounded) / bounded))
+        return logits, values
+
+    def ray_samples(self, cameras: OrbitCameras, size, samples: int = 64, jitter: bool = False,
+                    generator: torch.Generator | None = None):
+        """Samples along every pixel's ray through the cube holding every Gaussian to three standard
+        deviations (see :func:`~distill.scenes.marching.ray_samples`)."""
+        with torch.no_grad():
+            bound = float((self.positions.abs().amax(-1) + 3 * self.scales.amax(-1)).amax().clamp_min(1e-3))
+        cameras = as_cameras(cameras).to(device=self.positions.device, dtype=self.positions.dtype)
+        return ray_samples(cameras, size, bound, samples, jitter, generator)
+
+    def _precisions(self) -> Tensor:
+        """Inverse covariances ``(N, 3, 3)``: ``R diag(1 / s^2) R^T``."""
+        m = quaternion_to_rotation(self.rotations) / self.scales[:, None, :]
+        return m @ m.transpose(-1, -2)
+
     def _layers(self, cameras: OrbitCameras, height: int, width: int, near: float):
         """Compositing weights (b, HW, N) and final transmittance (b, HW) of the depth-sorted Gaussians,
-        with their colours (b, N, C) and camera depths (b, N) in that order."""
+        with their colours (b, N, C), camera depths (b, N) and indices (b, N) in that order."""
         focal = cameras.focal((height, width))
         rotation = cameras.rotation()
         points = cameras.world_to_camera(self.positions)                          # (b, N, 3)
@@ -234,7 +309,7 @@ class GaussianScene(Representation):
         power = _quadratic_form(mean, conic, height, width)                       # (b, HW, N)
         alpha = (opacity[:, None, :] * torch.exp(power)).clamp(max=MAX_ALPHA)
         weights, final = compositing_weights(alpha)
-        return weights, final, colours, z.gather(1, order)
+        return weights, final, colours, z.gather(1, order), order
 
 
 def _quadratic_form(mean: Tensor, conic: Tensor, height: int, width: int) -> Tensor:
@@ -256,6 +331,24 @@ def _quadratic_form(mean: Tensor, conic: Tensor, height: int, width: int) -> Ten
     u, v = u.reshape(-1), v.reshape(-1)
     pixel_terms = torch.stack([u * u, u * v, v * v, u, v, torch.ones_like(u)], dim=-1)   # (HW, 6)
     return (pixel_terms @ gaussian_terms.transpose(-1, -2)).clamp(max=0.0)
+
+
+def _second_moments(x: Tensor) -> Tensor:
+    """``[x^2, y^2, z^2, 2xy, 2xz, 2yz, x, y, z, 1]`` of points ``(..., 3)``, ``(..., 10)``: with
+    :func:`_precision_terms`, one matrix product gives every point's quadratic form under every Gaussian."""
+    x, y, z = x.unbind(-1)
+    return torch.stack([x * x, y * y, z * z, 2 * x * y, 2 * x * z, 2 * y * z, x, y, z, torch.ones_like(x)], -1)
+
+
+def _precision_terms(precision: Tensor, means: Tensor | None) -> Tensor:
+    """The coefficients ``(N, 10)`` (``(N, 6)`` without ``means``) of ``(x - mu)^T P (x - mu)`` in the monomials of
+    :func:`_second_moments`."""
+    quadratic = torch.stack([precision[:, 0, 0], precision[:, 1, 1], precision[:, 2, 2], precision[:, 0, 1],
+                             precision[:, 0, 2], precision[:, 1, 2]], -1)
+    if means is None:
+        return quadratic
+    pm = (precision @ means[..., None])[..., 0]                                      # (N, 3)
+    return torch.cat([quadratic, -2 * pm, (means * pm).sum(-1, keepdim=True)], -1)
 
 
 def _nearest_spacing(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:

@@ -20,7 +20,7 @@ def chamfer_distance(a: Tensor, b: Tensor, chunk: int = 4096) -> float:
         if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != 3 or len(x) == 0:
             raise ConfigError(f"chamfer_distance needs {name} of shape (N, 3) with N >= 1, got "
                               f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}.")
-    a, b = a.detach().double(), b.detach().double()
+    a, b = a.detach().double(), b.detach().to(a.device).double()
 
     def one_way(p: Tensor, q: Tensor) -> Tensor:
         return torch.cat([torch.cdist(p[i:i + chunk], q).amin(dim=1) for i in range(0, len(p), chunk)]).mean()
@@ -34,8 +34,9 @@ def surface_points(scene: Representation, cameras: OrbitCameras, size: int, min_
     maps from ``cameras``, unprojected along its ray (depth map fusion, as NeRF and 3DGS geometry is
     read). Empty only when nothing is that opaque from any camera."""
     depth, opacity = scene.render_depth(cameras, size)
-    origins, directions = cameras.to(depth.dtype).rays(size)
-    forward = cameras.to(depth.dtype).rotation()[:, 2]
+    cameras = cameras.to(device=depth.device, dtype=depth.dtype)
+    origins, directions = cameras.rays(size)
+    forward = cameras.rotation()[:, 2]
     distance = depth / (directions * forward[:, None, None, :]).sum(-1)
     points = origins[:, None, None, :] + distance[..., None] * directions
     return points[opacity >= min_opacity]
@@ -47,6 +48,7 @@ def image_metrics(scene: Representation, truth: Tensor, cameras: OrbitCameras, s
     """PSNR / SSIM of the scene's renders from ``cameras`` against ``truth``, the object's own renders from
     them (e.g. held-out views); images in [0, 1], a colour render averaged to grey against grey truth."""
     rendered = scene.render(cameras, size, background=background).clamp(0, 1).float()
+    truth = truth.to(rendered.device)
     if rendered.shape[1] != truth.shape[1]:
         rendered = rendered.mean(dim=1, keepdim=True)
     return {"psnr": float(peak_signal_noise_ratio(rendered, truth, data_range=1.0)),

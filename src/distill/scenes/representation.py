@@ -12,9 +12,12 @@ Guo et al. 2023):
 * :meth:`Representation.parameter_groups` — named parameter groups for the engine's per-group
   optimiser settings (3DGS trains positions, scales, rotations, opacities and colours at
   different learning rates);
-* :meth:`Representation.save` / :meth:`Representation.load` — its file, in a format viewers open.
+* :meth:`Representation.save` / :meth:`Representation.load` — its file, in a format viewers open;
+* :meth:`Representation.ray_samples` / :meth:`Representation.point_values` — where along each pixel's
+  ray it is read, and its pre-activation density and channel values at any points: what converting one
+  representation into another matches point by point (Progressive Volume Distillation, Fang et al. 2023).
 
-``REPRESENTATIONS`` builds a fresh one by name (``gaussians``, ``voxels``) with its options.
+``REPRESENTATIONS`` builds a fresh one by name (``gaussians``, ``voxels``, ``field``) with its options.
 """
 
 from __future__ import annotations
@@ -71,6 +74,22 @@ class Representation(nn.Module, ABC):
     @abstractmethod
     def load(cls, path) -> Representation:
         """The representation :meth:`save` wrote to ``path``."""
+
+    def ray_samples(self, cameras, size, samples: int = 64, jitter: bool = False, generator=None):
+        """``samples`` points along every pixel's ray through the region it occupies (a
+        :class:`~distill.scenes.marching.RaySamples`), stratified-jittered when ``jitter``."""
+        raise ConfigError(f"{type(self).__name__} cannot be read along rays: implement ray_samples and "
+                          "point_values to convert it point by point.")
+
+    def point_values(self, points: Tensor, directions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Pre-activation density ``(...)`` (``softplus`` of it is the density per unit length) and channel
+        values ``(..., C)`` at world ``points`` ``(..., 3)`` seen along ``directions``."""
+        raise ConfigError(f"{type(self).__name__} cannot be read at points: implement point_values and "
+                          "ray_samples to convert it point by point.")
+
+    def parameter_count(self) -> int:
+        """How many numbers the representation is made of."""
+        return sum(p.numel() for p in self.parameters())
 
 
 def check_channels(channels, features: bool) -> int:

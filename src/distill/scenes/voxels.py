@@ -3,9 +3,8 @@
 Density and colour logits live on a ``D^3`` lattice spanning ``[-bound, bound]^3``, looked up
 trilinearly (``grid_sample``, ``align_corners=True``: lattice point ``i`` sits at
 ``-bound + 2 bound i / (D - 1)``) and activated after interpolation (softplus density, sigmoid
-colour; the "post-activation" of DVGO, Sun et al. 2022). Each ray is sampled ``K`` times between
-its entry into and exit from the cube; ``alpha_k = 1 - exp(-sigma_k delta)`` and the samples are
-composited near→far (Mildenhall et al. 2020, NeRF; Max 1995, optical models for volume rendering).
+colour; the "post-activation" of DVGO, Sun et al. 2022), and ray-marched as every
+:class:`~distill.scenes.marching.VolumeField` is.
 Tensors are indexed ``[x, y, z]``: ``density_logits[i, j, k]`` is the value at ``(x_i, y_j, z_k)``.
 Registered in ``REPRESENTATIONS`` as ``voxels``; saved as a compressed ``.npz``.
 """
@@ -20,32 +19,32 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill.errors import ConfigError, DistillError, check_count
-from distill.scenes.cameras import OrbitCameras, as_cameras, image_size
-from distill.scenes.composite import background_tensor, compositing_weights
 from distill.scenes.io import checked_path
-from distill.scenes.representation import REPRESENTATIONS, Representation, check_channels
+from distill.scenes.marching import VolumeField
+from distill.scenes.representation import REPRESENTATIONS, check_channels
 
 
 @REPRESENTATIONS.register("voxels")
-class VoxelGrid(Representation):
+class VoxelGrid(VolumeField):
     """A ray-marched voxel radiance field: ``resolution^3`` density logits ``(D, D, D)`` and colour logits
     ``(C, D, D, D)`` over ``[-bound, bound]^3``.
 
     ``init_density`` is the initial density logit (softplus(-2) ≈ 0.13 per unit length: nearly
     empty); colours start grey. With ``features=True`` the ``C`` channels are a feature field's raw
-    values (no sigmoid; they start at 0).
+    values (no sigmoid; they start at 0). ``samples``: ray samples per pixel when rendering.
     """
 
     suffix = ".npz"
 
     def __init__(self, resolution: int = 32, channels: int = 3, bound: float = 1.0,
-                 init_density: float = -2.0, features: bool = False) -> None:
+                 init_density: float = -2.0, features: bool = False, samples: int = 64) -> None:
         super().__init__()
         if not isinstance(resolution, int) or resolution < 2:
             raise ConfigError(f"resolution must be an int >= 2, got {resolution!r}.")
         check_channels(channels, features)
         if not bound > 0:
             raise ConfigError(f"bound must be > 0, got {bound!r}.")
+        self.samples = check_count("samples", samples)
         self.bound = float(bound)
         self._features = bool(features)
         self.density_logits = nn.Parameter(torch.full((resolution,) * 3, float(init_density)))
@@ -104,10 +103,9 @@ class VoxelGrid(Representation):
         keep = opacity >= min_opacity
         return points[keep] if keep.any() else points.reshape(-1, 3)
 
-    def query(self, points: Tensor) -> tuple[Tensor, Tensor]:
-        """Density ``(...)`` and colour ``(..., C)`` at world ``points`` ``(..., 3)`` (trilinear, then activated)."""
-        if points.shape[-1] != 3:
-            raise ConfigError(f"points must have shape (..., 3), got {tuple(points.shape)}.")
+    def point_values(self, points: Tensor, directions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Density logits ``(...)`` and activated colours ``(..., C)`` at world ``points`` ``(..., 3)``,
+        interpolated trilinearly before the activation."""
         # grid_sample reads (x, y, z) grid coordinates as (W, H, D) of its input: our [x, y, z]
         # layout is its [D, H, W], so the coordinates go in reversed.
         grid = (points.flip(-1) / self.bound).reshape(1, 1, 1, -1, 3)
@@ -115,61 +113,7 @@ class VoxelGrid(Representation):
         sampled = F.grid_sample(values, grid.to(values), mode="bilinear", padding_mode="border",
                                 align_corners=True)[0, :, 0, 0]                      # (1 + C, P)
         sampled = sampled.transpose(0, 1).reshape(*points.shape[:-1], 1 + self.channels)
-        return F.softplus(sampled[..., 0]), self._activate(sampled[..., 1:])
-
-    def render(self, cameras: OrbitCameras, size, samples: int = 64, background=0.0,
-               generator: torch.Generator | None = None) -> Tensor:
-        """Images ``(B, C, H, W)`` in [0, 1]; ``samples`` midpoints per ray (stratified-jittered
-        when a ``generator`` is given); rays missing the cube show the background."""
-        cameras = as_cameras(cameras).to(device=self.density_logits.device, dtype=self.density_logits.dtype)
-        height, width = image_size(size)
-        background = background_tensor(background, self.channels, self.density_logits, bounded=not self.features)
-        weights, final, colour, _ = self._march(cameras, height, width, samples, generator)
-        image = (weights[..., None] * colour).sum(-2) + final[..., None] * background
-        return image.permute(0, 3, 1, 2)
-
-    def render_depth(self, cameras: OrbitCameras, size, samples: int = 64) -> tuple[Tensor, Tensor]:
-        """Expected camera depth ``(B, H, W)`` (normalised by the opacity where it is > 0) and
-        accumulated opacity ``(B, H, W)``."""
-        cameras = as_cameras(cameras).to(device=self.density_logits.device, dtype=self.density_logits.dtype)
-        height, width = image_size(size)
-        weights, final, _, t = self._march(cameras, height, width, samples, None)
-        opacity = 1.0 - final
-        forward = cameras.rotation()[:, 2]                                            # (B, 3)
-        _, directions = cameras.rays((height, width))
-        cosine = (directions * forward[:, None, None, :]).sum(-1)                     # ray distance → depth
-        return (weights * t).sum(-1) * cosine / opacity.clamp_min(1e-6), opacity
-
-    def _march(self, cameras: OrbitCameras, height: int, width: int, samples: int,
-               generator: torch.Generator | None):
-        """Compositing weights (B, H, W, K), final transmittance (B, H, W), colours (B, H, W, K, C) and
-        ray distances (B, H, W, K) of the samples along every pixel's ray."""
-        check_count("samples", samples)
-        origins, directions = cameras.rays((height, width))
-        origins = origins[:, None, None, :].expand_as(directions)
-        near, far = ray_box(origins, directions, self.bound)                        # (B, H, W)
-        offsets = torch.arange(samples, dtype=near.dtype, device=near.device) + 0.5
-        if generator is not None:
-            offsets = offsets + torch.rand(*near.shape, samples, generator=generator).to(near) - 0.5
-        delta = (far - near) / samples                                               # 0 for a missed ray
-        t = near[..., None] + offsets * delta[..., None]                             # (B, H, W, K)
-        points = origins[..., None, :] + t[..., None] * directions[..., None, :]
-        density, colour = self.query(points)
-        alpha = -torch.expm1(-density * delta[..., None])
-        weights, final = compositing_weights(alpha)
-        return weights, final, colour, t
-
-
-def ray_box(origins: Tensor, directions: Tensor, bound: float) -> tuple[Tensor, Tensor]:
-    """Entry and exit distances of rays into the cube ``[-bound, bound]^3`` (slab method; Kay & Kajiya
-    1986), clipped to start at 0; both are 0 for a ray that misses."""
-    safe = torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
-    t0, t1 = (-bound - origins) / safe, (bound - origins) / safe
-    near = torch.minimum(t0, t1).amax(-1).clamp_min(0.0)
-    far = torch.maximum(t0, t1).amin(-1)
-    hit = far > near
-    zero = torch.zeros_like(near)
-    return torch.where(hit, near, zero), torch.where(hit, far, zero)
+        return sampled[..., 0], self._activate(sampled[..., 1:])
 
 
 def write_voxels(grid: VoxelGrid, path) -> Path:
@@ -178,8 +122,8 @@ def write_voxels(grid: VoxelGrid, path) -> Path:
     Arrays: ``density`` ``(D, D, D)`` (softplus-activated, per unit length), ``colour``
     ``(D, D, D, C)`` in [0, 1] (``features`` for a feature field), both indexed ``[x, y, z]`` with
     lattice point ``i`` at ``-bound + 2 bound i / (D - 1)``; ``bounds`` ``(2, 3)``: the cube's min and
-    max corners; ``density_logits`` and ``colour_logits``, the parameters as they are (so
-    :func:`read_voxels` restores the grid exactly).
+    max corners; ``density_logits`` and ``colour_logits``, the parameters as they are, and ``samples``, the
+    ray samples per pixel it renders with (so :func:`read_voxels` restores the grid exactly).
     """
     if not isinstance(grid, VoxelGrid):
         raise ConfigError(f"write_voxels needs a VoxelGrid, got {type(grid).__name__}.")
@@ -192,7 +136,7 @@ def write_voxels(grid: VoxelGrid, path) -> Path:
     bounds = np.array([[-grid.bound] * 3, [grid.bound] * 3], dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, density=density, bounds=bounds, **{"features" if grid.features else "colour": colour},
-                        **logits)
+                        samples=np.array(grid.samples), **logits)
     return path
 
 
@@ -208,7 +152,8 @@ def read_voxels(path) -> VoxelGrid:
                                f"{', '.join(missing)}.")
         density, colour = torch.from_numpy(data["density_logits"]), torch.from_numpy(data["colour_logits"])
         grid = VoxelGrid(density.shape[0], colour.shape[0], float(data["bounds"][1, 0]),
-                         features="features" in data.files)
+                         features="features" in data.files,
+                         samples=int(data["samples"]) if "samples" in data.files else VolumeField.samples)
     with torch.no_grad():
         grid.density_logits.copy_(density)
         grid.colour_logits.copy_(colour)

@@ -149,8 +149,7 @@ def prepare_scene(recipe: ScoreRecipe, run: Run) -> SceneContext:
                    views_spec.size, recipe.train.steps)
     prior, prior_info = obtain_view_prior(recipe, views, views_info["identity"], run)
     surfaces = [sample_surface(m, views_spec.surface_points, views_spec.seed) for m in meshes]
-    held = orbit(views_spec.held_out, elevation=sum(views_spec.elevation) / 2, radius=views_spec.radius,
-                 fov_degrees=views_spec.fov, start_azimuth=180.0 / views_spec.held_out)
+    held = views_spec.held_out_cameras()
     truth = [render_mesh(m, held, views_spec.size, spec.background).float() for m in meshes]
     return SceneContext(recipe, meshes, [Path(name).stem for name in views_spec.meshes], views, frozen(prior),
                         prior_info, views_info, cameras, surfaces, held, truth)

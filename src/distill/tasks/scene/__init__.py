@@ -1,0 +1,18 @@
+"""3-D representations distilled into one another: a teacher scene converted into another representation
+(Progressive Volume Distillation) or compacted into fewer Gaussians (LightGaussian, Distilled-3DGS).
+
+``methods/`` holds one registered module per method (``convert``, ``compact``); ``objectives`` PVD's
+point-wise and rendered objective; ``teacher`` the teacher (fitted to a mesh's views and cached, or a
+file); ``context`` what every row shares and how it is scored; ``library`` the same methods as a few
+lines around your own representation; ``task`` registers the family. Cameras, renderers, meshes, views
+and 3-D metrics are the shared :mod:`distill.scenes` layer.
+"""
+
+from distill.tasks.scene.library import compact, convert
+from distill.tasks.scene.methods import SCENE_METHODS
+from distill.tasks.scene.methods.compact import prune_by_importance
+from distill.tasks.scene.objectives import ConversionObjective, conversion_targets, pointwise_losses
+from distill.tasks.scene.recipe import SceneRecipe
+
+__all__ = ["SCENE_METHODS", "ConversionObjective", "SceneRecipe", "compact", "conversion_targets", "convert",
+           "pointwise_losses", "prune_by_importance"]
