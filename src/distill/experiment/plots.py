@@ -46,3 +46,18 @@ def plot_panels(panels: Sequence[tuple[str, Tensor]], path: Path, limits: float 
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_turntables(strips: Sequence[tuple[str, Tensor]], path: Path) -> Path:
+    """One titled strip per entry: its views (B, 1, H, W) in [0, 1] side by side (a turntable of an object)."""
+    views = len(strips[0][1])
+    figure, axes = plt.subplots(len(strips), 1, figsize=(1.2 * views, 1.35 * len(strips)), squeeze=False)
+    for axis, (title, images) in zip(axes[:, 0], strips):
+        axis.imshow(images[:, 0].float().cpu().permute(1, 0, 2).flatten(1).numpy(), cmap="gray", vmin=0, vmax=1)
+        axis.set_title(title, fontsize=8, loc="left")
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from distill.experiment.plots import plot_turntables as plot_strips  # noqa: E402
 from distill.experiment.table import Column, Table, number  # noqa: E402
 from distill.tasks.scene.metrics import SceneRow  # noqa: E402
 
@@ -41,16 +42,7 @@ def scene_table(rows: Sequence[SceneRow], title: str, margin_db: float) -> Table
 
 def plot_turntables(rows: Sequence[SceneRow], path: Path) -> Path:
     """One strip per row: its turntable (B, 1, H, W) in [0, 1] side by side."""
-    figure, axes = plt.subplots(len(rows), 1, figsize=(1.2 * len(rows[0].turntable), 1.35 * len(rows)), squeeze=False)
-    for axis, row in zip(axes[:, 0], rows):
-        axis.imshow(row.turntable[:, 0].float().cpu().permute(1, 0, 2).flatten(1).numpy(), cmap="gray", vmin=0, vmax=1)
-        axis.set_title(row.model, fontsize=8, loc="left")
-        axis.set_xticks([])
-        axis.set_yticks([])
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return plot_strips([(row.model, row.turntable) for row in rows], path)
 
 
 def plot_curves(curves: dict[str, list[dict]], target: float, path: Path) -> Path:

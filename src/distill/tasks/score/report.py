@@ -7,12 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
-import torch
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 from distill.experiment.plots import plot_panels  # noqa: E402
+from distill.experiment.plots import plot_turntables as plot_strips  # noqa: E402
 from distill.experiment.table import Column, Table, number  # noqa: E402
 
 HEADERS = {"swd": ("sliced W2", ".4g"), "mmd": ("MMD²", ".4g"), "fd": ("Fréchet dist.", ".4g"),
@@ -46,17 +45,7 @@ def score_table(rows: Sequence, title: str, notes: Sequence[str]) -> Table:
 
 def plot_turntables(rows: Sequence, path: Path) -> Path:
     """One strip per row: its turntable (B, 1, H, W) in [0, 1] side by side."""
-    figure, axes = plt.subplots(len(rows), 1, figsize=(1.2 * len(rows[0].points), 1.35 * len(rows)), squeeze=False)
-    for axis, row in zip(axes[:, 0], rows):
-        strip = torch.cat(list(row.points[:, 0].float().cpu()), dim=1)
-        axis.imshow(strip.numpy(), cmap="gray", vmin=0, vmax=1)
-        axis.set_title(row.model, fontsize=8, loc="left")
-        axis.set_xticks([])
-        axis.set_yticks([])
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return plot_strips([(row.model, row.points) for row in rows], path)
 
 
 def plot_points(rows: Sequence, path: Path) -> Path:
