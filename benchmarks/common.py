@@ -15,6 +15,15 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def verdict(accs: list[float], baseline: list[float]) -> str:
+    """helps / hurts / tie against the baseline's seeds at 2σ (the larger of the two stds)."""
+    if len(accs) < 2:
+        return "one seed: no verdict"
+    (mean, std), (ref_mean, ref_std) = mean_std(accs), mean_std(baseline)
+    noise = 2 * max(std, ref_std)
+    return "helps" if mean - ref_mean > noise else "hurts" if mean - ref_mean < -noise else "tie"
+
+
 def format_mean_std(value: tuple[float, float] | None, spec: str = ".4f") -> str:
     """A (mean, std) pair as ``mean ± std`` (``–`` for None)."""
     return "–" if value is None else f"{value[0]:{spec}} ± {value[1]:{spec}}"

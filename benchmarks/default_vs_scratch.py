@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import mean_std, print_table, write_json
+from common import mean_std, print_table, verdict, write_json
 
 from distill.data import DataSplits
 from distill.experiment import Run
@@ -114,16 +114,14 @@ def main() -> None:
                 print(f"{dataset} seed {seed} {method} {100 * row.acc:.2f} % ({time.perf_counter() - started:.0f} s)",
                       flush=True)
         best_scratch = max(("scratch", "scratch_mixup"), key=lambda k: mean_std(accs[k])[0])
-        ref_mean, ref_std = mean_std(accs[best_scratch])
+        ref_mean = mean_std(accs[best_scratch])[0]
         rows = {}
         for name, values in accs.items():
             mean, std = mean_std(values)
             gain = mean - ref_mean
-            noise = 2 * max(std, ref_std)
-            verdict = ("baseline" if name.startswith("scratch") else "one seed" if len(values) < 2
-                       else "helps" if gain > noise else "hurts" if gain < -noise else "tie")
-            rows[name] = {"accs": values, "mean": mean, "std": std, "vs_best_scratch": gain, "verdict": verdict}
-            table.append([dataset, name, f"{mean:.2f} ± {std:.2f}", f"{gain:+.2f}", verdict])
+            judged = "baseline" if name.startswith("scratch") else verdict(values, accs[best_scratch])
+            rows[name] = {"accs": values, "mean": mean, "std": std, "vs_best_scratch": gain, "verdict": judged}
+            table.append([dataset, name, f"{mean:.2f} ± {std:.2f}", f"{gain:+.2f}", judged])
         payload["datasets"][dataset] = {
             "teacher_acc": 100 * teacher_rows[0].acc, "teacher_params": teacher_rows[0].params,
             "student_params": student_params, "train": base.train.model_dump(), "best_scratch": best_scratch, "rows": rows}

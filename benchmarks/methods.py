@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import mean_std, print_table, write_json
+from common import mean_std, print_table, verdict, write_json
 
 from distill.experiment import Run, load_recipe
 from distill.tasks.classification.run import load_recipe_data, obtain_teacher, train_distilled, train_scratch
@@ -70,18 +70,16 @@ def main() -> None:
             seconds.setdefault(method, []).append(row.seconds / row.steps)
             print(f"seed {seed} {method} {100 * row.acc:.2f} % ({time.perf_counter() - started:.0f} s)", flush=True)
 
-    scratch_mean, scratch_std = mean_std(results["scratch"])
+    scratch_mean = mean_std(results["scratch"])[0]
     table, rows = [], []
     for method, accs in results.items():
         mean, std = mean_std(accs)
         gain = mean - scratch_mean
-        noise = 2 * max(std, scratch_std)
-        verdict = ("baseline" if method.startswith("scratch") else "one seed: no verdict" if len(accs) < 2
-                   else "helps" if gain > noise else "hurts" if gain < -noise else "tie")
+        judged = "baseline" if method.startswith("scratch") else verdict(accs, results["scratch"])
         measured = [v for v in seconds[method] if v > 1e-4]  # a reused (--resume) run took no time
         ms = 1000 * mean_std(measured)[0] if measured else float("nan")
-        table.append({"method": method, "acc_mean": mean, "acc_std": std, "accs": accs, "gain": gain, "verdict": verdict, "ms_per_step": ms})
-        rows.append([method, f"{mean:.2f} ± {std:.2f}", f"{gain:+.2f}", verdict, f"{ms:.2f}"])
+        table.append({"method": method, "acc_mean": mean, "acc_std": std, "accs": accs, "gain": gain, "verdict": judged, "ms_per_step": ms})
+        rows.append([method, f"{mean:.2f} ± {std:.2f}", f"{gain:+.2f}", judged, f"{ms:.2f}"])
     teacher_accs = {k: [round(100 * r.acc, 2) for r in v[1]] for k, v in teachers.items()}
     print_table(["method", "test acc (%)", "vs scratch", "verdict (2σ)", "ms/step"], rows)
     sets = ("".join(f" --set {item}" for item in args.set) + f" --methods {' '.join(args.methods)}"

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import mean_std, print_table, write_json
+from common import mean_std, print_table, verdict, write_json
 
 from distill.experiment import Run, load_recipe
 from distill.metrics.cost import parameter_count
@@ -29,15 +29,6 @@ from distill.tasks.classification.run import (
 )
 
 RECIPE = Path(__file__).parents[1] / "recipes" / "points" / "pointdistiller.yaml"
-
-
-def verdict(accs: list[float], scratch: list[float]) -> str:
-    """helps / hurts / tie against scratch at 2σ (the larger of the two stds)."""
-    if len(accs) < 2:
-        return "one seed: no verdict"
-    gain = mean_std(accs)[0] - mean_std(scratch)[0]
-    noise = 2 * max(mean_std(accs)[1], mean_std(scratch)[1])
-    return "helps" if gain > noise else "hurts" if gain < -noise else "tie"
 
 
 def main() -> None:
