@@ -261,3 +261,12 @@ def test_bad_student_channels():
 
     with pytest.raises(DistillError, match="0..5"):
         student_views(load_dataset("basicmotions"), [0, 7])
+
+
+def test_osuleaf_loads_offline_as_one_standardised_channel():
+    leaves = load_dataset("osuleaf")
+    assert (len(leaves.train), len(leaves.test), leaves.input_shape, leaves.num_classes) == (200, 242, (1, 427), 6)
+    x = torch.stack([leaves.train[i][0] for i in range(len(leaves.train))])
+    assert torch.allclose(x.mean(), torch.zeros(()), atol=1e-5)
+    assert torch.allclose(x.std(unbiased=False), torch.ones(()), atol=1e-4)
+    assert sorted({int(leaves.train[i][1]) for i in range(len(leaves.train))}) == list(range(6))

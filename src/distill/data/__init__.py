@@ -7,6 +7,7 @@ from distill.data import (  # noqa: F401  (each registers a loader)
     japanese_vowels,
     mnist,
     mnist1d,
+    osuleaf,
     points,
 )
 from distill.data.alignment import euclidean_alignment
