@@ -58,6 +58,7 @@ CANDIDATES = {
     "fm": {"pairs": [KD_T1], "augment": "mixup"},
     "fm_ce": {"pairs": [KD_T1], "augment": "mixup", "task_weight": 0.5},
     "kd4_mix_ce": {"pairs": [KD_T4], "augment": "mixup", "task_weight": 0.5},
+    "kd4_ce": {"pairs": [{**KD_T4, "options": {"temperature": 4.0, "alpha": 0.5}}]},
     "dist_mix_ce": {"pairs": [DIST], "augment": "mixup", "task_weight": 0.5},
 }
 
