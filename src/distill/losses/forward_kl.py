@@ -15,5 +15,7 @@ class ForwardKLLoss(TokenDistillLoss):
     ``KL(p ‖ q) = Σ p (log p − log q)`` per position, teacher ``p``, student ``q``: mass-covering.
     """
 
+    jsd_beta = 0.0
+
     def divergence(self, log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
         return kl_divergence(log_p, log_q)

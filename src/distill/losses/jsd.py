@@ -23,6 +23,10 @@ class GeneralizedJSDLoss(TokenDistillLoss):
         super().__init__(temperature, ce_weight)
         self.beta = check_fraction("beta", beta, "the teacher's weight in the mixture; 0: forward KL, 1: reverse KL")
 
+    @property
+    def jsd_beta(self) -> float:
+        return self.beta
+
     def divergence(self, log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
         if self.beta == 0.0:
             return kl_divergence(log_p, log_q)

@@ -17,5 +17,7 @@ class ReverseKLLoss(TokenDistillLoss):
     ``+inf`` where the student puts mass on a token the teacher gives probability 0.
     """
 
+    jsd_beta = 1.0
+
     def divergence(self, log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
         return kl_divergence(log_q, log_p)

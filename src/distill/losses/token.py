@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from distill.errors import ConfigError, DistillError, check_positive
+from distill.losses import closed_form
 from distill.losses.base import IGNORE_INDEX, DistillLoss
 from distill.losses.functional import check_mask, check_pair, check_target, cross_entropy_sum
 from distill.losses.sparse import TopKTargets, labelled_bins, scaled_logits
@@ -83,6 +84,14 @@ class TokenDistillLoss(DistillLoss):
 
     requires = "identical"
     supports_mask = True
+    #: β of the divergence if it is generalised JSD's (0: forward KL, 1: reverse KL): then dense teacher logits take
+    #: the closed-form gradient of :mod:`distill.losses.closed_form`; None: autograd through :meth:`divergence`
+    jsd_beta: float | None = None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "divergence" in vars(cls) and "jsd_beta" not in vars(cls):
+            cls.jsd_beta = None  # a divergence of its own: its parent's closed form no longer holds
 
     def __init__(self, temperature: float = 1.0, ce_weight: float = 0.0) -> None:
         super().__init__()
@@ -125,6 +134,16 @@ class TokenDistillLoss(DistillLoss):
         already be IGNORE_INDEX outside ``mask``. At temperature 1 the cross-entropy reads the student's
         log-probabilities of the divergence, with no second log-softmax over the vocabulary.
         """
+        if self.jsd_beta is not None and closed_form.applies(student_logits, teacher, self.temperature,
+                                                             labelled is not None):
+            vocabulary = student_logits.shape[-1]
+            weight = torch.ones(student_logits.shape[:-1], dtype=torch.bool, device=student_logits.device) \
+                if mask is None else mask
+            return closed_form.DenseDivergence.apply(
+                student_logits.reshape(-1, vocabulary), teacher.reshape(-1, vocabulary), weight.reshape(-1),
+                None if labelled is None else target.reshape(-1), self.jsd_beta, self.temperature,
+                torch.as_tensor(positions, device=student_logits.device), self.ce_weight,
+                torch.as_tensor(0 if labelled is None else labelled, device=student_logits.device))
         shared = labelled is not None and self.temperature == 1.0
         log_q, log_p, at_labels = token_log_probs(type(self).__name__, student_logits, teacher, self.temperature,
                                                   target if shared else None)
