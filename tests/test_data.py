@@ -321,11 +321,16 @@ def test_mnist_limit_train_takes_the_first_images(mnist):
     assert torch.equal(small.train.x, mnist.train.x[:100]) and torch.equal(
         small.train.y, mnist.train.y[:100]
     )
+    few = load_dataset("mnist", limit_test=30)
+    assert len(few.train) == 60_000 and torch.equal(few.test.x, mnist.test.x[:30])
+    assert torch.equal(few.test.y, mnist.test.y[:30])
 
 
 def test_mnist_limit_and_missing_package(monkeypatch, tmp_path):
     with pytest.raises(DistillError, match="limit_train must be None or an integer"):
         load_dataset("mnist", limit_train=0)
+    with pytest.raises(DistillError, match=r"limit_test must be None or an integer in 1\.\.10000"):
+        load_dataset("mnist", limit_test=10_001)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DistillError, match=re.escape(INSTALL)):
         load_dataset("mnist")

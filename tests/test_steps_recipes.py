@@ -60,7 +60,7 @@ def tiny_overrides(path: Path) -> list[str]:
         overrides += ["evaluate.classifier.train.steps=10", "evaluate.classifier.train.epochs=null",
                       "evaluate.classifier.train.batch_size=64", "evaluate.classifier.train.progress=false"]
         if tree["data"]["name"] == "mnist":
-            overrides += ["data.options.limit_train=500"]
+            overrides += ["data.options.limit_train=500", "data.options.limit_test=500"]
         model = tree.get("teacher", {}).get("model", "mlp")
         if model == "unet":
             overrides += ["teacher.options.channels=[8,16]", "teacher.options.groups=4"]

