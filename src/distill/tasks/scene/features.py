@@ -19,7 +19,15 @@ from torch import Tensor, nn
 from distill.data.tensors import TensorDictDataset
 from distill.errors import ConfigError, check_count
 from distill.scenes import GaussianScene, OrbitCameras
-from distill.taps import TapSpec
+from distill.taps import TapRecorder, TapSpec
+
+
+def check_geometry(scene) -> GaussianScene:
+    """``scene``, refused unless it is made of Gaussians (what a feature field puts its features on)."""
+    if not isinstance(scene, GaussianScene):
+        raise ConfigError(f"a feature field lifts features onto Gaussians; got a {type(scene).__name__} "
+                          "(convert it into Gaussians first: distill.tasks.scene.convert).")
+    return scene
 
 
 class FeatureField(nn.Module):
@@ -29,9 +37,7 @@ class FeatureField(nn.Module):
 
     def __init__(self, geometry: GaussianScene, channels: int, decoded: int | None = None) -> None:
         super().__init__()
-        if not isinstance(geometry, GaussianScene):
-            raise ConfigError(f"a feature field lifts features onto Gaussians; got a {type(geometry).__name__} "
-                              "(convert it into Gaussians first: distill.tasks.scene.convert).")
+        check_geometry(geometry)
         check_count("a feature field's channels", channels)
         features = torch.zeros(len(geometry), channels, dtype=geometry.positions.dtype)
         self.scene = GaussianScene(geometry.positions, geometry.log_scales, geometry.opacity_logits, features,
@@ -57,6 +63,16 @@ class FeatureField(nn.Module):
     def parameter_count(self) -> int:
         """How many numbers the field adds to the geometry: the features and the decoder."""
         return sum(p.numel() for p in self.trainable())
+
+
+def tap_features(network: nn.Module, spec: TapSpec, images: Tensor) -> Tensor:
+    """The value at ``spec`` when ``network`` runs on ``images`` (the hook is removed afterwards)."""
+    recorder = TapRecorder(network, [spec], "2-D teacher")
+    try:
+        network(images)
+        return recorder.get(spec)
+    finally:
+        recorder.remove()
 
 
 @torch.no_grad()

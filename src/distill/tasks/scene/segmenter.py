@@ -24,7 +24,8 @@ from distill.experiment.runner import Run
 from distill.scenes import ViewSet, mesh_fingerprint, obtain_views
 from distill.scenes.parts import part_maps
 from distill.scenes.recipe import ViewsSpec
-from distill.taps import TapRecorder, TapSpec, parse_tap
+from distill.taps import TapSpec, parse_tap
+from distill.tasks.scene.features import tap_features
 
 #: how far the segmenter's own views are seeded from the scene's (they must not be the same views)
 SEED_OFFSET = 1000
@@ -126,13 +127,3 @@ def check_tap(network: nn.Module, tap: str, size: int = 8) -> TapSpec:
                            "field lifts per-pixel feature maps (B, C, H, W): tap a convolution, e.g. 'features' "
                            "or 'output'.")
     return spec
-
-
-def tap_features(network: nn.Module, spec: TapSpec, images: Tensor) -> Tensor:
-    """The value at ``spec`` when ``network`` runs on ``images``."""
-    recorder = TapRecorder(network, [spec], "2-D teacher")
-    try:
-        network(images)
-        return recorder.get(spec)
-    finally:
-        recorder.remove()

@@ -45,6 +45,10 @@ class SceneTask(Task):
         """The student (or ``weights``) rendered from the recipe's held-out cameras: PSNR / SSIM against the
         mesh and, when the run wrote its teacher, against the teacher; render time per view."""
         scene = read_representation(student_file(Path(folder), weights))
+        if scene.features:
+            raise ConfigError(f"the student in {folder} is a feature field ({scene.channels} channels), not colours to "
+                              "score against the mesh: its held-out part mIoU, feature cosine and render time are in "
+                              "the run's results.json; render it with distill.scenes.read_representation(path).render.")
         [mesh] = recipe.views.load_meshes()
         held, size = recipe.views.held_out_cameras(), recipe.views.size
         row = {"model": f"student ({type(scene).__name__})", "representation": type(scene).__name__,

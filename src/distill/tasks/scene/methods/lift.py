@@ -26,11 +26,18 @@ from distill.experiment.runner import Run
 from distill.scenes import orbit, render_mesh, to_view_range
 from distill.scenes.parts import face_parts, part_maps
 from distill.tasks.scene.context import TURNTABLE, SceneContext
-from distill.tasks.scene.features import FeatureField, FeatureLiftObjective, logits_reader, teacher_features
+from distill.tasks.scene.features import (
+    FeatureField,
+    FeatureLiftObjective,
+    check_geometry,
+    logits_reader,
+    tap_features,
+    teacher_features,
+)
 from distill.tasks.scene.methods.base import SCENE_METHODS, MethodResult, SceneMethod
-from distill.tasks.scene.methods.compact import check_gaussian_teacher, check_gaussians
+from distill.tasks.scene.methods.compact import check_gaussian_teacher
 from distill.tasks.scene.metrics import SceneRow, feature_cosine, mean_iou, render_seconds
-from distill.tasks.scene.segmenter import SegmenterSpec, check_tap, obtain_segmenter, tap_features
+from distill.tasks.scene.segmenter import SegmenterSpec, check_tap, obtain_segmenter
 
 
 @SCENE_METHODS.register("lift")
@@ -60,7 +67,7 @@ class Lift(SceneMethod):
                               "training views the features are lifted from; lower it.")
 
     def run(self, context: SceneContext, run: Run) -> MethodResult:
-        teacher, size = check_gaussians(context.teacher), context.size
+        teacher, size = check_geometry(context.teacher), context.size
         parts = face_parts(context.mesh, self.parts, context.recipe.views.seed)
         network, network_info = obtain_segmenter(self.segmenter, context.mesh, parts, context.recipe.views, run)
         reader = logits_reader(network, self.tap)
@@ -107,7 +114,7 @@ class Lift(SceneMethod):
                 image = (parts_image(reader(shown).argmax(1), self.parts) if reader is not None
                          else (shown.norm(dim=1, keepdim=True) / shown.norm(dim=1).amax().clamp_min(1e-8)))
             label = (f"lifted field, {channels} channels" if field.decoder is None else
-                     f"lifted field, {field.scene.channels} channels + 1×1 decoder to {channels}")
+                     f"lifted field, {field.scene.channels} + 1×1 decoder to {channels} channels")
             rows.append(SceneRow(label, metrics, image, {"seconds": result.seconds}))
         section = claims_section(rows)
         details["claims"] = section
