@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -32,25 +34,29 @@ def test_a_rendered_feature_field_equals_a_hand_composite_of_its_gaussians():
     geometry, cameras, size = two_gaussians(), orbit(1, elevation=0.0), 9
     features = torch.tensor([[1.0, -2.0, 0.5, 3.0], [-1.5, 0.25, 2.0, -0.5]])
     field = FeatureField(geometry, 4)
+    background = torch.tensor([0.5, -1.0, 2.0, 0.25])
     with torch.no_grad():
         field.scene.colour_logits.copy_(features)
+        field.background.copy_(background)
         rendered = field.render(cameras, size)[0]                                  # (4, H, W)
         # each Gaussian alone: its opacity at a pixel is its alpha there; the nearer one composites first
         alphas = [geometry.subset(torch.tensor([i])).render_depth(cameras, size)[1][0] for i in range(2)]
         depths = cameras.world_to_camera(geometry.positions)[0, :, 2]
         near, far = (0, 1) if depths[0] < depths[1] else (1, 0)
         hand = (alphas[near] * features[near][:, None, None]
-                + (1 - alphas[near]) * alphas[far] * features[far][:, None, None])
+                + (1 - alphas[near]) * alphas[far] * features[far][:, None, None]
+                + (1 - alphas[near]) * (1 - alphas[far]) * background[:, None, None])
     assert float(alphas[0].amax()) > 0.3 and float(alphas[1].amax()) > 0.3       # both are seen, and overlap
     assert float((alphas[0] * alphas[1]).amax()) > 0.05
     torch.testing.assert_close(rendered, hand, rtol=1e-5, atol=1e-6)
     reduced = FeatureField(geometry, 2, decoded=4)                                  # the C/r variant: a 1×1 decoder
     with torch.no_grad():
         reduced.scene.colour_logits.copy_(features[:, :2])
+        reduced.background.copy_(background[:2])
         weight, bias = reduced.decoder.weight[:, :, 0, 0], reduced.decoder.bias
         expected = torch.einsum("oc,chw->ohw", weight, hand[:2]) + bias[:, None, None]
         torch.testing.assert_close(reduced.render(cameras, size)[0], expected, rtol=1e-5, atol=1e-5)
-    assert [p.requires_grad for p in field.scene.parameters()].count(True) == 1 and field.parameter_count() == 8
+    assert [p.requires_grad for p in field.scene.parameters()].count(True) == 1 and field.parameter_count() == 2 * 4 + 4
 
 
 def test_parts_come_from_the_mesh_faces_and_map_onto_its_renders():
@@ -124,3 +130,13 @@ def test_the_lift_recipe_runs_end_to_end_and_writes_its_report_and_results(tmp_p
     assert "feature field" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="results.json"):
         get_task("scene").evaluate(run_dir, load_run_recipe(run_dir))
+
+
+def test_the_readme_lift_snippet_runs(tmp_path, monkeypatch):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "lift(scene" in block)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert namespace["logits"].shape == (4, 5, 16, 16) and namespace["fields"].losses[-1] < namespace["fields"].losses[0]
+    assert read_representation(tmp_path / "features.ply").channels == 1

@@ -31,9 +31,10 @@ def check_geometry(scene) -> GaussianScene:
 
 
 class FeatureField(nn.Module):
-    """``geometry``'s Gaussians, copied and frozen, with ``channels`` features each (0 to start); ``decoded``:
-    a 1×1 convolution maps the rendered ``channels`` to ``decoded`` (Feature 3DGS's speed-up), None: the
-    rendered features are the output."""
+    """``geometry``'s Gaussians, copied and frozen, with ``channels`` features each (0 to start) and one learnt
+    background feature vector, composited where no Gaussian covers a pixel (a 2-D network has outputs there
+    too); ``decoded``: a 1×1 convolution maps the rendered ``channels`` to ``decoded`` (Feature 3DGS's
+    speed-up), None: the rendered features are the output."""
 
     def __init__(self, geometry: GaussianScene, channels: int, decoded: int | None = None) -> None:
         super().__init__()
@@ -44,6 +45,7 @@ class FeatureField(nn.Module):
                                    geometry.rotations, features=True)
         for parameter in (self.scene.positions, self.scene.log_scales, self.scene.rotations, self.scene.opacity_logits):
             parameter.requires_grad_(False)
+        self.background = nn.Parameter(torch.zeros(channels, dtype=geometry.positions.dtype))
         self.decoder = None if decoded is None else nn.Conv2d(channels, check_count("decoded", decoded), 1)
 
     @property
@@ -51,17 +53,18 @@ class FeatureField(nn.Module):
         """How many channels :meth:`render` returns (after the decoder)."""
         return self.scene.channels if self.decoder is None else self.decoder.out_channels
 
-    def render(self, cameras: OrbitCameras, size, background=0.0) -> Tensor:
-        """Feature maps ``(B, C, H, W)``: the Gaussians' features composited, then decoded when there is a decoder."""
-        features = self.scene.render(cameras, size, background=background)
+    def render(self, cameras: OrbitCameras, size) -> Tensor:
+        """Feature maps ``(B, C, H, W)``: the Gaussians' features composited over the background features, then
+        decoded when there is a decoder."""
+        features = self.scene.render(cameras, size, background=self.background)
         return features if self.decoder is None else self.decoder(features)
 
     def trainable(self) -> list[nn.Parameter]:
-        """The features and the decoder (the geometry stays the teacher's)."""
+        """The features, the background and the decoder (the geometry stays the teacher's)."""
         return [p for p in self.parameters() if p.requires_grad]
 
     def parameter_count(self) -> int:
-        """How many numbers the field adds to the geometry: the features and the decoder."""
+        """How many numbers the field adds to the geometry: the features, the background and the decoder."""
         return sum(p.numel() for p in self.trainable())
 
 

@@ -32,20 +32,26 @@ SEED_OFFSET = 1000
 
 
 class PartSegmenter(nn.Module):
-    """A tiny fully convolutional segmenter of grey images in [−1, 1]: ``features`` (``depth`` 3×3
-    convolutions of ``width`` channels with ReLU) then ``head`` (a 1×1 convolution to ``classes`` logits).
-    Its module paths (``features``, ``features.0``, ``head``, ``output``) are what a run taps."""
+    """A tiny fully convolutional segmenter of grey images in [−1, 1]: the image and its pixel coordinates
+    in [−1, 1] (CoordConv, Liu et al. 2018: where a pixel is in the frame says much about which part it
+    shows) through ``features`` — ``depth`` 3×3 convolutions of ``width`` channels with ReLU, dilated 1, 2,
+    4, ... so the receptive field spans ``2^(depth+1) − 1`` pixels — then ``head``, a 1×1 convolution to
+    ``classes`` logits. Its module paths (``features``, ``features.0``, ``head``, ``output``) are what a run taps."""
 
-    def __init__(self, classes: int, width: int = 16, depth: int = 2) -> None:
+    def __init__(self, classes: int, width: int = 16, depth: int = 4) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for i in range(depth):
-            layers += [nn.Conv2d(1 if i == 0 else width, width, 3, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(3 if i == 0 else width, width, 3, padding=2 ** i, dilation=2 ** i), nn.ReLU()]
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(width, classes, 1)
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.head(self.features(images))
+        height, width = images.shape[-2:]
+        v, u = torch.meshgrid(torch.linspace(-1, 1, height, device=images.device, dtype=images.dtype),
+                              torch.linspace(-1, 1, width, device=images.device, dtype=images.dtype), indexing="ij")
+        where = torch.stack([u, v]).expand(len(images), 2, height, width)
+        return self.head(self.features(torch.cat([images, where], dim=1)))
 
 
 class SegmenterSpec(StrictModel):
@@ -53,7 +59,7 @@ class SegmenterSpec(StrictModel):
     renders of the mesh from random cameras of its own (cached by content)."""
 
     width: PositiveInt = 16
-    depth: PositiveInt = 2
+    depth: PositiveInt = 4
     views: PositiveInt = 48
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=150, batch_size=8, lr=0.01))
 
