@@ -61,7 +61,7 @@ class SegmenterSpec(StrictModel):
     width: PositiveInt = 16
     depth: PositiveInt = 4
     views: PositiveInt = 48
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=150, batch_size=8, lr=0.01))
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=400, batch_size=8, lr=0.01))
 
     def build(self, classes: int) -> PartSegmenter:
         with torch.random.fork_rng(devices=[]):

@@ -114,7 +114,7 @@ class Lift(SceneMethod):
                 image = (parts_image(reader(shown).argmax(1), self.parts) if reader is not None
                          else (shown.norm(dim=1, keepdim=True) / shown.norm(dim=1).amax().clamp_min(1e-8)))
             label = (f"lifted field, {channels} channels" if field.decoder is None else
-                     f"lifted field, {field.scene.channels} + 1×1 decoder to {channels} channels")
+                     f"lifted field, {field.scene.channels} channels + 1×1 decoder to {channels}")
             rows.append(SceneRow(label, metrics, image, {"seconds": result.seconds}))
         section = claims_section(rows)
         details["claims"] = section
@@ -149,7 +149,7 @@ def claims_section(rows: list[SceneRow]) -> str:
         small = reduced[0]
         points = 100 * (small["miou"] - full["miou"])
         ratio = small["render_ms"] / max(full["render_ms"], 1e-9)
-        lines.append(f"With {small['channels']} channels and the decoder it is {points:+.1f} points from {full['channels']} "
-                     f"channels ({'met' if points >= -1 else 'missed'}: goal within 1) at {ratio:.2f}× the render time "
+        lines.append(f"The {small['channels']}-channel field with the 1×1 decoder is {points:+.1f} points from the "
+                     f"{full['channels']}-channel one ({'met' if points >= -1 else 'missed'}: goal within 1) at {ratio:.2f}× the render time "
                      f"({'met' if ratio < 0.5 else 'missed'}: goal < 0.5×).")
     return "## Feature-field claims\n\n" + " ".join(lines)
