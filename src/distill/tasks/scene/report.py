@@ -36,10 +36,12 @@ COLUMN_NOTES = {"miou": "part mIoU: at the held-out views, the intersection over
                         "(k-means of its faces; the background is not a part) between the true part map and the "
                         "prediction — the 2-D segmenter's on the mesh's own renders, a lifted field's the argmax of "
                         "its rendered logits — pooled over the views and averaged over the parts. For the segmenter, "
-                        "params are its weights and render ms its forward pass on a given image; for a field, params "
-                        "are its features and decoder (the geometry is the teacher's).",
-                "cosine": "feature cosine: the cosine of a lifted field's rendered (and decoded) features to the 2-D "
-                          "segmenter's at the tap on the mesh's renders, averaged over the pixels the mesh covers."}
+                        "params are its weights and render ms its forward pass on the mesh's renders, or the teacher's "
+                        "render plus that pass; for a field, params are its features, background and decoder (the "
+                        "geometry is the teacher's).",
+                "cosine": "feature cosine: the cosine of a lifted field's rendered (and decoded) features, or of the "
+                          "segmenter's on the teacher's renders, to the segmenter's at the tap on the mesh's renders, "
+                          "averaged over the pixels the mesh covers."}
 
 
 def scene_table(rows: Sequence[SceneRow], title: str, margin_db: float) -> Table:
