@@ -32,7 +32,8 @@ def student_file(folder: Path, weights: Path | None) -> Path:
 
 class SceneTask(Task):
     """3-D representations: a teacher scene converted into another representation or compacted into
-    fewer Gaussians, beside the same student fitted to the views in the same run."""
+    fewer Gaussians, beside the same student fitted to the views in the same run; or a 2-D network's
+    features lifted onto its Gaussians, beside the network itself."""
 
     name = "scene"
     recipe = SceneRecipe
