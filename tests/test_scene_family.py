@@ -107,10 +107,11 @@ def test_compact_keeps_one_in_ratio_of_the_gaussians_and_trains_them_towards_the
 
 
 def test_every_scene_recipe_loads():
-    assert {p.stem for p in RECIPES} >= {"convert_voxels_to_field", "convert_voxels_to_gaussians", "compact_gaussians"}
+    assert {p.stem for p in RECIPES} >= {"convert_voxels_to_field", "convert_voxels_to_gaussians", "compact_gaussians",
+                                      "lift_features"}
     for path in RECIPES:
         recipe = load_recipe(path)
-        assert recipe.task == "scene" and recipe.method.name in ("convert", "compact")
+        assert recipe.task == "scene" and recipe.method.name in ("convert", "compact", "lift")
 
 
 def _recipe(tmp_path: Path, **changes) -> Path:

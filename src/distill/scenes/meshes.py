@@ -108,16 +108,29 @@ def render_mesh(mesh: trimesh.Trimesh, cameras: OrbitCameras, size, background=0
     tested against the faces whose projected bounding box (plus a pixel) overlaps it — a cull
     that only skips faces no ray of the block can hit.
     """
+    background = float(background_tensor(background, 1, torch.zeros(1))[0])
+    shade, _ = _ray_cast(mesh, cameras, size, tile)
+    return torch.where(torch.isnan(shade), torch.full_like(shade, background), shade)[:, None]
+
+
+def render_mesh_faces(mesh: trimesh.Trimesh, cameras: OrbitCameras, size, tile: int = 8) -> Tensor:
+    """The index of the face each pixel's ray hits first, ``(B, H, W)`` (−1 where it misses the mesh): the
+    same exact ray casting as :func:`render_mesh`, so labels of faces map onto its images pixel for pixel."""
+    return _ray_cast(mesh, cameras, size, tile)[1]
+
+
+def _ray_cast(mesh: trimesh.Trimesh, cameras: OrbitCameras, size, tile: int) -> tuple[Tensor, Tensor]:
+    """Shading ``(B, H, W)`` of each pixel's nearest hit (NaN on a miss) and the face hit (−1 on a miss)."""
     _check_mesh(mesh)
     cameras = as_cameras(cameras).to("cpu", torch.float64)
     height, width = image_size(size)
     check_count("tile", tile)
-    background = float(background_tensor(background, 1, torch.zeros(1))[0])
     vertices = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float64)
     faces = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.long)
     focal = cameras.focal((height, width))
     origins, directions = cameras.rays((height, width))
-    images = torch.full((len(cameras), height, width), background)
+    shades = torch.full((len(cameras), height, width), torch.nan)
+    hits = torch.full((len(cameras), height, width), -1, dtype=torch.long)
     for view in range(len(cameras)):
         per_face = _face_terms(vertices, faces, origins[view])
         low, high = _face_boxes(cameras[view].world_to_camera(vertices)[0][faces], focal, height, width)
@@ -129,10 +142,11 @@ def render_mesh(mesh: trimesh.Trimesh, cameras: OrbitCameras, size, background=0
                 if len(near) == 0:
                     continue
                 rays = directions[view, top:bottom, left:right].reshape(-1, 3).float()
-                shade = _cast([x[near] for x in per_face], rays)
-                block = images[view, top:bottom, left:right]
-                block.copy_(torch.where(torch.isnan(shade), block.reshape(-1), shade).reshape(block.shape))
-    return images[:, None]
+                shade, face = _cast([x[near] for x in per_face], rays)
+                shape = (bottom - top, right - left)
+                shades[view, top:bottom, left:right] = shade.reshape(shape)
+                hits[view, top:bottom, left:right] = torch.where(face < 0, face, near[face.clamp_min(0)]).reshape(shape)
+    return shades, hits
 
 
 def _face_boxes(corners: Tensor, focal: float, height: int, width: int) -> tuple[Tensor, Tensor]:
@@ -163,8 +177,9 @@ def _face_terms(vertices: Tensor, faces: Tensor, origin: Tensor) -> list[Tensor]
     return [x.float() for x in (a, b, c, k, normals, a.norm(dim=-1))]
 
 
-def _cast(per_face: list[Tensor], rays: Tensor) -> Tensor:
-    """Shading of each ray's ``(R, 3)`` nearest hit among the faces of ``per_face`` (NaN for a miss)."""
+def _cast(per_face: list[Tensor], rays: Tensor) -> tuple[Tensor, Tensor]:
+    """Shading of each ray's ``(R, 3)`` nearest hit among the faces of ``per_face`` (NaN for a miss) and the
+    position of that face in ``per_face`` (−1 for a miss)."""
     a, b, c, k, normals, area = per_face
     det = rays @ a.T
     ok = det.abs() > 1e-9 * area
@@ -173,7 +188,8 @@ def _cast(per_face: list[Tensor], rays: Tensor) -> Tensor:
     hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 1e-6)
     nearest, face = torch.where(hit, t, torch.full_like(t, torch.inf)).min(dim=-1)
     shade = AMBIENT + (1 - AMBIENT) * (normals[face] * rays).sum(-1).abs()
-    return torch.where(torch.isinf(nearest), torch.full_like(shade, torch.nan), shade)
+    miss = torch.isinf(nearest)
+    return torch.where(miss, torch.full_like(shade, torch.nan), shade), torch.where(miss, -1, face)
 
 
 def _check_mesh(mesh) -> None:

@@ -1,14 +1,23 @@
-"""The scene methods from Python, around your own representation objects: ``convert`` and ``compact``
-train in a plain loop (no run folder) and return the student with its loss history."""
+"""The scene methods from Python, around your own representation objects: ``convert``, ``compact`` and
+``lift`` train in a plain loop (no run folder) and return the student with its loss history."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
+from torch import Tensor, nn
 
 from distill.errors import ConfigError, check_count, check_positive
-from distill.scenes import GaussianScene, ReconstructionObjective, Representation, random_cameras
+from distill.scenes import GaussianScene, OrbitCameras, ReconstructionObjective, Representation, random_cameras
+from distill.taps import parse_tap
+from distill.tasks.scene.features import (
+    FeatureField,
+    FeatureLiftObjective,
+    check_geometry,
+    tap_features,
+    teacher_features,
+)
 from distill.tasks.scene.methods.compact import Compact, check_gaussians, prune_by_importance
 from distill.tasks.scene.methods.convert import Convert
 from distill.tasks.scene.objectives import teacher_views
@@ -16,9 +25,9 @@ from distill.tasks.scene.objectives import teacher_views
 
 @dataclass
 class SceneDistillation:
-    """A trained student and the loss of every step."""
+    """A trained student (a representation, or for ``lift`` a :class:`FeatureField`) and the loss of every step."""
 
-    student: Representation
+    student: Representation | FeatureField
     losses: list[float] = field(default_factory=list)
 
 
@@ -83,3 +92,21 @@ def compact(teacher: GaussianScene, ratio: int = 8, *, steps: int = 300, size: i
     distilled_on = teacher_views(teacher, random_cameras(views, torch.Generator().manual_seed(seed + 1), **draw), size)
     objective = ReconstructionObjective(student, distilled_on, size)
     return SceneDistillation(student, optimise(objective, steps, batch_size, lr, seed))
+
+
+def lift(teacher: GaussianScene, network: nn.Module, images: Tensor, cameras: OrbitCameras, *, tap: str = "output",
+         reduce: int = 1, steps: int = 300, batch_size: int = 4, lr: float = 0.05, seed: int = 0) -> SceneDistillation:
+    """Feature 3DGS: the frozen ``network``'s map at ``tap`` (a module path) on ``images`` — views of the
+    teacher's object from ``cameras`` — lifted into features on ``teacher``'s Gaussians (kept as they are):
+    ``C`` channels, or with ``reduce`` > 1, ``C // reduce`` decoded to ``C`` by a 1×1 convolution. The
+    student is a :class:`FeatureField`; ``student.render(cameras, size)`` gives ``(B, C, size, size)`` maps."""
+    check_geometry(teacher)
+    check_count("reduce", reduce)
+    if not isinstance(images, Tensor) or images.dim() != 4 or len(images) != len(cameras):
+        raise ConfigError(f"images must be (N, C, H, W), one per camera ({len(cameras)}); got "
+                          f"{tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__}.")
+    spec = parse_tap(tap)
+    targets = teacher_features(network, lambda net, x: tap_features(net, spec, x), images, images.shape[-1])
+    channels = targets.shape[1]
+    field = FeatureField(teacher, max(1, channels // reduce), channels if reduce > 1 else None)
+    return SceneDistillation(field, optimise(FeatureLiftObjective(field, cameras, targets), steps, batch_size, lr, seed))

@@ -69,3 +69,22 @@ def render_seconds(scene: Representation, cameras: OrbitCameras, size: int, repe
         scene.render(cameras, size)
         best = min(best, time.perf_counter() - began)
     return best / len(cameras)
+
+
+def mean_iou(predicted: Tensor, truth: Tensor, classes: int) -> float:
+    """The mean over parts ``1..classes−1`` (0 is the background) of the intersection over union of the
+    pixels ``predicted`` and ``truth`` give each part, over all views at once; parts neither has are skipped."""
+    ious = []
+    for part in range(1, classes):
+        mine, theirs = predicted == part, truth == part
+        union = int((mine | theirs).sum())
+        if union:
+            ious.append(int((mine & theirs).sum()) / union)
+    return sum(ious) / len(ious) if ious else float("nan")
+
+
+def feature_cosine(features: Tensor, target: Tensor, mask: Tensor) -> float:
+    """The mean cosine similarity of ``features`` and ``target`` ``(B, C, H, W)`` over the pixels where ``mask``
+    ``(B, H, W)`` is true (where the object is)."""
+    cosine = torch.nn.functional.cosine_similarity(features.float(), target.float(), dim=1, eps=1e-8)
+    return float(cosine[mask].mean()) if mask.any() else float("nan")

@@ -1,5 +1,5 @@
 """3-D representation recipes (``task: scene``): the mesh whose views make the teacher, the teacher (fitted
-by the run, or a file), the method (``convert``, ``compact``), the student and the training budget."""
+by the run, or a file), the method (``convert``, ``compact``, ``lift``), the student and the training budget."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class TeacherSpec(StrictModel):
 
 
 class SceneMethodSpec(RegisteredSpec):
-    """A registered scene method (``convert``, ``compact``) and its options."""
+    """A registered scene method (``convert``, ``compact``, ``lift``) and its options."""
 
     @classmethod
     def registry(cls):

@@ -32,7 +32,8 @@ def student_file(folder: Path, weights: Path | None) -> Path:
 
 class SceneTask(Task):
     """3-D representations: a teacher scene converted into another representation or compacted into
-    fewer Gaussians, beside the same student fitted to the views in the same run."""
+    fewer Gaussians, beside the same student fitted to the views in the same run; or a 2-D network's
+    features lifted onto its Gaussians, beside the network itself."""
 
     name = "scene"
     recipe = SceneRecipe
@@ -45,6 +46,10 @@ class SceneTask(Task):
         """The student (or ``weights``) rendered from the recipe's held-out cameras: PSNR / SSIM against the
         mesh and, when the run wrote its teacher, against the teacher; render time per view."""
         scene = read_representation(student_file(Path(folder), weights))
+        if scene.features:
+            raise ConfigError(f"the student in {folder} is a feature field ({scene.channels} channels), not colours to "
+                              "score against the mesh: its held-out part mIoU, feature cosine and render time are in "
+                              "the run's results.json; render it with distill.scenes.read_representation(path).render.")
         [mesh] = recipe.views.load_meshes()
         held, size = recipe.views.held_out_cameras(), recipe.views.size
         row = {"model": f"student ({type(scene).__name__})", "representation": type(scene).__name__,

@@ -34,6 +34,18 @@ def check_gaussians(scene) -> GaussianScene:
     return scene
 
 
+def check_gaussian_teacher(recipe, method: str, student: str) -> None:
+    """Refuse a recipe for ``method`` unless its teacher is made of Gaussians and it has no student section
+    (the method makes its ``student`` from the teacher's Gaussians)."""
+    teacher = recipe.teacher
+    if (teacher.kind or "gaussians") != "gaussians" or (teacher.file or ".ply").lower()[-4:] != ".ply":
+        raise ConfigError(f"method {method} needs a teacher of Gaussians: teacher.kind: gaussians, or a "
+                          "teacher.file ending in .ply.")
+    if recipe.student is not None:
+        raise ConfigError(f"method {method} makes its student from the teacher ({student}); remove the student "
+                          "section, or use method convert.")
+
+
 def prune_by_importance(scene: GaussianScene, cameras: OrbitCameras, size, keep: int) -> GaussianScene:
     """The ``keep`` Gaussians of ``scene`` with the largest accumulated blending weight over ``cameras``
     (:meth:`~distill.scenes.GaussianScene.blending_importance`), as a new scene in their original order."""
@@ -63,13 +75,8 @@ class Compact(SceneMethod):
         self.finetune = finetune
 
     def check_recipe(self, recipe) -> None:
+        check_gaussian_teacher(recipe, "compact", f"1/{self.ratio} of its Gaussians")
         teacher = recipe.teacher
-        if (teacher.kind or "gaussians") != "gaussians" or (teacher.file or ".ply").lower()[-4:] != ".ply":
-            raise ConfigError("method compact needs a teacher of Gaussians: teacher.kind: gaussians, or a "
-                              "teacher.file ending in .ply.")
-        if recipe.student is not None:
-            raise ConfigError(f"method compact makes its student from the teacher (1/{self.ratio} of its "
-                              "Gaussians); remove the student section, or use method convert.")
         if teacher.kind is not None and teacher.options.get("n", 0) // self.ratio < 1:
             raise ConfigError(f"teacher.options.n ({teacher.options.get('n')}) leaves no Gaussian at ratio "
                               f"{self.ratio}; give the teacher at least {self.ratio} Gaussians.")
