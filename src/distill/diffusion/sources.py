@@ -1,7 +1,7 @@
 """Where a diffusion model's network comes from, named by ``teacher.model`` / ``prior.model``:
 
 ===============================  ==============================================================
-``mlp``, ``unet``                distill's denoisers (:mod:`distill.diffusion.nets`), trained by the run
+``mlp``, ``unet``, ``pointnet``  distill's denoisers (:mod:`distill.diffusion.nets`), trained by the run
 ``my_models:build_net``          the user's own module by import path (``distill.models.source``):
                                  ``forward(x, t)`` — or ``forward(x, t, y)`` when class-conditional,
                                  label −1 the null class of classifier-free guidance —
@@ -26,7 +26,7 @@ from distill.errors import ConfigError, DistillError, unknown_name_message
 from distill.models.libraries import LIBRARIES
 from distill.models.source import build_network
 
-FORMS = "'mlp', 'unet', 'diffusers:path/to/folder' or your module 'my_models:build_net'"
+FORMS = "'mlp', 'unet', 'pointnet', 'diffusers:path/to/folder' or your module 'my_models:build_net'"
 
 
 def check_model_name(name: str) -> str:

@@ -16,9 +16,10 @@ from distill.experiment.table import Column, Table, number  # noqa: E402
 from distill.metrics.scorer import SampleRow  # noqa: E402
 
 HEADLINE = {"swd": "sliced W2", "mmd": "MMD²", "fd": "Fréchet dist.", "precision": "precision",
-            "recall": "recall", "agreement": "label agreement"}
+            "recall": "recall", "agreement": "label agreement", "mmd_cd": "MMD-CD", "cov": "COV", "nna": "1-NNA"}
 FLOOR_NOTE = "A difference smaller than the noise floor (two independent draws of real data) is a tie."
-EXCESS_NOTE = ("excess: the headline distance left once the floor is removed (√(SW2² − floor²), √(FD − floor)), "
+EXCESS_NOTE = ("excess: the headline distance left once the floor is removed (√(SW2² − floor²), √(FD − floor), "
+               "√(MMD-CD − floor)), "
                "with its 95 % bootstrap interval; on the floor row, ± the floor's own bootstrap spread (1 sd).")
 
 
@@ -46,7 +47,8 @@ def steps_table(rows: Sequence[SampleRow], floor: dict[str, float], title: str) 
 
 
 def plot_samples(rows: Sequence[SampleRow], real, path: Path) -> Path:
-    """Scatter plots (2-D data) or image grids (images) of real data and each row's samples."""
+    """Scatter plots (2-D data), image grids (images) or point clouds (point sets) of real data and each row's
+    samples."""
     return plot_panels([("real (held out)", real), *((f"{r.model}, {r.steps} step(s)", r.samples) for r in rows)],
                        path)
 

@@ -82,6 +82,7 @@ def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Sc
     splits = load_generative_data(recipe.data.name, recipe.data.options)
     if method.step_conditioned and not is_zoo(recipe.teacher.model):
         raise ConfigError(step_conditioning_message(recipe.teacher.model))
+    method.check_data(tuple(splits.input_shape))
     method.check(build_teacher(recipe, splits))  # before the teacher trains
     teacher, teacher_info = obtain_diffusion_model(recipe.data.model_dump(mode="json"), recipe.teacher, splits, run)
     scorer = make_scorer(recipe, splits, run)
