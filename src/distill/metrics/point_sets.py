@@ -58,7 +58,9 @@ def pairwise_chamfer(x: Tensor, y: Tensor) -> Tensor:
     their points and all of ``y``'s, in float32 (off by ~1e-6 of the sets' squared extent), and the nearest
     distances squared after the minimum: a few passes over memory, which is what this costs on a CPU."""
     x, y = _check_sets("x", x).float(), _check_sets("y", y).float().to(x.device)
-    (n, points, dims), (m, others, _) = x.shape, y.shape
+    (_, points, dims), (m, others, y_dims) = x.shape, y.shape
+    if dims != y_dims:
+        raise DistillError(f"pairwise_chamfer compares sets of one space: x {tuple(x.shape)}, y {tuple(y.shape)}.")
     chunk = max(1, BLOCK_ENTRIES // (m * points * others))
     flat_y = y.reshape(m * others, dims)
     rows = []
