@@ -82,21 +82,39 @@ class Reflow(StepMethod):
     def train(self, context: StepsContext) -> dict[int, Denoiser]:
         self.check(context.teacher)
         pairs = context.teacher_pairs(self.pairs or None)
-        reflow = ReflowObjective(context.student(), self.ema_decay)
         if self.distill_steps is None:
-            context.stage(reflow, pairs, "reflow")
-            return dict.fromkeys((1, 2, 4), context.for_sampling(reflow.ema))
+            return dict.fromkeys((1, 2, 4), context.for_sampling(self.reflow(context, pairs)))
+        reflow_steps, distill_steps = self.budgets(context, pairs)
+        reflowed = self.reflow(context, pairs, reflow_steps)
+        students = dict.fromkeys((1, 2, 4), context.for_sampling(reflowed))
+        students[self.distill_steps] = self.distil(context, pairs, reflowed, distill_steps)
+        return students
+
+    def budgets(self, context: StepsContext, pairs) -> tuple[int, int]:
+        """Optimizer steps of the reflow and the distillation stage: ``distill_fraction`` of the budget to the latter."""
         total = context.train.total_steps(len(pairs) // context.train.batch_size)
         distill_budget = max(1, int(self.fraction * total))
-        context.stage(reflow, pairs, "reflow",
-                      context.train.model_copy(update={"steps": total - distill_budget, "epochs": None}))
-        students = dict.fromkeys((1, 2, 4), context.for_sampling(reflow.ema))
-        distilled = ReflowObjective(copy.deepcopy(reflow.ema).requires_grad_(True).train(), self.ema_decay,
-                                    self.distill_steps, self.distill_loss)
-        context.stage(distilled, pairs, f"reflow_distill_{self.distill_steps}",
-                      context.train.model_copy(update={"steps": distill_budget, "epochs": None}))
-        students[self.distill_steps] = context.for_sampling(distilled.ema)
-        return students
+        return total - distill_budget, distill_budget
+
+    def reflow(self, context: StepsContext, pairs, steps: int | None = None) -> Denoiser:
+        """The reflow stage on ``pairs`` (``steps`` optimizer steps, default the whole budget): its EMA."""
+        objective = ReflowObjective(context.student(), self.ema_decay)
+        context.stage(objective, pairs, "reflow", _steps(context, steps))
+        return objective.ema
+
+    def distil(self, context: StepsContext, pairs, reflowed: Denoiser, steps: int, loss: str | None = None,
+               label: str | None = None) -> Denoiser:
+        """A copy of ``reflowed`` fine-tuned on the ``distill_steps`` grid with ``loss`` (default
+        ``distill_loss``) for ``steps`` optimizer steps, as stage ``label``: its EMA, ready to sample."""
+        objective = ReflowObjective(copy.deepcopy(reflowed).requires_grad_(True).train(), self.ema_decay,
+                                    self.distill_steps, loss or self.distill_loss)
+        context.stage(objective, pairs, label or f"reflow_distill_{self.distill_steps}", _steps(context, steps))
+        return context.for_sampling(objective.ema)
 
     def generator(self, denoiser: Denoiser) -> OdeGenerator:
         return OdeGenerator(denoiser, "euler")
+
+
+def _steps(context: StepsContext, steps: int | None):
+    """The context's training config for a stage of ``steps`` optimizer steps (None: as configured)."""
+    return None if steps is None else context.train.model_copy(update={"steps": steps, "epochs": None})
