@@ -63,7 +63,7 @@ class ImportedNet(nn.Module):
     def forward(self, x: Tensor, t: float | Tensor, y: Tensor | None = None, d: Tensor | None = None) -> Tensor:
         if d is not None:
             raise DistillError("your own denoiser takes no step size d: step-conditioned students (shortcut, "
-                               "guidance distillation) need distill's mlp / unet networks.")
+                               "guidance distillation) need distill's mlp / unet / pointnet networks.")
         t = torch.as_tensor(t, device=x.device, dtype=x.dtype).reshape(-1).expand(x.shape[0])
         return self.module(x, t, y) if self.conditional else self.module(x, t)
 
