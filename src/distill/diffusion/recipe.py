@@ -14,8 +14,8 @@ from distill.errors import ConfigError
 
 
 class GenDataSpec(StrictModel):
-    """A 2-D toy (``8gaussians``, ``checkerboard``, ``moons``, ``swissroll``) or an image set
-    (``digits``, ``mnist``) rescaled to [−1, 1]."""
+    """A 2-D toy (``8gaussians``, ``checkerboard``, ``moons``, ``swissroll``), an image set
+    (``digits``, ``mnist``) rescaled to [−1, 1], or point sets (``mesh_points``, ``point_sets``) as given."""
 
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
