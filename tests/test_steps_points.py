@@ -190,3 +190,6 @@ def test_the_recipe_runs_on_the_users_point_sets(point_files):
             assert all(math.isfinite(row[k]) for k in ("mmd_cd", "cov", "nna", "excess")), row
             assert row["mmd_cd"] > floor["mmd_cd"]  # ten training steps: far from the data
         assert (point_files / loss / "reflow_distill_1").is_dir()
+        # `distill eval` restores the saved students and scores them as the run did
+        rescored = get_task("steps").evaluate(point_files / loss, recipe).rows[1:]
+        assert [(r["steps"], r["mmd_cd"]) for r in rescored] == [(r["steps"], r["mmd_cd"]) for r in rows[2:]]
