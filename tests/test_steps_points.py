@@ -132,6 +132,8 @@ class _Constant(torch.nn.Module):
 def test_reflow_options_for_the_chamfer_loss_are_checked():
     with pytest.raises(ConfigError, match="distill_loss must be one of"):
         Reflow(distill_loss="emd")
+    with pytest.raises(ConfigError, match="loss must be one of"):
+        ReflowObjective(Denoiser(_Constant(torch.zeros(1)), build_process("flow"), "velocity"), 0.0, 1, "emd")
     with pytest.raises(ConfigError, match="set distill_steps"):
         Reflow(distill_steps=None, distill_loss="chamfer")
     with pytest.raises(ConfigError, match=r"point sets \(N, 3\)"):

@@ -32,6 +32,8 @@ class ReflowObjective(StudentObjective):
 
     def __init__(self, student: Denoiser, ema_decay: float, steps: int | None = None, loss: str = "mse") -> None:
         super().__init__(student, ema_decay)
+        if loss not in LOSSES:
+            raise ConfigError(f"reflow: the loss must be one of {list(LOSSES)}, got {loss!r}.")
         self.steps, self.loss = steps, loss
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
