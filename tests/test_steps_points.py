@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import trimesh
 
 from distill.data import load_dataset
 from distill.data.generative import is_point_sets, load_generative_data
@@ -192,6 +193,12 @@ def test_the_recipe_runs_on_the_users_point_sets(point_files):
             assert all(math.isfinite(row[k]) for k in ("mmd_cd", "cov", "nna", "excess")), row
             assert row["mmd_cd"] > floor["mmd_cd"]  # ten training steps: far from the data
         assert (point_files / loss / "reflow_distill_1").is_dir()
+        written = sorted(p.name for p in (point_files / loss / "clouds").iterdir())
+        assert written == sorted(["real.ply", "teacher_heun_1step.ply", "teacher_heun_2step.ply",
+                                 "student_reflow_1step.ply", "student_reflow_2step.ply", "student_reflow_4step.ply"])
+        viewed = trimesh.load(point_files / loss / "clouds" / "real.ply")
+        assert isinstance(viewed, trimesh.PointCloud) and viewed.vertices.shape == (16, 3)
+        assert any(np.allclose(viewed.vertices, held_out) for held_out in clouds(80, 16, seed=1, radius=0.5))
         # `distill eval` restores the saved students and scores them as the run did
         rescored = get_task("steps").evaluate(point_files / loss, recipe).rows[1:]
         assert [(r["steps"], r["mmd_cd"]) for r in rescored] == [(r["steps"], r["mmd_cd"]) for r in rows[2:]]
