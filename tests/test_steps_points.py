@@ -20,7 +20,8 @@ from distill.diffusion.nets import PointSetNet, build_denoiser
 from distill.diffusion.process import build_process
 from distill.errors import ConfigError, DistillError
 from distill.experiment import Run, get_task, load_recipe
-from distill.metrics.point_sets import ChamferExcess, chamfer, pairwise_chamfer, point_set_metrics
+from distill.metrics.excess import ChamferExcess
+from distill.metrics.point_sets import chamfer, pairwise_chamfer, point_set_metrics
 from distill.tasks.steps.methods.reflow import Reflow, ReflowObjective
 
 RECIPE = Path(__file__).parents[1] / "recipes" / "steps" / "points_psf.yaml"

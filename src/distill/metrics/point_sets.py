@@ -12,8 +12,7 @@ surface against a mesh.) From a matrix of Chamfer distances between generated se
 - 1-NNA: the leave-one-out accuracy of the 1-nearest-neighbour classifier telling ``S_g`` from ``S_r``
   (0.5 when they are indistinguishable, 1 when every set's nearest neighbour is of its own kind).
 
-:class:`ChamferExcess` is MMD-CD's excess over the floor between two real draws with its bootstrap interval,
-on the protocol of :mod:`distill.metrics.excess`.
+:class:`~distill.metrics.excess.ChamferExcess` is MMD-CD's excess over the floor between two real draws.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import torch
 from torch import Tensor
 
 from distill.errors import DistillError
-from distill.metrics.excess import _FloorExcess
 
 #: the point-set metrics a scored row holds (beside the excess)
 POINT_SET_METRICS = ("mmd_cd", "cov", "nna")
@@ -89,24 +87,3 @@ def point_set_metrics(to_real: Tensor, among_generated: Tensor, among_real: Tens
     real_right = _without_self(among_real).amin(dim=1) < to_real.amin(dim=0)
     nna = (generated_right.sum() + real_right.sum()) / (n_g + n_r)
     return {"mmd_cd": float(mmd), "cov": float(coverage), "nna": float(nna)}
-
-
-class ChamferExcess(_FloorExcess):
-    """MMD-CD's excess over the floor, ``√max(MMD-CD − floor, 0)`` (MMD-CD is in squared units, read on the
-    distance scale as the Fréchet excess is), with its percentile bootstrap interval.
-
-    It takes Chamfer matrices, one row per set against the fixed real draw: ``real`` that draw against
-    itself, ``reference`` the second real draw against it, and each call the generated sets against it
-    (:func:`pairwise_chamfer`); a resample keeps the rows it draws, so its MMD-CD is the minimum over them."""
-
-    def _prepare(self, real: Tensor) -> None:
-        self.real_count = real.shape[1]
-
-    def _squared(self, cloud: Tensor, counts: Tensor) -> Tensor:
-        if cloud.shape[1] != self.real_count or counts.shape[1] != len(cloud):
-            raise DistillError(f"ChamferExcess takes Chamfer matrices against the real draw's {self.real_count} "
-                               f"sets, got {tuple(cloud.shape)}.")
-        return torch.stack([cloud[row > 0].amin(dim=0).mean() for row in counts])
-
-    def _scale(self, squared: Tensor) -> Tensor:
-        return squared

@@ -14,9 +14,9 @@ from distill.data.base import DataSplits
 from distill.errors import ConfigError
 from distill.metrics.classification import accuracy
 from distill.metrics.distances import frechet_distance, mmd_rbf, precision_recall, sliced_wasserstein
-from distill.metrics.excess import EXCESS_KEYS, FrechetExcess, SlicedExcess
+from distill.metrics.excess import EXCESS_KEYS, ChamferExcess, FrechetExcess, SlicedExcess
 from distill.metrics.features import features
-from distill.metrics.point_sets import POINT_SET_METRICS, ChamferExcess, pairwise_chamfer, point_set_metrics
+from distill.metrics.point_sets import POINT_SET_METRICS, pairwise_chamfer, point_set_metrics
 
 CHUNK = 500
 MMD_POINTS = 2000  # MMD is quadratic in n; the first 2,000 points of each set keep it to ~1 s
