@@ -8,6 +8,7 @@ import torch
 from distill.diffusion.nets import (
     DENOISERS,
     ConditionEmbedding,
+    PointSetNet,
     TimeMLP,
     UNet,
     build_denoiser,
@@ -21,8 +22,10 @@ CASES = [
     ("mlp", (1, 8, 8)),
     ("unet", (1, 8, 8)),
     ("unet", (1, 28, 28)),
+    ("pointnet", (12, 3)),
 ]
-SMALL = {"mlp": {"hidden": 32, "depth": 2}, "unet": {"channels": (8, 16), "groups": 4}}
+SMALL = {"mlp": {"hidden": 32, "depth": 2}, "unet": {"channels": (8, 16), "groups": 4},
+         "pointnet": {"hidden": 16, "depth": 2}}
 IDS = [f"{name}-{'x'.join(map(str, shape))}" for name, shape in CASES]
 
 
@@ -41,8 +44,9 @@ def _randomise_zeros(net: torch.nn.Module) -> None:
 
 
 def test_registry_and_build_types():
-    assert DENOISERS.names() == ["mlp", "unet"]
+    assert DENOISERS.names() == ["mlp", "pointnet", "unet"]
     assert isinstance(build_denoiser("mlp", (2,)), TimeMLP)
+    assert isinstance(build_denoiser("pointnet", (5, 3)), PointSetNet)
     assert isinstance(build_denoiser("unet", (1, 28, 28)), UNet)
 
 

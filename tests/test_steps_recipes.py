@@ -61,6 +61,9 @@ def tiny_overrides(path: Path) -> list[str]:
                       "evaluate.classifier.train.batch_size=64", "evaluate.classifier.train.progress=false"]
         if tree["data"]["name"] == "mnist":
             overrides += ["data.options.limit_train=500", "data.options.limit_test=500"]
+        if tree["data"]["name"] == "mesh_points":  # point sets: few small clouds (400 held out: 200 scored)
+            overrides += ["data.options.points=16", "data.options.train_per_class=25",
+                          "data.options.test_per_class=100"]
         model = tree.get("teacher", {}).get("model", "mlp")
         if model == "unet":
             overrides += ["teacher.options.channels=[8,16]", "teacher.options.groups=4"]

@@ -1,4 +1,4 @@
-"""Data for generative teachers: 2-D toys as drawn, image sets rescaled to [−1, 1]."""
+"""Data for generative teachers: 2-D toys as drawn, image sets rescaled to [−1, 1], point sets as given."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 
 from distill.data import DATASETS, load_dataset
 from distill.data.base import DataSplits
+from distill.data.points import POINT_SET_DATA
 from distill.data.tensors import InMemoryDataset
 from distill.data.toys import TOYS, toy_dataset
 from distill.errors import ConfigError, closest
@@ -31,9 +32,15 @@ def check_generative_name(name: str) -> None:
                       "digits, mnist, or your own through arrays / image_folder).")
 
 
+def is_point_sets(name: str) -> bool:
+    """Whether the data set ``name``'s samples are point sets ``(N, 3)`` (:data:`POINT_SET_DATA`)."""
+    return name in POINT_SET_DATA
+
+
 def load_generative_data(name: str, options: dict | None = None) -> DataSplits:
-    """A toy from :data:`TOYS` (options n_train, n_test, seed) or a registered image data set,
-    whose pixels are mapped linearly so the training set spans exactly [−1, 1] (DDPM's range)."""
+    """A toy from :data:`TOYS` (options n_train, n_test, seed), point sets (:func:`is_point_sets`, in their own
+    coordinates: a rescaling would distort the Chamfer distances they are scored by) or a registered image data
+    set, whose pixels are mapped linearly so the training set spans exactly [−1, 1] (DDPM's range)."""
     check_generative_name(name)
     options = dict(options or {})
     if name in TOYS:
@@ -42,6 +49,8 @@ def load_generative_data(name: str, options: dict | None = None) -> DataSplits:
             raise ConfigError(f"toy data takes options {sorted(TOY_DEFAULTS)}, not {sorted(unknown)}.")
         return toy_dataset(name, **{**TOY_DEFAULTS, **options})
     splits = load_dataset(name, **options)
+    if is_point_sets(name):
+        return dataclasses.replace(splits, transfer=None)
     (x_train, y_train), (x_test, y_test) = _tensors(splits.train), _tensors(splits.test)
     low, high = x_train.min(), x_train.max()
     if not high > low:

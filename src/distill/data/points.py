@@ -8,6 +8,9 @@ from its own seed (the dataset seed, split, class and index), and every random n
 options, so a sample differs between two option sets only by what the options change (the same surface
 points with and without rotation). Meshes are normalised to the unit sphere, standing on +z
 (:func:`distill.scenes.meshes.load_mesh`). The shipped meshes' 1,000 clouds of 256 points take a few seconds.
+
+``point_sets`` reads the user's own point sets from NumPy files, unlabelled (what a generator learns from).
+Both are :data:`POINT_SET_DATA`: the step-distillation family generates and scores them as point sets.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ ROTATIONS = ("none", "z", "so3")
 #: File suffixes read as meshes in a ``mesh_folder`` (what trimesh reads).
 MESH_SUFFIXES = (".off", ".obj", ".ply", ".stl", ".glb", ".gltf")
 _SPLITS = {"train": 0, "test": 1}
+#: the data sets whose samples are point sets (N, 3)
+POINT_SET_DATA = ("mesh_points", "point_sets")
 
 
 def random_rotation(kind: str, uniforms: np.ndarray) -> np.ndarray:
@@ -155,3 +160,18 @@ def load_mesh_points(meshes: list[str] | None = None, mesh_folder: str | None = 
                              np.array([mesh_fingerprint(m) for family in classes.values() for m in family]))
     extra = {"class_names": list(classes), "fingerprint": fingerprint}
     return dataclasses.replace(splits, name="mesh_points", extra=extra)
+
+
+@DATASETS.register("point_sets")
+def load_point_sets(train: str, test: str) -> DataSplits:
+    """Your own point sets: ``train`` and ``test`` are each an ``.npy`` of shape ``(S, N, 3)`` (S sets of N points
+    of x, y, z; float) or an ``.npz`` holding it as ``x``; unlabelled, read as the ``arrays`` data set reads them
+    (non-finite values refused). Scale them to about the unit sphere: the flows start from unit Gaussian noise."""
+    from distill.data.files import load_arrays
+
+    splits = load_arrays(train, test, unlabelled=True)
+    shape = tuple(splits.input_shape)
+    if len(shape) != 2 or shape[1] != 3 or shape[0] < 2:
+        raise ConfigError(f"point_sets: the arrays hold samples of shape {shape}; point sets are (S, N, 3) arrays, "
+                          f"S sets of N >= 2 points of (x, y, z) each (e.g. clouds.reshape(S, N, 3)).")
+    return dataclasses.replace(splits, name="point_sets")

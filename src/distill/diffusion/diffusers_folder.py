@@ -78,7 +78,7 @@ class DiffusersNet(nn.Module):
     def forward(self, x: Tensor, t: float | Tensor, y: Tensor | None = None, d: Tensor | None = None) -> Tensor:
         if d is not None:
             raise DistillError("a diffusers UNet takes no step size d: step-conditioned students (shortcut, "
-                               "guidance distillation) need distill's mlp / unet networks.")
+                               "guidance distillation) need distill's mlp / unet / pointnet networks.")
         t = torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(x.shape[0])
         return self.unet(x, self.timestep(t), class_labels=self._labels(y, x)).sample
 

@@ -9,10 +9,12 @@ caller's choice.
 - :class:`ConditionEmbedding` turns (t, y, d) into one vector per row.
 - :class:`TimeMLP` for 2-D toys and flattened vectors (also (C, H, W) input).
 - :class:`UNet`, a small DDPM-style U-Net for 8×8 and 28×28 images.
-- :func:`build_denoiser` builds either by name from an ``input_shape``.
+- :class:`PointSetNet`, a PointNet-style set network for point sets (N, 3), equivariant to the points' order.
+- :func:`build_denoiser` builds any of them by name from an ``input_shape``.
 
 Module paths: ``embed.time``, ``embed.label``, ``embed.step`` (the embedding);
-TimeMLP ``inp``, ``blocks.K``, ``out``; UNet ``inp``, ``down.K``, ``mid.K``, ``up.K``, ``out``.
+TimeMLP ``inp``, ``blocks.K``, ``out``; UNet ``inp``, ``down.K``, ``mid.K``, ``up.K``, ``out``;
+PointSetNet ``inp``, ``blocks.K`` (``blocks.K.pool``: the block's global feature), ``out``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill.errors import DistillError, check_int, positive_ints
+from distill.models.points import MaxOverPoints
 from distill.registry import Registry
 
 DENOISERS: Registry = Registry("denoiser")
@@ -311,8 +314,57 @@ class UNet(nn.Module):
         return self.out(h)
 
 
+class _SetBlock(nn.Module):
+    """Pre-norm residual block over points ``(B, N, C)``: each point's features, the block's global feature
+    (the max over the points, PointNet's symmetric function) concatenated back to every point, then
+    h + fc2(SiLU(fc1([LN(h_i), max_j LN(h_j)]) + W·SiLU(emb)))."""
+
+    def __init__(self, hidden: int, emb_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.pool = MaxOverPoints()
+        self.fc1 = nn.Linear(2 * hidden, hidden)
+        self.emb = nn.Linear(emb_dim, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        local = self.norm(h)
+        pooled = self.pool(local.transpose(1, 2))[:, None, :].expand_as(local)
+        a = self.fc1(torch.cat([local, pooled], dim=2)) + self.emb(F.silu(emb))[:, None, :]
+        return h + self.fc2(F.silu(a))
+
+
+class PointSetNet(nn.Module):
+    """Set denoiser for point sets ``(B, N, 3)``: a shared per-point layer, ``depth`` residual blocks that
+    concatenate a global max-pooled feature back to every point (PointNet's segmentation network, Qi et al.,
+    CVPR 2017), time / class / step from :class:`ConditionEmbedding` added in every block, and a per-point
+    output of the velocity (or noise, x0). Every layer acts on each point alone or through the max over all
+    of them, so permuting the input points permutes the output the same way (PSF's generator, Wu et al.,
+    CVPR 2023, is such a point network, a PVCNN)."""
+
+    def __init__(self, hidden: int = 128, depth: int = 3, num_classes: int = 0, step_conditioned: bool = False,
+                 pose_dim: int = 0) -> None:
+        super().__init__()
+        self.embed = ConditionEmbedding(hidden, num_classes, step_conditioned, pose_dim=pose_dim)
+        self.inp = nn.Linear(3, hidden)
+        self.blocks = nn.ModuleList(_SetBlock(hidden, hidden) for _ in range(depth))
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, 3))
+
+    def forward(
+        self, x: Tensor, t: float | Tensor, y: Tensor | None = None, d: float | Tensor | None = None
+    ) -> Tensor:
+        if x.ndim != 3 or x.shape[2] != 3:
+            raise DistillError(f"PointSetNet takes point sets (B, N, 3), got x of shape {tuple(x.shape)}.")
+        emb = self.embed(t, x, y, d)
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.out(h)
+
+
 DENOISERS.register("mlp")(TimeMLP)
 DENOISERS.register("unet")(UNet)
+DENOISERS.register("pointnet")(PointSetNet)
 
 #: constructor arguments that :func:`build_denoiser` derives itself
 _DERIVED = {"self", "dim_in", "in_channels", "num_classes", "step_conditioned"}
@@ -322,12 +374,12 @@ def build_denoiser(
     name: str, input_shape: Sequence[int], num_classes: int = 0, step_conditioned: bool = False,
     **options,
 ) -> nn.Module:
-    """The denoiser ``name`` ("mlp" or "unet") for inputs of ``input_shape`` (no batch dim).
+    """The denoiser ``name`` ("mlp", "unet" or "pointnet") for inputs of ``input_shape`` (no batch dim).
 
     ``num_classes > 0`` adds class conditioning with a CFG null class (Ho & Salimans 2022);
     ``step_conditioned`` adds the shortcut step-size input (Frans et al. 2024). ``options``
-    are the architecture's own: mlp ``hidden``, ``depth``; unet ``channels``, ``groups``; and, for
-    either, ``pose_dim`` (a float pose vector as ``y``, e.g. a camera, instead of class labels).
+    are the architecture's own: mlp and pointnet ``hidden``, ``depth``; unet ``channels``, ``groups``; and, for
+    any, ``pose_dim`` (a float pose vector as ``y``, e.g. a camera, instead of class labels).
     """
     cls = DENOISERS.get(name)
     accepted = sorted(set(inspect.signature(cls).parameters) - _DERIVED)
@@ -347,11 +399,17 @@ def build_denoiser(
             f"e.g. (2,) or (1, 28, 28); got {input_shape!r}."
         )
     check_int(f"denoiser {name!r}: num_classes (0: unconditional)", num_classes, least=0)
-    if name == "mlp":
+    if name in ("mlp", "pointnet"):
         for key, least in (("hidden", 1), ("depth", 1)):
-            check_int(f"denoiser 'mlp': {key}", options.get(key, least), least)
+            check_int(f"denoiser {name!r}: {key}", options.get(key, least), least)
+    if name == "mlp":
         return TimeMLP(math.prod(shape), num_classes=num_classes,
                        step_conditioned=step_conditioned, **options)
+    if name == "pointnet":
+        if len(shape) != 2 or shape[1] != 3:
+            raise DistillError(f"denoiser 'pointnet' takes point sets (N, 3), N points of (x, y, z); got input_shape "
+                               f"{input_shape!r}. Use 'mlp' for vectors, 'unet' for images.")
+        return PointSetNet(num_classes=num_classes, step_conditioned=step_conditioned, **options)
     channels = options.get("channels", (32, 64))
     if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence):
         raise DistillError(f"denoiser 'unet': channels must be a list of widths, got {channels!r}.")
@@ -366,6 +424,6 @@ def build_denoiser(
 
 
 __all__ = [
-    "DENOISERS", "ConditionEmbedding", "ResBlock", "TimeMLP", "UNet", "build_denoiser",
+    "DENOISERS", "ConditionEmbedding", "PointSetNet", "ResBlock", "TimeMLP", "UNet", "build_denoiser",
     "sinusoidal_embedding",
 ]

@@ -14,8 +14,8 @@ from distill.errors import ConfigError
 
 
 class GenDataSpec(StrictModel):
-    """A 2-D toy (``8gaussians``, ``checkerboard``, ``moons``, ``swissroll``) or an image set
-    (``digits``, ``mnist``) rescaled to [−1, 1]."""
+    """A 2-D toy (``8gaussians``, ``checkerboard``, ``moons``, ``swissroll``), an image set
+    (``digits``, ``mnist``) rescaled to [−1, 1], or point sets (``mesh_points``, ``point_sets``) as given."""
 
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
@@ -30,13 +30,15 @@ class GenDataSpec(StrictModel):
 class DiffusionModelSpec(StrictModel):
     """A many-step diffusion / flow model: network, process, parameterisation, sampler and its training.
 
-    ``model`` is distill's ``mlp`` / ``unet``, your module by import path (``my_models:build_net``, its
-    ``process`` and ``prediction`` declared here; given by ``weights`` or trained by the run), or a
+    ``model`` is distill's ``mlp`` / ``unet`` / ``pointnet`` (point sets), your module by import path
+    (``my_models:build_net``, its ``process`` and ``prediction`` declared here; given by ``weights`` or
+    trained by the run), or a
     diffusers folder (``diffusers:path/to/folder``, given with its weights; its scheduler config says the
     process, prediction and clipping, so those fields stay at their defaults).
     """
 
-    model: str = Field("mlp", description="'mlp', 'unet', 'diffusers:path/to/folder' or 'my_models:build_net'")
+    model: str = Field("mlp", description="'mlp', 'unet', 'pointnet', 'diffusers:path/to/folder' or "
+                                          "'my_models:build_net'")
     options: dict[str, Any] = Field(default_factory=dict)
     weights: Path | None = Field(None, description="trained weights of the network (.safetensors or a .pt state "
                                                    "dict); the model is then given, not trained")

@@ -1,7 +1,7 @@
 """Where a diffusion model's network comes from, named by ``teacher.model`` / ``prior.model``:
 
 ===============================  ==============================================================
-``mlp``, ``unet``                distill's denoisers (:mod:`distill.diffusion.nets`), trained by the run
+``mlp``, ``unet``, ``pointnet``  distill's denoisers (:mod:`distill.diffusion.nets`), trained by the run
 ``my_models:build_net``          the user's own module by import path (``distill.models.source``):
                                  ``forward(x, t)`` — or ``forward(x, t, y)`` when class-conditional,
                                  label −1 the null class of classifier-free guidance —
@@ -26,7 +26,7 @@ from distill.errors import ConfigError, DistillError, unknown_name_message
 from distill.models.libraries import LIBRARIES
 from distill.models.source import build_network
 
-FORMS = "'mlp', 'unet', 'diffusers:path/to/folder' or your module 'my_models:build_net'"
+FORMS = "'mlp', 'unet', 'pointnet', 'diffusers:path/to/folder' or your module 'my_models:build_net'"
 
 
 def check_model_name(name: str) -> str:
@@ -63,7 +63,7 @@ class ImportedNet(nn.Module):
     def forward(self, x: Tensor, t: float | Tensor, y: Tensor | None = None, d: Tensor | None = None) -> Tensor:
         if d is not None:
             raise DistillError("your own denoiser takes no step size d: step-conditioned students (shortcut, "
-                               "guidance distillation) need distill's mlp / unet networks.")
+                               "guidance distillation) need distill's mlp / unet / pointnet networks.")
         t = torch.as_tensor(t, device=x.device, dtype=x.dtype).reshape(-1).expand(x.shape[0])
         return self.module(x, t, y) if self.conditional else self.module(x, t)
 

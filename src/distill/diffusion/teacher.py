@@ -47,7 +47,7 @@ def build_diffusion_net(spec: DiffusionModelSpec, splits: DataSplits, step_condi
 
 def step_conditioning_message(model: str) -> str:
     return (f"this method trains a step-conditioned student (a network told its step size or guidance scale), "
-            f"which only distill's mlp / unet networks are; teacher {model!r} has no such input. Pick progressive, "
+            f"which only distill's mlp / unet / pointnet networks are; teacher {model!r} has no such input. Pick progressive, "
             "consistency, ict, reflow or dmd.")
 
 

@@ -1,4 +1,4 @@
-"""Figures every generative family draws: panels of samples, as scatter plots (2-D) or image grids."""
+"""Figures every generative family draws: panels of samples, as scatter plots (2-D), point clouds or image grids."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+#: point sets drawn per panel, side by side this far apart (the shipped meshes' clouds fit the unit sphere)
+CLOUDS = 4
+CLOUD_SPACING = 2.5
+
 
 def image_grid(images: Tensor, count: int = 64) -> Tensor:
     """The first ``count`` images (B, C, H, W) tiled into one (C, side·H, side·W) square."""
@@ -22,8 +26,9 @@ def image_grid(images: Tensor, count: int = 64) -> Tensor:
 
 
 def plot_panels(panels: Sequence[tuple[str, Tensor]], path: Path, limits: float = 3.5) -> Path:
-    """One panel per ``(title, samples)``: a scatter plot of (N, 2) points within ±``limits``, or a grid
-    of the first 64 images (N, C, H, W) in [−1, 1]."""
+    """One panel per ``(title, samples)``: a scatter plot of (N, 2) points within ±``limits``, the first
+    :data:`CLOUDS` point sets (N, P, 3) side by side seen from the front (x across, z up, within ±1.25 of
+    each set's origin), or a grid of the first 64 images (N, C, H, W) in [−1, 1]."""
     cols = min(4, len(panels))
     lines = math.ceil(len(panels) / cols)
     figure, axes = plt.subplots(lines, cols, figsize=(3.2 * cols, 3.2 * lines), squeeze=False)
@@ -33,6 +38,12 @@ def plot_panels(panels: Sequence[tuple[str, Tensor]], path: Path, limits: float 
             axis.scatter(samples[:, 0].numpy(), samples[:, 1].numpy(), s=1, alpha=0.4)
             axis.set_xlim(-limits, limits)
             axis.set_ylim(-limits, limits)
+        elif samples.dim() == 3 and samples.shape[2] == 3:
+            for i, cloud in enumerate(samples[:CLOUDS]):
+                axis.scatter(cloud[:, 0].numpy() + CLOUD_SPACING * i, cloud[:, 2].numpy(), s=1, alpha=0.6)
+            axis.set_xlim(-CLOUD_SPACING / 2, CLOUD_SPACING * (CLOUDS - 0.5))
+            axis.set_ylim(-CLOUD_SPACING / 2, CLOUD_SPACING / 2)
+            axis.set_aspect("equal")
         else:
             grid = image_grid(samples.clamp(-1, 1))
             axis.imshow(grid[0].numpy() if grid.shape[0] == 1 else grid.permute(1, 2, 0).add(1).div(2).numpy(),

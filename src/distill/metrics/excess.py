@@ -2,11 +2,12 @@
 
 Two independent real draws are already ``floor`` apart, so a distance is read as its excess over
 that floor, on the distance scale: √max(SW2² − floor², 0) for the sliced Wasserstein-2 distance,
-√max(FD − FD_floor, 0) for the Fréchet distance (already a squared distance). The interval is a
-percentile bootstrap (Efron 1979): the generated rows and the reference draw are resampled with
-replacement, the held-out draw both are compared with stays fixed. Every row of a table meets the
-same held-out draw, so the interval is the uncertainty of this row and of its floor, and rows
-compared with each other stay paired (each uses the same resample indices).
+√max(FD − FD_floor, 0) for the Fréchet distance (already a squared distance), √max(MMD-CD − floor, 0) for
+point sets' MMD-CD (in squared units too). The interval is a percentile bootstrap (Efron 1979): the
+generated rows and the reference draw are resampled with replacement, the held-out draw both are
+compared with stays fixed. Every row of a table meets the same held-out draw, so the interval is the
+uncertainty of this row and of its floor, and rows compared with each other stay paired (each uses
+the same resample indices).
 """
 
 from __future__ import annotations
@@ -161,6 +162,28 @@ class FrechetExcess(_FloorExcess):
             raise DistillError(f"features have {cloud.shape[1]} dimensions, the real draw's "
                                f"{len(self.real_moments[0])}; use the same classifier layer for both.")
         return frechet_from_moments(*self.real_moments, *self._moments(cloud, counts)).clamp(min=0)
+
+    def _scale(self, squared: Tensor) -> Tensor:
+        return squared
+
+
+class ChamferExcess(_FloorExcess):
+    """MMD-CD's excess over the floor, ``√max(MMD-CD − floor, 0)`` (MMD-CD is in squared units, read on the
+    distance scale as the Fréchet excess is), with its percentile bootstrap interval.
+
+    It takes Chamfer matrices, one row per set against the fixed real draw: ``real`` that draw against
+    itself, ``reference`` the second real draw against it, and each call the generated sets against it
+    (:func:`~distill.metrics.point_sets.pairwise_chamfer`); a resample keeps the rows it draws, so its
+    MMD-CD is the mean over real sets of the minimum over those rows."""
+
+    def _prepare(self, real: Tensor) -> None:
+        self.real_count = real.shape[1]
+
+    def _squared(self, cloud: Tensor, counts: Tensor) -> Tensor:
+        if cloud.shape[1] != self.real_count or counts.shape[1] != len(cloud):
+            raise DistillError(f"ChamferExcess takes Chamfer matrices against the real draw's {self.real_count} "
+                               f"sets, got {tuple(cloud.shape)}.")
+        return torch.stack([cloud[row > 0].amin(dim=0).mean() for row in counts])
 
     def _scale(self, squared: Tensor) -> Tensor:
         return squared

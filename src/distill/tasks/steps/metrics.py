@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
+from distill.data.generative import is_point_sets
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.sampling import OdeGenerator
 from distill.experiment.runner import Run
@@ -16,11 +17,13 @@ from distill.tasks.steps.recipe import StepsRecipe
 
 
 def make_scorer(recipe: StepsRecipe, splits, run: Run) -> Scorer:
-    """The scorer of the recipe's evaluation (held-out points, feature classifier for images)."""
+    """The scorer of the recipe's evaluation (held-out points, feature classifier for images, Chamfer
+    distances for point sets)."""
     evaluate, spec = recipe.evaluate, recipe.evaluate.classifier
-    return Scorer(splits, evaluate.samples, evaluate.seed, recipe.teacher.conditional,
-                  obtain_metric_classifier(recipe.data.model_dump(mode="json"), spec, splits, run), spec.layer, evaluate.floor_from,
-                  evaluate.bootstrap)
+    points = is_point_sets(recipe.data.name)
+    classifier = None if points else obtain_metric_classifier(recipe.data.model_dump(mode="json"), spec, splits, run)
+    return Scorer(splits, evaluate.samples, evaluate.seed, recipe.teacher.conditional, classifier, spec.layer,
+                  evaluate.floor_from, evaluate.bootstrap, points)
 
 
 def score_rows(recipe: StepsRecipe, teacher: Denoiser | None, generators: dict, scorer: Scorer) -> list[SampleRow]:

@@ -1,12 +1,15 @@
-"""Step-distillation reports: metric vs NFE table, samples as scatter plots or image grids."""
+"""Step-distillation reports: metric vs NFE table, samples as scatter plots or image grids, and generated
+point sets as PLY files."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -14,11 +17,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from distill.experiment.plots import plot_panels  # noqa: E402
 from distill.experiment.table import Column, Table, number  # noqa: E402
 from distill.metrics.scorer import SampleRow  # noqa: E402
+from distill.scenes.io import write_ply_vertices  # noqa: E402
+
+#: the folder of a point-set run's PLY files
+CLOUDS_FOLDER = "clouds"
 
 HEADLINE = {"swd": "sliced W2", "mmd": "MMD²", "fd": "Fréchet dist.", "precision": "precision",
-            "recall": "recall", "agreement": "label agreement"}
+            "recall": "recall", "agreement": "label agreement", "mmd_cd": "MMD-CD", "cov": "COV", "nna": "1-NNA"}
 FLOOR_NOTE = "A difference smaller than the noise floor (two independent draws of real data) is a tie."
-EXCESS_NOTE = ("excess: the headline distance left once the floor is removed (√(SW2² − floor²), √(FD − floor)), "
+EXCESS_NOTE = ("excess: the headline distance left once the floor is removed (√(SW2² − floor²), √(FD − floor), "
+               "√(MMD-CD − floor)), "
                "with its 95 % bootstrap interval; on the floor row, ± the floor's own bootstrap spread (1 sd).")
 
 
@@ -46,7 +54,8 @@ def steps_table(rows: Sequence[SampleRow], floor: dict[str, float], title: str) 
 
 
 def plot_samples(rows: Sequence[SampleRow], real, path: Path) -> Path:
-    """Scatter plots (2-D data) or image grids (images) of real data and each row's samples."""
+    """Scatter plots (2-D data), image grids (images) or point clouds (point sets) of real data and each row's
+    samples."""
     return plot_panels([("real (held out)", real), *((f"{r.model}, {r.steps} step(s)", r.samples) for r in rows)],
                        path)
 
@@ -68,3 +77,16 @@ def plot_metric_vs_nfe(rows: Sequence[SampleRow], floor: dict[str, float], path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def write_clouds(rows: Sequence[SampleRow], real, folder: Path) -> list[Path]:
+    """The first generated point set of every row, and the first held-out one, as binary PLY point clouds
+    (x, y, z; what MeshLab, CloudCompare and ``trimesh`` open): ``real.ply`` and ``<model>_<steps>step.ply``."""
+    def write(name: str, cloud) -> Path:
+        table = np.zeros(len(cloud), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+        for axis, values in zip("xyz", cloud.detach().float().cpu().numpy().T):
+            table[axis] = values
+        return write_ply_vertices(Path(folder) / f"{name}.ply", table, "distill generated point set")
+
+    return [write("real", real[0]), *(write(f"{re.sub(r'[^a-z0-9]+', '_', r.model.lower()).strip('_')}_{r.steps}step",
+                                            r.samples[0]) for r in rows)]

@@ -41,7 +41,8 @@ def build_teacher(recipe: StepsRecipe, splits) -> Denoiser:
     return build_diffusion_model(recipe.teacher, splits)
 
 
-def _context(recipe: StepsRecipe, splits, teacher: Denoiser, run: Run | None) -> StepsContext:
+def steps_context(recipe: StepsRecipe, splits, teacher: Denoiser, run: Run | None) -> StepsContext:
+    """What the recipe's method trains from: the frozen ``teacher``, the data, the budget, the run."""
     spec = recipe.teacher
     return StepsContext(teacher, splits, recipe.train, run, spec.solver, spec.steps,
                         lambda conditioned: build_diffusion_net(spec, splits, conditioned))
@@ -59,7 +60,7 @@ def restore_students(recipe: StepsRecipe, method: StepMethod, splits, teacher: D
     """The students saved by :func:`save_students`, loaded into fresh networks of ``method``'s shape
     (``teacher`` gives the architecture; its weights are replaced)."""
     saved = load_weights_file(weights)
-    context = _context(recipe, splits, teacher, None)
+    context = steps_context(recipe, splits, teacher, None)
     students = {}
     for steps in sorted({int(k.split(".", 1)[0]) for k in saved if k.split(".", 1)[0].isdigit()}):
         student = context.student(method.step_conditioned)
@@ -82,10 +83,11 @@ def run_steps_recipe(recipe: StepsRecipe, run: Run) -> tuple[list[SampleRow], Sc
     splits = load_generative_data(recipe.data.name, recipe.data.options)
     if method.step_conditioned and not is_zoo(recipe.teacher.model):
         raise ConfigError(step_conditioning_message(recipe.teacher.model))
+    method.check_data(tuple(splits.input_shape))
     method.check(build_teacher(recipe, splits))  # before the teacher trains
     teacher, teacher_info = obtain_diffusion_model(recipe.data.model_dump(mode="json"), recipe.teacher, splits, run)
     scorer = make_scorer(recipe, splits, run)
-    context = _context(recipe, splits, teacher, run)
+    context = steps_context(recipe, splits, teacher, run)
     started = time.perf_counter()
     with counting_evaluations(teacher.net) as teacher_evaluations:
         students = method.train(context)

@@ -15,7 +15,7 @@ from distill.export import export_model
 from distill.tasks.steps.methods import STEP_METHODS
 from distill.tasks.steps.metrics import make_scorer, score_rows
 from distill.tasks.steps.recipe import StepsRecipe
-from distill.tasks.steps.report import plot_metric_vs_nfe, plot_samples, steps_table
+from distill.tasks.steps.report import CLOUDS_FOLDER, plot_metric_vs_nfe, plot_samples, steps_table, write_clouds
 from distill.tasks.steps.run import STUDENTS_FILE, build_teacher, restore_students, run_steps_recipe
 
 
@@ -41,6 +41,8 @@ class StepsTask(Task):
 
     def execute(self, recipe: StepsRecipe, run: Run) -> Outcome:
         rows, scorer, details = run_steps_recipe(recipe, run)
+        if scorer.points:  # the generated point sets, for a viewer
+            details["clouds"] = [str(p) for p in write_clouds(rows, scorer.real, run.folder / CLOUDS_FOLDER)]
         return Outcome(steps_table(rows, scorer.floor, recipe.name), details,
                        [("Samples", plot_samples(rows, scorer.real, run.folder / "samples.png")),
                         ("Metric vs NFE", plot_metric_vs_nfe(rows, scorer.floor, run.folder / "metric_vs_nfe.png"))])

@@ -47,6 +47,9 @@ class StepMethod:
     def check(self, teacher: Denoiser) -> None:
         """Raise a ConfigError if this method cannot distil ``teacher`` (checked on the untrained teacher)."""
 
+    def check_data(self, input_shape: tuple[int, ...]) -> None:
+        """Raise a ConfigError if this method cannot take samples of ``input_shape`` (checked on loading)."""
+
     def train(self, context: StepsContext) -> dict[int, Denoiser]:
         """Train the students; ``{steps: student}`` (one network may serve several step counts)."""
         raise NotImplementedError

@@ -1,4 +1,5 @@
-"""Rectified flow: straighten the teacher's noise → sample coupling, then distil to k steps."""
+"""Rectified flow: straighten the teacher's noise → sample coupling, then distil to k steps (with an MSE or,
+for point sets, a Chamfer loss: PSF)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import torch
 from torch import Tensor
 
 from distill.diffusion.denoiser import Denoiser
+from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import OdeGenerator
 from distill.errors import ConfigError
+from distill.metrics.point_sets import chamfer
 from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext, check_flow_velocity
 from distill.tasks.steps.objectives import StudentObjective, check_ema_decay, flat_mean
+
+LOSSES = ("mse", "chamfer")
 
 
 class ReflowObjective(StudentObjective):
@@ -19,12 +24,17 @@ class ReflowObjective(StudentObjective):
 
     Batches are teacher pairs ``{"sample", "noise", "y"}``. With ``steps`` set,
     t is drawn from that k-step grid only: the distillation stage that specialises the
-    straightened flow to k Euler steps.
+    straightened flow to k Euler steps. ``loss`` ``chamfer`` (point sets ``(B, N, 3)``) scores the sample the
+    step predicts, ``x_t − t·v``, by its Chamfer distance to the teacher's sample instead of the squared
+    error of the velocity: PSF's distillation (Wu et al., CVPR 2023), which leaves the student free to place
+    a point anywhere on the teacher's surface rather than at the one spot its noise point was paired with.
     """
 
-    def __init__(self, student: Denoiser, ema_decay: float, steps: int | None = None) -> None:
+    def __init__(self, student: Denoiser, ema_decay: float, steps: int | None = None, loss: str = "mse") -> None:
         super().__init__(student, ema_decay)
-        self.steps = steps
+        if loss not in LOSSES:
+            raise ConfigError(f"reflow: the loss must be one of {list(LOSSES)}, got {loss!r}.")
+        self.steps, self.loss = steps, loss
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         sample, noise, y = batch["sample"], batch["noise"], batch["y"]
@@ -35,6 +45,8 @@ class ReflowObjective(StudentObjective):
             t = torch.randint(1, self.steps + 1, (n,), device=device).float() / self.steps
         x_t = self.model.process.noise(sample, noise, t)
         pred = self.model(x_t, t, y)
+        if self.loss == "chamfer":
+            return {"loss": chamfer(x_t - broadcast(t, pred) * pred, sample).mean()}
         return {"loss": flat_mean((pred - (noise - sample)) ** 2).mean()}
 
 
@@ -42,38 +54,69 @@ class ReflowObjective(StudentObjective):
 class Reflow(StepMethod):
     """Rectified flow (Liu, Gong & Liu, ICLR 2023): generate teacher pairs, reflow once on them
     (student initialised from the teacher), then fine-tune a copy of its EMA on the ``distill_steps``
-    grid; each stage samples from its EMA."""
+    grid with ``distill_loss`` (``mse``, or ``chamfer`` for point sets: PSF, Wu et al., CVPR 2023); each stage
+    samples from its EMA."""
 
     def __init__(self, pairs: int = 0, distill_steps: int | None = 1, distill_fraction: float = 0.5,
-                 ema_decay: float = 0.999) -> None:
+                 ema_decay: float = 0.999, distill_loss: str = "mse") -> None:
         if distill_steps is not None and distill_steps < 1:
             raise ConfigError(f"reflow: distill_steps must be >= 1 or null, got {distill_steps}.")
         if not 0.0 < distill_fraction < 1.0:
             raise ConfigError(f"reflow: distill_fraction must lie in (0, 1), got {distill_fraction}.")
+        if distill_loss not in LOSSES:
+            raise ConfigError(f"reflow: distill_loss must be one of {list(LOSSES)}, got {distill_loss!r}.")
+        if distill_loss != "mse" and distill_steps is None:
+            raise ConfigError(f"reflow: distill_loss {distill_loss!r} is the loss of the distillation stage; set "
+                              "distill_steps (e.g. 1) or leave distill_loss at mse.")
         self.pairs, self.distill_steps, self.fraction = pairs, distill_steps, distill_fraction
         self.ema_decay = check_ema_decay("reflow", ema_decay)
+        self.distill_loss = distill_loss
 
     def check(self, teacher: Denoiser) -> None:
         check_flow_velocity(teacher, "reflow")
 
+    def check_data(self, input_shape: tuple[int, ...]) -> None:
+        if self.distill_loss == "chamfer" and (len(input_shape) != 2 or input_shape[1] != 3):
+            raise ConfigError(f"reflow: distill_loss chamfer compares point sets (N, 3); this data's samples are "
+                              f"{tuple(input_shape)}. Use distill_loss mse, or point-set data (mesh_points, "
+                              "point_sets).")
+
     def train(self, context: StepsContext) -> dict[int, Denoiser]:
         self.check(context.teacher)
         pairs = context.teacher_pairs(self.pairs or None)
-        reflow = ReflowObjective(context.student(), self.ema_decay)
         if self.distill_steps is None:
-            context.stage(reflow, pairs, "reflow")
-            return dict.fromkeys((1, 2, 4), context.for_sampling(reflow.ema))
+            return dict.fromkeys((1, 2, 4), context.for_sampling(self.reflow(context, pairs)))
+        reflow_steps, distill_steps = self.budgets(context, pairs)
+        reflowed = self.reflow(context, pairs, reflow_steps)
+        students = dict.fromkeys((1, 2, 4), context.for_sampling(reflowed))
+        students[self.distill_steps] = self.distil(context, pairs, reflowed, distill_steps)
+        return students
+
+    def budgets(self, context: StepsContext, pairs) -> tuple[int, int]:
+        """Optimizer steps of the reflow and the distillation stage: ``distill_fraction`` of the budget to the latter."""
         total = context.train.total_steps(len(pairs) // context.train.batch_size)
         distill_budget = max(1, int(self.fraction * total))
-        context.stage(reflow, pairs, "reflow",
-                      context.train.model_copy(update={"steps": total - distill_budget, "epochs": None}))
-        students = dict.fromkeys((1, 2, 4), context.for_sampling(reflow.ema))
-        distilled = ReflowObjective(copy.deepcopy(reflow.ema).requires_grad_(True).train(), self.ema_decay,
-                                    self.distill_steps)
-        context.stage(distilled, pairs, f"reflow_distill_{self.distill_steps}",
-                      context.train.model_copy(update={"steps": distill_budget, "epochs": None}))
-        students[self.distill_steps] = context.for_sampling(distilled.ema)
-        return students
+        return total - distill_budget, distill_budget
+
+    def reflow(self, context: StepsContext, pairs, steps: int | None = None) -> Denoiser:
+        """The reflow stage on ``pairs`` (``steps`` optimizer steps, default the whole budget): its EMA."""
+        objective = ReflowObjective(context.student(), self.ema_decay)
+        context.stage(objective, pairs, "reflow", _steps(context, steps))
+        return objective.ema
+
+    def distil(self, context: StepsContext, pairs, reflowed: Denoiser, steps: int, loss: str | None = None,
+               label: str | None = None) -> Denoiser:
+        """A copy of ``reflowed`` fine-tuned on the ``distill_steps`` grid with ``loss`` (default
+        ``distill_loss``) for ``steps`` optimizer steps, as stage ``label``: its EMA, ready to sample."""
+        objective = ReflowObjective(copy.deepcopy(reflowed).requires_grad_(True).train(), self.ema_decay,
+                                    self.distill_steps, loss or self.distill_loss)
+        context.stage(objective, pairs, label or f"reflow_distill_{self.distill_steps}", _steps(context, steps))
+        return context.for_sampling(objective.ema)
 
     def generator(self, denoiser: Denoiser) -> OdeGenerator:
         return OdeGenerator(denoiser, "euler")
+
+
+def _steps(context: StepsContext, steps: int | None):
+    """The context's training config for a stage of ``steps`` optimizer steps (None: as configured)."""
+    return None if steps is None else context.train.model_copy(update={"steps": steps, "epochs": None})
