@@ -31,14 +31,7 @@ class Probe(DistillObjective):
                           "student_training": self.distiller.student.training})
 
 
-BF16_TEACHER_GAP = pytest.mark.xfail(
-    strict=True, raises=RuntimeError,
-    reason="open (issue 29, item 1): the Distiller hands a bf16 teacher the student's fp32 inputs unchanged, so its "
-           "example pass fails in torch ('Input type ... and weight type ... should be the same'); teacher inputs "
-           "are not yet cast to the teacher's inference dtype")
-
-
-@pytest.mark.parametrize("teacher_dtype", [torch.float32, pytest.param(torch.bfloat16, marks=BF16_TEACHER_GAP)])
+@pytest.mark.parametrize("teacher_dtype", [torch.float32, torch.bfloat16])
 def test_prepared_teacher_keeps_device_dtype_and_stays_out_of_the_optimizer(digits, tmp_path, monkeypatch,
                                                                             teacher_dtype):
     handed, devices = [], []
@@ -72,3 +65,15 @@ def test_prepared_teacher_keeps_device_dtype_and_stays_out_of_the_optimizer(digi
     teacher_ids = {id(p) for p in teacher.parameters()}
     assert handed and not teacher_ids & {id(p) for p in handed}
     assert {id(p) for p in student.parameters()} <= {id(p) for p in handed}
+
+
+def test_a_bf16_teacher_gets_bf16_inputs_and_its_taps_reach_the_loss_in_the_students_dtype(digits):
+    teacher = build_model("convnet", (1, 8, 8), 10, channels=[4, 8, 8]).to(torch.bfloat16)
+    student = build_model("mlp", (1, 8, 8), 10, hidden=[16])
+    seen = []
+    teacher.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    distiller = Distiller(student, teacher, {("output", "output"): "kd"})
+    distiller(digits.train.x[:4])
+    losses = distiller.compute_losses()
+    assert seen == [torch.bfloat16]
+    assert losses["kd"].dtype == torch.float32 and losses["kd"].requires_grad
