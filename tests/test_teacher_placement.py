@@ -13,6 +13,8 @@ import torch
 import distill.engine.trainer as trainer
 from distill import Distiller, Match
 from distill.engine.config import TrainConfig
+from distill.engine.placement import frozen_teachers
+from distill.errors import ConfigError
 from distill.models import build_model
 from distill.tasks.classification.objectives import DistillObjective
 
@@ -77,3 +79,48 @@ def test_a_bf16_teacher_gets_bf16_inputs_and_its_taps_reach_the_loss_in_the_stud
     losses = distiller.compute_losses()
     assert seen == [torch.bfloat16]
     assert losses["kd"].dtype == torch.float32 and losses["kd"].requires_grad
+
+
+def _kd(digits, teacher_hidden=64):
+    teacher = build_model("mlp", (1, 8, 8), 10, hidden=[teacher_hidden])
+    student = build_model("mlp", (1, 8, 8), 10, hidden=[16])
+    return DistillObjective(Distiller(student, teacher, {("output", "output"): "kd"})), teacher
+
+
+def test_a_teacher_that_would_not_fit_replicated_is_refused_with_the_placements_that_would(digits, tmp_path):
+    objective, teacher = _kd(digits, teacher_hidden=2048)  # ~0.16 M teacher parameters, 0.6 MiB in fp32
+    limit = 0.3 / 1024  # 0.3 MiB per device: the student fits, the teacher does not
+    config = TrainConfig(steps=1, batch_size=32, progress=False, device_memory_gib=limit)
+    with pytest.raises(ConfigError, match=r"teacher_placement: shard .* or cache") as refused:
+        trainer.train(objective, digits.train, config, tmp_path)
+    assert "distill.teacher_signal: cache" in str(refused.value)
+    assert not (tmp_path / "checkpoints").exists()  # refused before training
+    # the same limit with room for the teacher trains
+    roomy = config.model_copy(update={"device_memory_gib": 1.0})
+    assert trainer.train(_kd(digits, teacher_hidden=2048)[0], digits.train, roomy, tmp_path / "roomy").steps == 1
+
+
+def test_placement_cache_is_refused_where_the_objective_runs_its_teacher_live(digits, tmp_path):
+    objective, _ = _kd(digits)
+    config = TrainConfig(steps=1, batch_size=32, progress=False, teacher_placement="cache")
+    with pytest.raises(ConfigError, match=r"runs its teacher live \(distiller.teacher\).*classification"):
+        trainer.train(objective, digits.train, config, tmp_path)
+
+
+def test_one_process_shards_nothing_and_leaves_the_teacher_frozen_on_the_device(digits, tmp_path):
+    objective, teacher = _kd(digits)
+    teacher.to(torch.bfloat16)
+    config = TrainConfig(steps=1, batch_size=32, progress=False, teacher_placement="shard",
+                         distributed={"strategy": "fsdp"})
+    trainer.train(objective, digits.train, config, tmp_path)
+    params = list(teacher.parameters())
+    assert {type(p) for p in params} == {torch.nn.Parameter}  # one process: a plain module, nothing to split
+    assert {p.dtype for p in params} == {torch.bfloat16} and {p.device.type for p in params} == {"cpu"}
+    assert not any(p.requires_grad for p in params) and not any(m.training for m in teacher.modules())
+
+
+def test_frozen_teachers_are_found_by_name_outermost_first(digits):
+    objective, teacher = _kd(digits)
+    assert frozen_teachers(objective) == [("distiller.teacher", teacher)]
+    teacher.requires_grad_(True)  # a trained "teacher" is not a frozen one
+    assert frozen_teachers(objective) == []
