@@ -274,4 +274,8 @@ class LanguageRecipe(StrictModel):
         if self.method.internals and self.signals.source != "live":
             raise ValueError("method.hidden / method.relations need the teacher's hidden states, which the top-k cache does "
                              "not hold; set signals.source: live")
+        if self.train.teacher_placement == "cache" and (self.signals.source == "live" or self.method.on_policy):
+            raise ValueError("train.teacher_placement 'cache' leaves no teacher in training, but signals.source: live and "
+                             "method.on_policy run it; use signals.source: cache without on_policy, or placement "
+                             "replicate / shard")
         return self
