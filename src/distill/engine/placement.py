@@ -181,7 +181,8 @@ def full_optimizer_state(objective: nn.Module, optimizer: torch.optim.Optimizer)
 def load_full_state(objective: nn.Module, weights: dict[str, torch.Tensor],
                     optimizers: dict[str, tuple[torch.optim.Optimizer, dict]]) -> None:
     """Load whole weights and optimizer states (as :func:`full_weights` / :func:`full_optimizer_state` wrote them)
-    into a sharded student: every process reads the same file and keeps its own part."""
+    into a sharded student: every process reads the same file and keeps its own part (torch shards the given
+    dictionaries in place)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
     set_model_state_dict(objective, weights, options=StateDictOptions(full_state_dict=True, strict=False))
