@@ -8,10 +8,11 @@ accuracy, loss and flattened student weights. ``OUT_DIR/rank_<i>.json`` (every p
 the fingerprints of the training inputs that process's student saw in the KD phase, so
 the test can check the processes split each global batch instead of repeating it.
 
-Under several processes, three more KD runs lay the models out differently (issue 29): ``kd_shard`` shards the frozen
-teacher (``train.teacher_placement: shard``), ``kd_fsdp`` shards the student too
-(``train.distributed.strategy: fsdp``), and ``kd_resume`` is ``kd_fsdp`` stopped after its
-step-20 checkpoint and resumed to step 40. Their student weights are read from the final
+Under several processes, four more KD runs lay the models out differently (issue 29):
+``kd_shard`` shards the frozen teacher (``train.teacher_placement: shard``), ``kd_fsdp`` shards the student too
+(``train.distributed.strategy: fsdp``), ``kd_resume`` is ``kd_fsdp`` stopped after its
+step-20 checkpoint and resumed to step 40; ``kd_fsdp_bf16`` is ``kd_fsdp`` under bf16 mixed
+precision (its one-process reference: ``kd_bf16``). Their student weights are read from the final
 checkpoint (one file, written whole by the main process); each process records the state of
 its teacher after training (``rank_<i>.json``, ``teachers``).
 """
@@ -110,8 +111,10 @@ def main(out: Path) -> None:
     teachers, laid_out = {}, {}
     sharded = {"teacher_placement": "shard", "distributed": {"strategy": "fsdp"}}
     layouts = [("kd_shard", None, {"teacher_placement": "shard"}), ("kd_fsdp", None, sharded),
-               ("kd_resume", 20, sharded)]
-    for name, stop_at, layout in layouts if int(os.environ.get("WORLD_SIZE", "1")) > 1 else []:
+               ("kd_resume", 20, sharded), ("kd_fsdp_bf16", None, {**sharded, "mixed_precision": "bf16"})]
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # the one-process reference of the bf16 run
+        layouts = [("kd_bf16", None, {"mixed_precision": "bf16"})]
+    for name, stop_at, layout in layouts:
         laid_out[name], teachers[name] = _laid_out_kd(splits, out, evaluator, name, stop_at, **layout)
 
     # Only now: a PartialState made before the first train() would fix the process group as a single
