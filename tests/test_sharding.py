@@ -62,3 +62,26 @@ def test_a_sharded_student_beside_a_replicated_teacher_checkpoints_whole_and_loa
     assert all(torch.equal(restored[k], weights[k]) for k in weights)
     restored_state = full_optimizer_state(objective, optimizer)["state"]
     assert all(torch.equal(restored_state[k]["exp_avg"], state["state"][k]["exp_avg"]) for k in state["state"])
+
+
+def test_a_sharded_teacher_is_left_out_of_the_students_checkpoint_and_its_resume(one_rank_group):
+    """``teacher_placement: shard`` beside a whole student: the checkpoint's weights and their reload (the
+    engine's own, as on ``--resume``) pass the sharded teacher by, and it still runs afterwards."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from distill.engine.trainer import _load_trainable, _trainable_weights
+
+    teacher, student = build_model("mlp", (1, 8, 8), 10, hidden=[32]), build_model("mlp", (1, 8, 8), 10, hidden=[16])
+    objective = DistillObjective(Distiller(student, teacher, {("output", "output"): "kd"}))
+    fully_shard(teacher, mesh=init_device_mesh("cpu", (1,)))
+    objective({"x": torch.randn(4, 1, 8, 8), "y": torch.zeros(4, dtype=torch.long)})
+    weights = {k: w.clone() for k, w in _trainable_weights(objective).items()}
+    assert sorted(weights) == sorted(["distiller.passes", *(f"distiller.student.{k}" for k in student.state_dict())])
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(1.0)
+    _load_trainable(objective, weights, "checkpoint")
+    assert all(torch.equal(w, weights[f"distiller.student.{k}"]) for k, w in student.state_dict().items())
+    assert all(isinstance(p, DTensor) for p in teacher.parameters())
+    assert torch.isfinite(objective({"x": torch.randn(4, 1, 8, 8), "y": torch.zeros(4, dtype=torch.long)})["loss"])
