@@ -63,6 +63,7 @@ def _teacher_state(teacher: torch.nn.Module) -> dict:
     local = sum(getattr(p, "_local_tensor", p).numel() for p in teacher.parameters())
     return {"kinds": sorted({type(p.data).__name__ for p in teacher.parameters()}),
             "dtypes": sorted({str(p.dtype) for p in teacher.parameters()}),
+            "devices": sorted({str(p.device) for p in teacher.parameters()}),
             "frozen": not any(p.requires_grad for p in teacher.parameters()),
             "eval": not any(m.training for m in teacher.modules()),
             "numel": sum(p.numel() for p in teacher.parameters()), "local_numel": local}

@@ -96,7 +96,7 @@ def test_a_sharded_teacher_is_split_frozen_and_in_eval_mode_in_every_process(run
     for rank in (0, 1):
         for layout in ("kd_shard", "kd_fsdp", "kd_resume"):
             state = two["ranks"][rank]["teachers"][layout]
-            assert state["kinds"] == ["DTensor"] and state["dtypes"] == ["torch.float32"]
+            assert state["kinds"] == ["DTensor"] and state["dtypes"] == ["torch.float32"] and state["devices"] == ["cpu"]
             assert state["frozen"] and state["eval"]
             assert state["local_numel"] * 2 == state["numel"]  # each process holds half of it
 
