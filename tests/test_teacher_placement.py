@@ -124,3 +124,13 @@ def test_frozen_teachers_are_found_by_name_outermost_first(digits):
     assert frozen_teachers(objective) == [("distiller.teacher", teacher)]
     teacher.requires_grad_(True)  # a trained "teacher" is not a frozen one
     assert frozen_teachers(objective) == []
+
+
+def test_without_a_configured_limit_a_gpus_own_memory_is_the_limit(digits, tmp_path, monkeypatch):
+    import distill.engine.placement as placement
+
+    assert placement.device_gib(torch.device("cpu")) is None  # a CPU sets no limit
+    monkeypatch.setattr(placement, "device_gib", lambda device: 0.3 / 1024)  # as a GPU of 0.3 MiB would
+    objective, _ = _kd(digits, teacher_hidden=2048)
+    with pytest.raises(ConfigError, match=r"more than the device's 0.000293 GiB .*teacher_placement: shard"):
+        trainer.train(objective, digits.train, TrainConfig(steps=1, batch_size=32, progress=False), tmp_path)

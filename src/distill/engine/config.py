@@ -76,8 +76,9 @@ class TrainConfig(StrictModel):
         "replicate", description="replicate: a whole frozen teacher in every process; shard: FSDP2 over the processes; "
                                  "cache: no teacher in training, its outputs served by the family's cache")
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
-    device_memory_gib: float | None = Field(None, gt=0, description="memory of one device; a run whose weights, "
-                                            "gradients and optimizer state exceed it is refused before training")
+    device_memory_gib: float | None = Field(None, gt=0, description="memory of one device (default: a GPU's own, "
+                                            "no limit on a CPU); a run whose weights, gradients and optimizer "
+                                            "state exceed it is refused before training")
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainConfig:

@@ -49,13 +49,20 @@ def _optimizer_states(settings: GroupConfig) -> int:
     return 2
 
 
+def device_gib(device: torch.device) -> float | None:
+    """The memory of a CUDA ``device`` in GiB (None elsewhere: a CPU's is shared with everything else)."""
+    return torch.cuda.get_device_properties(device).total_memory / GIB if device.type == "cuda" else None
+
+
 def check_fits(objective: nn.Module, groups: dict[str, list[nn.Parameter]], settings: dict[str, GroupConfig],
-               config: TrainConfig, processes: int) -> None:
-    """Refuse a run whose resident tensors exceed ``config.device_memory_gib`` per device, before training,
-    naming the placement that would fit. Counted: the teacher's weights and buffers (1/N sharded, none cached),
-    every other weight and buffer, and each trainable parameter's gradient and optimizer state (1/N under
-    ``fsdp``); not counted: activations, so this is a lower bound of what the run needs."""
-    if config.device_memory_gib is None:
+               config: TrainConfig, processes: int, device: torch.device) -> None:
+    """Refuse a run whose resident tensors exceed ``config.device_memory_gib`` per device (by default a GPU's
+    own memory; no limit on a CPU), before training, naming the placement that would fit. Counted: the
+    teacher's weights and buffers (1/N sharded, none cached), every other weight and buffer, and each trainable
+    parameter's gradient and optimizer state (1/N under ``fsdp``); not counted: activations, so this is a
+    lower bound of what the run needs."""
+    limit_gib = config.device_memory_gib or device_gib(device)
+    if limit_gib is None:
         return
     teachers = [module for _, module in frozen_teachers(objective)]
     teacher_ids = {id(t) for module in teachers for t in (*module.parameters(), *module.buffers())}
@@ -64,7 +71,7 @@ def check_fits(objective: nn.Module, groups: dict[str, list[nn.Parameter]], sett
     rest += sum(_bytes(params) * (1 + _optimizer_states(settings[name])) for name, params in groups.items())
     teacher_share = teacher / processes if config.teacher_placement == "shard" and processes > 1 else teacher
     student_share = rest / processes if config.distributed.strategy == "fsdp" and processes > 1 else rest
-    limit = config.device_memory_gib * GIB
+    limit = limit_gib * GIB
     if teacher_share + student_share <= limit:
         return
     sizes = (f"at least {(teacher_share + student_share) / GIB:.3g} GiB per device: the teacher "
@@ -72,11 +79,11 @@ def check_fits(objective: nn.Module, groups: dict[str, list[nn.Parameter]], sett
              f"optimizer state {student_share / GIB:.3g} GiB, activations not counted")
     if teacher_share > 0 and config.teacher_placement == "replicate":
         raise ConfigError(
-            f"this run needs {sizes}, more than train.device_memory_gib {config.device_memory_gib:g}. Set "
+            f"this run needs {sizes}, more than the device's {limit_gib:.3g} GiB (train.device_memory_gib). Set "
             f"train.teacher_placement: shard (the teacher split over the processes: {teacher / GIB:.3g} GiB ÷ the "
             f"process count) or cache (no teacher on the training devices; {CACHE_FAMILIES}).")
     raise ConfigError(
-        f"this run needs {sizes}, more than train.device_memory_gib {config.device_memory_gib:g}. Shard the student "
+        f"this run needs {sizes}, more than the device's {limit_gib:.3g} GiB (train.device_memory_gib). Shard the student "
         "(train.distributed.strategy: fsdp), launch more processes, or train a smaller student.")
 
 

@@ -228,7 +228,7 @@ def train(
         raise ConfigError(f"train.groups names {unknown}, but {type(objective).__name__} has the parameter groups "
                           f"{sorted(groups)}; use those names.")
     settings = {name: config.group(name) for name in groups}
-    check_fits(objective, groups, settings, config, accelerator.num_processes)
+    check_fits(objective, groups, settings, config, accelerator.num_processes, accelerator.device)
     # A sharded student's parameters are new (DTensor) objects: its optimizers take those.
     sharded = place(objective, config, accelerator.device, accelerator.num_processes)
     if sharded:
