@@ -134,3 +134,19 @@ def test_without_a_configured_limit_a_gpus_own_memory_is_the_limit(digits, tmp_p
     objective, _ = _kd(digits, teacher_hidden=2048)
     with pytest.raises(ConfigError, match=r"more than the device's 0.000293 GiB .*teacher_placement: shard"):
         trainer.train(objective, digits.train, TrainConfig(steps=1, batch_size=32, progress=False), tmp_path)
+
+
+@pytest.mark.parametrize("recipe,family", [("recipes/steps/consistency.yaml", "steps"),
+                                           ("recipes/score/particles_sds.yaml", "score"),
+                                           ("recipes/scene/compact_gaussians.yaml", "scene")])
+@pytest.mark.parametrize("placement", ["shard", "cache"])
+def test_families_that_cannot_place_their_teacher_refuse_when_the_recipe_loads(recipe, family, placement):
+    from pathlib import Path
+
+    from distill.experiment import load_recipe
+
+    path = Path(__file__).parents[1] / recipe
+    assert load_recipe(path).train.teacher_placement == "replicate"
+    with pytest.raises(ConfigError, match=rf"teacher_placement '{placement}' is not available in the {family} family"
+                                          r".*Use replicate.*sharded teacher: classification and language"):
+        load_recipe(path, [f"train.teacher_placement={placement}"])

@@ -23,6 +23,16 @@ from distill.errors import ConfigError
 GIB = 2**30
 #: the families that can serve a teacher's outputs from a cache instead of running it, and their keys
 CACHE_FAMILIES = "classification (distill.teacher_signal: cache) and language (signals.source: cache)"
+#: the families whose teacher is called through its forward pass, which FSDP2 gathers, so it can be sharded
+SHARD_FAMILIES = "classification and language"
+
+
+def placement_refusal(config: TrainConfig, family: str, reason: str) -> str | None:
+    """Why ``family`` cannot honour ``config.teacher_placement`` (None for ``replicate``, which every family can)."""
+    if config.teacher_placement == "replicate":
+        return None
+    return (f"train.teacher_placement {config.teacher_placement!r} is not available in the {family} family: {reason}. "
+            f"Use replicate (the default); a sharded teacher: {SHARD_FAMILIES}; a cached one: {CACHE_FAMILIES}")
 
 
 def frozen_teachers(objective: nn.Module) -> list[tuple[str, nn.Module]]:
