@@ -69,6 +69,17 @@ def _teacher_state(teacher: torch.nn.Module) -> dict:
             "numel": sum(p.numel() for p in teacher.parameters()), "local_numel": local}
 
 
+class _Probe(DistillObjective):
+    """The KD objective; after the first optimizer step it takes (a teacher forward done, the next not begun) it records
+    its teacher's state: what each process holds while training, not only at the end."""
+
+    seen: dict | None = None
+
+    def after_optimizer_step(self, step: int) -> None:
+        if self.seen is None:
+            self.seen = _teacher_state(self.distiller.teacher)
+
+
 def _laid_out_kd(splits, out: Path, evaluator, name: str, stop_at: int | None = None, **layout):
     """The KD run again, on a fresh teacher and student, with the models laid out as ``layout`` says."""
     config = {**CONFIG, "checkpoint_every": 20, **layout}
@@ -83,9 +94,9 @@ def _laid_out_kd(splits, out: Path, evaluator, name: str, stop_at: int | None = 
         student = build_model("mlp", (1, 8, 8), 10, hidden=[32])
         distiller = Distiller(student, teacher,
                               {("output", "output"): Match("kd", options={"temperature": 2.0, "alpha": 0.5})})
-    result = train(DistillObjective(distiller), splits.train, TrainConfig(**config), out / name, evaluator,
-                   resume=stop_at is not None)
-    return result, _teacher_state(teacher)
+    probe = _Probe(distiller)
+    result = train(probe, splits.train, TrainConfig(**config), out / name, evaluator, resume=stop_at is not None)
+    return result, {"training": probe.seen, "end": _teacher_state(teacher)}
 
 
 def main(out: Path) -> None:

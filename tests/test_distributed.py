@@ -95,10 +95,11 @@ def test_a_sharded_teacher_is_split_frozen_and_in_eval_mode_in_every_process(run
     _, two = runs
     for rank in (0, 1):
         for layout in ("kd_shard", "kd_fsdp", "kd_resume"):
-            state = two["ranks"][rank]["teachers"][layout]
-            assert state["kinds"] == ["DTensor"] and state["dtypes"] == ["torch.float32"] and state["devices"] == ["cpu"]
-            assert state["frozen"] and state["eval"]
-            assert state["local_numel"] * 2 == state["numel"]  # each process holds half of it
+            for when in ("training", "end"):  # between two steps (FSDP2 left a root gathered before), and after
+                state = two["ranks"][rank]["teachers"][layout][when]
+                assert state["kinds"] == ["DTensor"] and state["dtypes"] == ["torch.float32"]
+                assert state["devices"] == ["cpu"] and state["frozen"] and state["eval"]
+                assert state["local_numel"] * 2 == state["numel"]  # each process holds half of it
 
 
 def test_a_sharded_student_trains_under_bf16_autocast_as_one_process_does(runs):

@@ -117,9 +117,14 @@ def _mesh(device: torch.device, processes: int):
     return init_device_mesh(device.type, (processes,))
 
 
+def _reshard(teacher: nn.Module, args, output) -> None:
+    teacher.reshard()
+
+
 def shard_teacher(teacher: nn.Module, device: torch.device, processes: int) -> nn.Module:
     """``teacher`` frozen, in eval mode, on ``device``, in the dtype it was built in, and (over several
-    processes) FSDP2-sharded block by block, then as a whole."""
+    processes) FSDP2-sharded block by block, then as a whole. FSDP2 keeps a root module's weights gathered
+    after its forward for the backward that follows; a frozen teacher has none, so it is resharded at once."""
     from torch.distributed.fsdp import fully_shard
 
     teacher.eval().requires_grad_(False).to(device)
@@ -128,6 +133,7 @@ def shard_teacher(teacher: nn.Module, device: torch.device, processes: int) -> n
         for block in _blocks(teacher, set()):
             fully_shard(block, mesh=mesh)
         fully_shard(teacher, mesh=mesh)
+        teacher.register_forward_hook(_reshard)
     return teacher
 
 
