@@ -88,3 +88,11 @@ def test_a_teacher_cache_is_reused_by_a_run_with_the_same_teacher_and_rebuilt_fo
     _student_weights(tmp_path, "other_taps", "distill.teacher_signal=cache", "train.steps=2",
                      "distill.pairs.1.teacher=conv2")
     assert len(builds) == 3
+
+
+def test_placement_cache_is_the_teacher_cache():
+    """``train.teacher_placement: cache`` selects the same cache, with the same refusals."""
+    assert load_recipe(TREE, ["train.teacher_placement=cache"]).distill.teacher_signal == "cache"
+    with pytest.raises(ConfigError, match=r"serves only the exact inputs it cached"):
+        load_recipe(TREE, ["train.teacher_placement=cache", "distill.augment=mixup"])
+    assert load_recipe(TREE, []).distill.teacher_signal == "live"

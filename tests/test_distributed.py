@@ -1,6 +1,9 @@
 """Two CPU processes (Accelerate + gloo) give the same run as one process with the same global batch,
 for a supervised objective and for a KD ``DistillObjective`` (teacher inside the wrapped objective).
 
+The same holds with the teacher sharded, and with the student sharded too (FSDP2), including a
+kill and resume; see distributed_run.py.
+
 Stated tolerance: every weight within 1e-5 and test accuracy within 0.5 points
 (only the order of floating-point sums differs). Launched as
 ``accelerate launch --multi_gpu --num_processes 2``: on a machine without GPUs
@@ -72,3 +75,38 @@ def test_kd_and_supervised_runs_differ(runs):
     """The KD comparison is not the supervised one again: the teacher changed where the student went."""
     one, _ = runs
     assert max(abs(a - b) for a, b in zip(one["kd"]["weights"], one["supervised"]["weights"])) > 1e-2
+
+
+@pytest.mark.parametrize("layout", ["kd_shard", "kd_fsdp", "kd_resume"])
+def test_sharded_teacher_and_student_match_one_process(runs, layout):
+    """``train.teacher_placement: shard`` and ``train.distributed.strategy: fsdp`` under two processes (FSDP2
+    over gloo) give the one-process KD run's student, read from the final checkpoint: one file, written whole,
+    holding the student and no teacher; ``kd_resume`` stopped after its step-20 checkpoint and was resumed."""
+    one, two = runs
+    reference = one["kd"]
+    assert two[layout]["saved"] == sorted(["distiller.passes", *(f"distiller.student.{k}" for k in
+                                                                   ("fc1.weight", "fc1.bias", "head.weight", "head.bias"))])
+    assert len(two[layout]["weights"]) == len(reference["weights"])
+    assert max(abs(a - b) for a, b in zip(two[layout]["weights"], reference["weights"])) <= 1e-5
+    assert abs(two[layout]["acc"] - reference["acc"]) <= 0.005
+
+
+def test_a_sharded_teacher_is_split_frozen_and_in_eval_mode_in_every_process(runs):
+    _, two = runs
+    for rank in (0, 1):
+        for layout in ("kd_shard", "kd_fsdp", "kd_resume"):
+            for when in ("training", "end"):  # between two steps (FSDP2 left a root gathered before), and after
+                state = two["ranks"][rank]["teachers"][layout][when]
+                assert state["kinds"] == ["DTensor"] and state["dtypes"] == ["torch.float32"]
+                assert state["devices"] == ["cpu"] and state["frozen"] and state["eval"]
+                assert state["local_numel"] * 2 == state["numel"]  # each process holds half of it
+
+
+def test_a_sharded_student_trains_under_bf16_autocast_as_one_process_does(runs):
+    """bf16 mixed precision with a sharded student and teacher: autocast runs (the weights leave the fp32 run's,
+    which two processes match to 4e-8) and lands near one process's bf16 run. Stated tolerance 2e-3 per weight
+    (measured 4e-4: bf16 rounds the differently ordered sums) and one point of accuracy."""
+    one, two = runs
+    assert max(abs(a - b) for a, b in zip(two["kd_fsdp_bf16"]["weights"], two["kd_fsdp"]["weights"])) > 1e-5
+    assert max(abs(a - b) for a, b in zip(two["kd_fsdp_bf16"]["weights"], one["kd_bf16"]["weights"])) <= 2e-3
+    assert abs(two["kd_fsdp_bf16"]["acc"] - one["kd_bf16"]["acc"]) <= 0.01

@@ -268,3 +268,9 @@ def test_recipe_refusals_of_what_the_top_k_cache_cannot_give(teacher_folder):
     with pytest.raises(DistillError, match="temperature 2.0 needs signals.source: live"):
         recipe_for(teacher_folder, "method.temperature=2.0")
     assert recipe_for(teacher_folder, "method.temperature=2.0", "signals.source=live").method.temperature == 2.0
+    with pytest.raises(DistillError, match="teacher_placement 'cache' leaves no teacher in training"):
+        recipe_for(teacher_folder, "train.teacher_placement=cache", "signals.source=live")
+    assert recipe_for(teacher_folder, "train.teacher_placement=cache").signals.source == "cache"
+    with pytest.raises(DistillError, match="chunk_tokens applies the live teacher's LM head outside its forward"):
+        recipe_for(teacher_folder, "train.teacher_placement=shard", "signals.source=live", "method.chunk_tokens=4")
+    assert recipe_for(teacher_folder, "train.teacher_placement=shard", "method.chunk_tokens=4").method.chunk_tokens == 4

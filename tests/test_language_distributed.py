@@ -1,5 +1,7 @@
 """Two CPU processes (Accelerate + gloo) train the same language student from the top-k cache as one
-process with the same global batch: every weight within 1e-5 (only the order of sums differs)."""
+process with the same global batch, and from the live teacher sharded over the two processes
+(``train.teacher_placement: shard``, FSDP2) as from the whole teacher in one: every weight within
+1e-5 (only the order of sums differs)."""
 
 import json
 import os
@@ -33,3 +35,6 @@ def test_two_processes_train_the_same_language_student(tmp_path):
                 "--mixed_precision", "no", "--dynamo_backend", "no"], teacher, tmp_path / "two")
     assert one["processes"] == 1 and two["processes"] == 2
     assert max(abs(a - b) for a, b in zip(one["weights"], two["weights"])) <= 1e-5
+    assert max(abs(a - b) for a, b in zip(one["live"], two["live"])) <= 1e-5
+    assert one["live"] != one["weights"]  # the live run is another run, not the cached one again
+    assert one["teacher_held"] == one["teacher_numel"] and two["teacher_held"] < two["teacher_numel"]

@@ -179,6 +179,29 @@ def _check_kwargs_map(mapping: Mapping[str, str | None] | None) -> dict[str, str
     return dict(mapping)
 
 
+def _inference_dtype(teacher: nn.Module) -> torch.dtype | None:
+    """The dtype of the teacher's floating-point weights: the dtype it runs in (None: it has none)."""
+    return next((p.dtype for p in teacher.parameters() if p.is_floating_point()), None)
+
+
+def _in_dtype(call: tuple[tuple, dict], dtype: torch.dtype | None) -> tuple[tuple, dict]:
+    """A model call's floating-point tensor arguments cast to ``dtype`` (token ids and masks are left as they are)."""
+    def cast(value: Any) -> Any:
+        return value.to(dtype) if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+    args, kwargs = call
+    if dtype is None:
+        return args, kwargs
+    return tuple(map(cast, args)), {k: cast(v) for k, v in kwargs.items()}
+
+
+def _like(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+    """A teacher's tapped tensor in the dtype of the student tensor it is scored against."""
+    if teacher.is_floating_point() and student.is_floating_point() and teacher.dtype != student.dtype:
+        return teacher.to(student.dtype)
+    return teacher
+
+
 class Distiller(nn.Module):
     """Wrap ``student`` and ``teacher`` and score tapped tensor pairs with distillation losses.
 
@@ -299,7 +322,9 @@ class Distiller(nn.Module):
         The teacher gets the same arguments, keywords renamed by ``teacher_kwargs_map``,
         unless ``teacher_input`` gives it its own (a different view, e.g. more sensor
         channels): a tensor is its one positional argument, a tuple its positional
-        arguments, a dict its keyword arguments.
+        arguments, a dict its keyword arguments. Floating-point arguments are cast to the
+        teacher's own dtype (a bf16 teacher gets bf16 inputs); its tapped tensors are cast
+        back to the student's at :meth:`compute_losses`.
         """
         if self._closed:
             raise DistillError(f"this Distiller was {self._closed}; build a new one to keep distilling.")
@@ -309,7 +334,8 @@ class Distiller(nn.Module):
         if self.training:
             self.passes.add_(1)
         if self.teacher is not None and len(self.pairs):
-            teacher_args, teacher_kwargs = self._teacher_arguments(args, kwargs, teacher_input)
+            teacher_args, teacher_kwargs = _in_dtype(self._teacher_arguments(args, kwargs, teacher_input),
+                                                     _inference_dtype(self.teacher))
             with torch.no_grad():
                 self._teacher_output = self.teacher(*teacher_args, **teacher_kwargs)
         return self.student(*args, **kwargs)
@@ -441,11 +467,12 @@ class Distiller(nn.Module):
 
     def _adapted(self, pair: _Pair) -> tuple:
         if pair.multi_level:
-            teacher = [t.detach() for t in self._tensors(self.teacher_taps, pair.teacher_tap)]
-            return self._tensors(self.student_taps, pair.student_tap), teacher
-        student = pair.student_adapter(self.student_taps.get(pair.student_tap))
-        teacher = pair.teacher_adapter(self.teacher_taps.get(pair.teacher_tap).detach())
-        return student, teacher
+            student = self._tensors(self.student_taps, pair.student_tap)
+            teacher = [_like(t.detach(), s) for t, s in zip(self._tensors(self.teacher_taps, pair.teacher_tap), student)]
+            return student, teacher
+        student = self.student_taps.get(pair.student_tap)
+        teacher = pair.teacher_adapter(_like(self.teacher_taps.get(pair.teacher_tap).detach(), student))
+        return pair.student_adapter(student), teacher
 
     def _ramp(self, warmup: int) -> float:
         return min(1.0, float(self.passes) / warmup) if warmup > 0 else 1.0

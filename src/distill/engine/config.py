@@ -6,8 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
-#: TrainConfig fields that change how a run reports, not what it learns (left out of cache keys)
-TRAIN_ONLY = {"progress", "tensorboard", "log_every"}
+#: TrainConfig fields that change how a run reports or is laid out over devices, not what it learns (left out of
+#: cache keys)
+TRAIN_ONLY = {"progress", "tensorboard", "log_every", "teacher_placement", "distributed", "device_memory_gib"}
 
 
 class StrictModel(BaseModel):
@@ -28,6 +29,14 @@ class GroupConfig(StrictModel):
     betas: tuple[float, float] | None = None
     max_grad_norm: float | None = Field(None, gt=0)
     every: PositiveInt = 1
+
+
+class DistributedConfig(StrictModel):
+    """How the student is laid out over several processes: ``ddp`` (a whole copy per process, gradients
+    all-reduced) or ``fsdp`` (FSDP2 ``fully_shard``: each process holds 1/N of the weights, gradients and
+    optimizer state; Zhao et al. 2023, "PyTorch FSDP"). One process holds everything either way."""
+
+    strategy: Literal["ddp", "fsdp"] = "ddp"
 
 
 class TrainConfig(StrictModel):
@@ -63,6 +72,13 @@ class TrainConfig(StrictModel):
     progress: bool = True
     tensorboard: bool = False
     groups: dict[str, GroupConfig] = Field(default_factory=dict, description="per parameter group overrides")
+    teacher_placement: Literal["replicate", "shard", "cache"] = Field(
+        "replicate", description="replicate: a whole frozen teacher in every process; shard: FSDP2 over the processes; "
+                                 "cache: no teacher in training, its outputs served by the family's cache")
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    device_memory_gib: float | None = Field(None, gt=0, description="memory of one device (default: a GPU's own, "
+                                            "no limit on a CPU); a run whose weights, gradients and optimizer "
+                                            "state exceed it is refused before training")
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainConfig:

@@ -27,6 +27,7 @@ from distill.engine.batches import as_batch, batch_size_of
 from distill.engine.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from distill.engine.config import GroupConfig, TrainConfig
 from distill.engine.metrics_log import MetricsLog
+from distill.engine.placement import check_fits, full_optimizer_state, full_weights, load_full_state, place
 from distill.engine.progress import progress_bar
 from distill.engine.sampler import EpochShuffleSampler
 from distill.errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -129,10 +130,22 @@ def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, total: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule_factor(config, step, total, per_epoch))
 
 
+def _trained(key: str) -> bool:
+    """Whether a weight is one a run changes; a Distiller's frozen teacher's is not."""
+    return ".teacher." not in f".{key}"
+
+
 def _trainable_weights(objective: nn.Module) -> dict[str, torch.Tensor]:
     """Weights a run changes; a Distiller's frozen teacher is left out."""
-    state = objective.state_dict()
-    return {k: v for k, v in state.items() if ".teacher." not in f".{k}"}
+    return {k: v for k, v in objective.state_dict().items() if _trained(k)}
+
+
+def _student_state(objective: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
+                   sharded: bool) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
+    """The weights and optimizer states a checkpoint holds: whole, the teacher left out."""
+    if sharded:
+        return full_weights(objective, _trained), {k: full_optimizer_state(objective, o) for k, o in optimizers.items()}
+    return _trainable_weights(objective), {k: o.state_dict() for k, o in optimizers.items()}
 
 
 def _step_schedules(schedulers: dict, skipping: bool) -> None:
@@ -215,6 +228,13 @@ def train(
         raise ConfigError(f"train.groups names {unknown}, but {type(objective).__name__} has the parameter groups "
                           f"{sorted(groups)}; use those names.")
     settings = {name: config.group(name) for name in groups}
+    check_fits(objective, groups, settings, config, accelerator.num_processes, accelerator.device)
+    # A sharded student's parameters are new (DTensor) objects: its optimizers take those.
+    sharded = place(objective, config, accelerator.device, accelerator.num_processes)
+    if sharded:
+        groups = parameter_groups(objective)
+    # state_dict() of a module with FSDP parts (a sharded teacher) is a collective: every process calls it
+    gathering = accelerator.num_processes > 1 and (sharded or config.teacher_placement == "shard")
     optimizers = {name: make_optimizer(params, settings[name]) for name, params in groups.items()}
     steps_per_epoch = max(1, len(loader) // config.grad_accum)
     schedulers = {name: make_schedule(opt, config, total, steps_per_epoch) for name, opt in optimizers.items()}
@@ -222,7 +242,14 @@ def train(
     restart_at = decay_step(config, total, steps_per_epoch) if config.schedule == "step" and config.restart_at_decay \
         else None
     plain = _plain_optimizers(accelerator)
-    objective, loader, *prepared = accelerator.prepare(objective, loader, *([] if plain else optimizers.values()))
+    # A sharded student is not Accelerate's to wrap (it would wrap it in DDP): it keeps only the loader and
+    # autocast, applied around its forward below.
+    models = [] if sharded else [objective]
+    prepared = accelerator.prepare(*models, loader, *([] if plain else optimizers.values()))
+    prepared = prepared if isinstance(prepared, tuple) else (prepared,)  # one object comes back bare
+    objective = prepared[0] if models else objective
+    loader, *prepared = prepared[len(models):]
+    forward_context = accelerator.autocast if sharded else nullcontext
     if not plain:
         optimizers = dict(zip(optimizers, prepared))
     check_every_step = accelerator.device.type == "cpu"  # elsewhere a check would sync the device each step
@@ -242,12 +269,17 @@ def train(
             raise CheckpointError(f"--resume: no checkpoint under {ckpt_dir}; run without --resume to start.")
         unwrapped = accelerator.unwrap_model(objective)
         ckpt = load_checkpoint(last_ckpt, expected=_trainable_weights(unwrapped))
-        _load_trainable(unwrapped, ckpt.weights, last_ckpt)
         if sorted(ckpt.state.get("optimizers", {})) != sorted(optimizers):
             raise CheckpointError(f"checkpoint {last_ckpt} holds the optimizer groups "
                                   f"{sorted(ckpt.state.get('optimizers', {}))}, this objective {sorted(optimizers)}.")
+        if sharded:
+            load_full_state(objective, ckpt.weights,
+                            {name: (opt, ckpt.state["optimizers"][name]) for name, opt in optimizers.items()})
+        else:
+            _load_trainable(unwrapped, ckpt.weights, last_ckpt)
+            for name in optimizers:
+                optimizers[name].load_state_dict(ckpt.state["optimizers"][name])
         for name in optimizers:
-            optimizers[name].load_state_dict(ckpt.state["optimizers"][name])
             schedulers[name].load_state_dict(ckpt.state["schedulers"][name])
         set_rng_state(ckpt.state["rng"])
         step, micro = ckpt.step, ckpt.step * config.grad_accum
@@ -257,10 +289,11 @@ def train(
     def checkpoint() -> Path | None:
         nonlocal last_ckpt
         accelerator.wait_for_everyone()
+        if gathering or accelerator.is_main_process:
+            weights, optimizer_states = _student_state(accelerator.unwrap_model(objective), optimizers, sharded)
         if accelerator.is_main_process:
-            state = {"optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+            state = {"optimizers": optimizer_states,
                      "schedulers": {k: s.state_dict() for k, s in schedulers.items()}, "rng": rng_state()}
-            weights = _trainable_weights(accelerator.unwrap_model(objective))
             last_ckpt = save_checkpoint(ckpt_dir, step, weights, state, {"description": description}, config.keep_checkpoints)
         return last_ckpt
 
@@ -286,7 +319,8 @@ def train(
             for item in batches:
                 batch = as_batch(item)
                 with accelerator.accumulate(objective) if accumulating else nullcontext():
-                    values = objective(batch)
+                    with forward_context():
+                        values = objective(batch)
                     if check_every_step:
                         _check_finite(values, step + 1, last_ckpt)
                     if not plain:

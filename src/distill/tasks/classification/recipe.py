@@ -188,6 +188,18 @@ class ClassificationRecipe(StrictModel):
     search: SearchSpec | None = Field(None, description="what `distill tune` searches; `distill run` ignores it")
 
     @model_validator(mode="after")
+    def _placement_cache_is_the_teacher_cache(self) -> ClassificationRecipe:
+        """``train.teacher_placement: cache`` is this family's teacher cache: it sets ``distill.teacher_signal: cache``."""
+        if self.train is None or self.train.teacher_placement != "cache":
+            return self
+        if self.distill is None:
+            raise ValueError("train.teacher_placement 'cache' serves the teacher's outputs from distill.teacher_signal: "
+                             "cache, which the default distill section (function matching, with mixup) cannot use: "
+                             "name distill.pairs yourself with distill.augment: none")
+        self.distill = DistillSpec.model_validate({**self.distill.model_dump(), "teacher_signal": "cache"})
+        return self
+
+    @model_validator(mode="after")
     def _distill_fits_the_teacher(self) -> ClassificationRecipe:
         if self.distill is None:
             if self.teacher == "self":

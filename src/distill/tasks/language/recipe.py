@@ -274,4 +274,13 @@ class LanguageRecipe(StrictModel):
         if self.method.internals and self.signals.source != "live":
             raise ValueError("method.hidden / method.relations need the teacher's hidden states, which the top-k cache does "
                              "not hold; set signals.source: live")
+        live = self.signals.source == "live" or self.method.on_policy
+        if self.train.teacher_placement == "shard" and self.method.chunk_tokens and live:
+            raise ValueError("method.chunk_tokens applies the live teacher's LM head outside its forward pass, where a "
+                             "sharded teacher's weights are not gathered (FSDP2); set method.chunk_tokens: 0 or "
+                             "train.teacher_placement: replicate")
+        if self.train.teacher_placement == "cache" and live:
+            raise ValueError("train.teacher_placement 'cache' leaves no teacher in training, but signals.source: live and "
+                             "method.on_policy run it; use signals.source: cache without on_policy, or placement "
+                             "replicate / shard")
         return self

@@ -10,6 +10,7 @@ import torch
 from pydantic import Field, PositiveInt, model_validator
 
 from distill.engine.config import StrictModel, TrainConfig
+from distill.engine.placement import placement_refusal
 from distill.errors import ConfigError
 from distill.experiment.recipe import RegisteredSpec, check_registered
 from distill.scenes.files import SCENE_FILES
@@ -106,6 +107,14 @@ class SceneRecipe(StrictModel):
     student: RepresentationSpec | None = None
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=300, batch_size=4, lr=0.01, eval_every=25))
     evaluate: SceneEvalSpec = Field(default_factory=SceneEvalSpec)
+
+    @model_validator(mode="after")
+    def _placement(self) -> SceneRecipe:
+        refusal = placement_refusal(self.train, "scene", "its objectives read the teacher scene's parameters directly "
+                                    "(ray samples), not through a forward pass FSDP2 gathers")
+        if refusal:
+            raise ValueError(refusal)
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> SceneRecipe:

@@ -9,6 +9,7 @@ from pydantic import Field, PositiveInt, model_validator
 from distill.diffusion.recipe import DiffusionModelSpec, GenDataSpec
 from distill.diffusion.sources import is_zoo
 from distill.engine.config import StrictModel, TrainConfig
+from distill.engine.placement import placement_refusal
 from distill.errors import ConfigError
 from distill.experiment.recipe import RegisteredSpec
 from distill.metrics.classifier import ClassifierSpec
@@ -79,6 +80,13 @@ class ScoreRecipe(StrictModel):
     object: PointsSpec | SceneSpec = Field(default_factory=PointsSpec, discriminator="kind")
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=2000, batch_size=256, lr=0.01))
     evaluate: ScoreEvalSpec = Field(default_factory=ScoreEvalSpec)
+
+    @model_validator(mode="after")
+    def _placement(self) -> ScoreRecipe:
+        refusal = placement_refusal(self.train, "score", "sharding or caching its frozen prior is not set up yet")
+        if refusal:
+            raise ValueError(refusal)
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> ScoreRecipe:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from distill.diffusion.recipe import DiffusionModelSpec, GenDataSpec
 from distill.engine.config import StrictModel, TrainConfig
+from distill.engine.placement import placement_refusal
 from distill.experiment.recipe import RegisteredSpec
 from distill.metrics.classifier import ClassifierSpec
 
@@ -54,3 +55,12 @@ class StepsRecipe(StrictModel):
     method: MethodSpec
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=2000, batch_size=256))
     evaluate: EvalSpec = Field(default_factory=EvalSpec)
+
+    @model_validator(mode="after")
+    def _placement(self) -> StepsRecipe:
+        refusal = placement_refusal(self.train, "steps", "a method may call the teacher's network on its own (guidance "
+                                    "calls teacher.net), outside the teacher's forward pass where FSDP2 gathers "
+                                    "the weights, so sharding it is not set up yet")
+        if refusal:
+            raise ValueError(refusal)
+        return self
