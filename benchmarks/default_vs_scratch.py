@@ -92,6 +92,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["default"], choices=["default", *CANDIDATES])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, help="every student's budget (default: the library's default schedule)")
+    parser.add_argument("--scratch", nargs="+", default=["none", "mixup"], choices=["none", "mixup"],
+                        help="the scratch rows to train (augmentations); both unless one is known to lose")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/bench-default"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/default_vs_scratch.json"))
@@ -102,9 +104,11 @@ def main() -> None:
     for dataset in args.datasets:
         base, splits = recipe(dataset, args.methods[0], args.seeds[0], args.steps)
         teacher, teacher_rows = obtain_teacher(base, splits, Run(args.work / dataset / "teacher", base))
-        accs: dict[str, list[float]] = {"scratch": [], "scratch_mixup": [], **{m: [] for m in args.methods}}
+        scratch_rows = [(name, augment) for name, augment in (("scratch", "none"), ("scratch_mixup", "mixup"))
+                        if augment in args.scratch]
+        accs: dict[str, list[float]] = {**{name: [] for name, _ in scratch_rows}, **{m: [] for m in args.methods}}
         for seed in args.seeds:
-            for name, augment in (("scratch", "none"), ("scratch_mixup", "mixup")):
+            for name, augment in scratch_rows:
                 spec, _ = recipe(dataset, args.methods[0], seed, args.steps)
                 started = time.perf_counter()
                 _, row = train_scratch(spec, splits, Run(args.work / dataset / name / f"seed{seed}", spec), augment)
@@ -119,7 +123,7 @@ def main() -> None:
                 student_params = row.params
                 print(f"{dataset} seed {seed} {method} {100 * row.acc:.2f} % ({time.perf_counter() - started:.0f} s)",
                       flush=True)
-        best_scratch = max(("scratch", "scratch_mixup"), key=lambda k: mean_std(accs[k])[0])
+        best_scratch = max((name for name, _ in scratch_rows), key=lambda k: mean_std(accs[k])[0])
         ref_mean = mean_std(accs[best_scratch])[0]
         rows = {}
         for name, values in accs.items():

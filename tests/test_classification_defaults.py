@@ -9,9 +9,15 @@ import yaml
 import distill
 from distill.augment import Mixup
 from distill.cli import main
-from distill.data import load_dataset
+from distill.data import from_arrays, load_dataset
 from distill.experiment import load_recipe
-from distill.tasks.classification.defaults import MAX_STEPS, MIN_STEPS, complete_recipe, default_train
+from distill.tasks.classification.defaults import (
+    MAX_STEPS,
+    MIN_STEPS,
+    PLENTY_OF_LABELS,
+    complete_recipe,
+    default_train,
+)
 from distill.tasks.classification.recipe import ClassificationRecipe
 
 BARE = {"name": "bare", "data": {"name": "digits"}, "teacher": {"model": "convnet", "train": {"steps": 30}},
@@ -34,6 +40,22 @@ def test_missing_sections_become_function_matching_with_notes():
     assert (pair.loss, pair.options, completed.distill.augment) == ("kd", {"temperature": 1.0, "alpha": 1.0}, "mixup")
     assert completed.train.steps == default_train(len(splits.train)).steps
     assert len(notes) == 2 and "function matching" in notes[0] and f"{completed.train.steps:,} steps" in notes[1]
+
+
+def test_with_plenty_of_labels_per_class_the_default_is_kd_with_labels():
+    def splits(per_class: int):
+        rng = torch.Generator().manual_seed(0)
+        x = torch.randn(2 * per_class, 1, 8, 8, generator=rng).numpy()
+        y = torch.arange(2).repeat(per_class).numpy()
+        return from_arrays(x, y, x[:10], y[:10], num_classes=2)
+
+    recipe = ClassificationRecipe.model_validate(BARE)
+    plenty, notes = complete_recipe(recipe, splits(PLENTY_OF_LABELS))
+    pair = plenty.distill.pairs[0]
+    assert (pair.loss, pair.options, plenty.distill.augment) == ("kd", {"temperature": 4.0, "alpha": 0.5}, "none")
+    assert not plenty.distill.use_transfer and "1,000 labels per class" in notes[0] and "Hinton" in notes[0]
+    few, notes = complete_recipe(recipe, splits(PLENTY_OF_LABELS - 1))
+    assert few.distill.augment == "mixup" and "function matching" in notes[0]
 
 
 def test_given_sections_are_kept_and_not_noted():
