@@ -10,19 +10,25 @@ from accelerate import PartialState
 from torch import Tensor
 
 
-def process_share() -> tuple[int, int]:
-    """(this process's index, the number of processes): ``(0, 1)`` unless launched with several (``WORLD_SIZE``),
-    where the process group is joined as the engine joins it (gloo on a machine without GPUs)."""
+def _state() -> PartialState | None:
+    """Accelerate's process state when launched with several processes (``WORLD_SIZE``), joined as the engine joins
+    it (gloo on a machine without GPUs); None for one process."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return 0, 1
-    state = PartialState(cpu=not torch.cuda.is_available())
-    return state.process_index, state.num_processes
+        return None
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def process_share() -> tuple[int, int]:
+    """(this process's index, the number of processes); ``(0, 1)`` for one process."""
+    state = _state()
+    return (0, 1) if state is None else (state.process_index, state.num_processes)
 
 
 def sum_over_processes(value: Tensor) -> Tensor:
-    """``value`` summed over every process (every process gets the sum); ``value`` itself under one process."""
-    if process_share()[1] == 1:
-        return value
-    summed = value.detach().clone()
+    """``value`` (detached) summed over every process, on ``value``'s device; every process gets the sum."""
+    state = _state()
+    if state is None or state.num_processes == 1:
+        return value.detach()
+    summed = value.detach().to(state.device, copy=True)  # NCCL reduces tensors on the process's GPU only
     torch.distributed.all_reduce(summed)
-    return summed
+    return summed.to(value.device)
