@@ -2,6 +2,7 @@
 the family's Python entry points (its objective and the engine's ``train``, or ``condense``) on in-memory data and
 returns the numbers test_distributed.py compares between one process and two.
 
+- ``flow``: a class-conditional flow-matching model with classifier-free-guidance label dropout;
 - ``progressive``: one round of progressive distillation of a 2-D flow-matching toy teacher (student and EMA);
 - ``dmd``: DMD2 with its two optimizers (the generator steps every second step), backward simulation over two
   steps and the GAN head on the fake score (generator, fake score, head);
@@ -24,6 +25,7 @@ from distill.data.base import DataSplits
 from distill.data.toys import eight_gaussians
 from distill.diffusion import Denoiser, build_denoiser, build_process
 from distill.diffusion.exact import ExactDenoiser
+from distill.diffusion.objective import DenoisingObjective
 from distill.engine.config import TrainConfig
 from distill.engine.trainer import train
 from distill.scenes import GaussianScene, ellipsoid_mesh, orbit, pose_vector, render_mesh
@@ -55,9 +57,18 @@ def _trainable(denoiser: Denoiser) -> Denoiser:
     return copy.deepcopy(denoiser).requires_grad_(True).train()
 
 
-def _toy_data() -> TensorDictDataset:
+def _toy_data(classes: int = 1) -> TensorDictDataset:
     x = eight_gaussians(256, torch.Generator().manual_seed(3))
-    return TensorDictDataset(x=x, y=torch.zeros(len(x), dtype=torch.long))
+    return TensorDictDataset(x=x, y=torch.arange(len(x)) % classes)
+
+
+def flow(out: Path) -> dict:
+    """A class-conditional flow-matching model trained from scratch, labels dropped to the null class at 0.3."""
+    torch.manual_seed(5)
+    model = Denoiser(build_denoiser("mlp", (2,), 2, hidden=16, depth=1), build_process("flow"), "velocity", num_classes=2)
+    start = _flat(model)
+    result = train(DenoisingObjective(model, cond_drop=0.3), _toy_data(classes=2), TrainConfig(**{**CONFIG, "lr": 1e-2}), out / "flow")
+    return {"weights": _flat(model), "start": start, "train_loss": result.final["train_loss"]}
 
 
 def progressive(out: Path) -> dict:
@@ -119,5 +130,5 @@ def dm(splits: DataSplits) -> dict:
 
 def families(out: Path, splits: DataSplits) -> dict:
     """Every part's numbers, by name."""
-    return {"progressive": progressive(out), "dmd": dmd(out), "sds": particles(out, "sds"),
+    return {"flow": flow(out), "progressive": progressive(out), "dmd": dmd(out), "sds": particles(out, "sds"),
             "vsd": particles(out, "vsd"), "scene": scene(out), "dm": dm(splits)}

@@ -112,9 +112,9 @@ def test_a_sharded_student_trains_under_bf16_autocast_as_one_process_does(runs):
     assert abs(two["kd_fsdp_bf16"]["acc"] - one["kd_bf16"]["acc"]) <= 0.01
 
 
-@pytest.mark.parametrize("family", ["progressive", "dmd", "sds", "vsd", "scene", "dm"])
+@pytest.mark.parametrize("family", ["flow", "progressive", "dmd", "sds", "vsd", "scene", "dm"])
 def test_steps_score_and_dataset_families_under_two_processes_match_one(runs, family):
-    """Progressive distillation, DMD2 (two optimizers, the generator every second step, GAN head), SDS and VSD particles,
+    """A flow-matching model (label dropout), progressive distillation, DMD2 (two optimizers, the generator every second step, GAN head), SDS and VSD particles,
     a 3-D Gaussian scene by SDS (cameras split) and DM under two processes equal one process with the same seed and global batch (distributed_families.py):
     every weight (particles, synthetic images) within 1e-5. Failed before: every process drew the same noise and
     times for its half of a batch (4e-3 to 0.6 off), and DMD2's DDP waited for the generator's gradients on the
