@@ -29,7 +29,7 @@ from distill.diffusion.objective import DenoisingObjective
 from distill.engine.config import TrainConfig
 from distill.engine.trainer import train
 from distill.scenes import GaussianScene, ellipsoid_mesh, orbit, pose_vector, render_mesh
-from distill.tasks.dataset.condense import class_bank, condense, seeded_start
+from distill.tasks.dataset.condense import build_network, class_bank, condense, seeded_start
 from distill.tasks.score import GUIDANCES, ParticlesObjective
 from distill.tasks.score.objectives import SceneObjective
 from distill.tasks.score.view_prior import ViewConditionedExactDenoiser
@@ -88,7 +88,7 @@ def dmd(out: Path) -> dict:
     start = _flat(objective.model)
     result = train(objective, _toy_data(), TrainConfig(**CONFIG, groups=groups), out / "dmd")
     return {"weights": _flat(objective.model, objective.fake, objective.head), "start": start,
-            "generator": _flat(objective.model), "train_loss": result.final["train_loss"]}
+            "train_loss": result.final["train_loss"]}
 
 
 def particles(out: Path, guidance: str) -> dict:
@@ -121,11 +121,18 @@ def scene(out: Path) -> dict:
 
 
 def dm(splits: DataSplits) -> dict:
-    made = condense(splits, "dm", ipc=2, iterations=4, network="convnet", width=8, depth=2,
-                    options={"real_per_class": 16}, seed=0)
-    start = seeded_start(class_bank(splits), 2, "real", 0)[0].images
+    """``embedded``: the rows each fresh network of this process embedded (real images, then synthetic ones)."""
+    bank, embedded = class_bank(splits), []
+
+    def network() -> torch.nn.Module:
+        net = build_network("convnet", bank.image_shape, bank.num_classes, width=8, depth=2)
+        net.register_forward_pre_hook(lambda module, args: embedded.append(len(args[0])))
+        return net
+
+    made = condense(bank, "dm", ipc=2, iterations=4, network=network, options={"real_per_class": 16}, seed=0)
+    start = seeded_start(bank, 2, "real", 0)[0].images
     return {"weights": made.synthetic.images.flatten().tolist(), "start": start.flatten().tolist(),
-            "losses": [row["loss"] for row in made.history]}
+            "losses": [row["loss"] for row in made.history], "embedded": embedded}
 
 
 def families(out: Path, splits: DataSplits) -> dict:

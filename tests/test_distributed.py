@@ -125,5 +125,7 @@ def test_steps_score_and_dataset_families_under_two_processes_match_one(runs, fa
     assert max(abs(a - b) for a, b in zip(one["weights"], one["start"])) > 1e-3  # trained, not equal by standing still
     if family == "dm":
         assert one["losses"] == pytest.approx(two["losses"], rel=1e-5)
+        # each process embedded half of every class's 16 real images, and all 2 synthetic ones, per iteration
+        assert one["embedded"] == [10 * 16, 10 * 2] * 4 and two["embedded"] == [10 * 8, 10 * 2] * 4
     else:
         assert one["train_loss"] == pytest.approx(two["train_loss"], rel=1e-5, abs=1e-8)
