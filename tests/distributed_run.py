@@ -15,6 +15,8 @@ step-20 checkpoint and resumed to step 40; ``kd_fsdp_bf16`` is ``kd_fsdp`` under
 precision (its one-process reference: ``kd_bf16``). Their student weights are read from the final
 checkpoint (one file, written whole by the main process); each process records the state of
 its teacher after training (``rank_<i>.json``, ``teachers``).
+
+Then the steps, score and dataset families at tiny budgets (distributed_families.py), under ``families``.
 """
 
 import json
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import torch
 from accelerate import PartialState
+from distributed_families import families
 
 from distill import Distiller, Match
 from distill.data import load_dataset
@@ -128,6 +131,7 @@ def main(out: Path) -> None:
         layouts = [("kd_bf16", None, {"mixed_precision": "bf16"})]
     for name, stop_at, layout in layouts:
         laid_out[name], teachers[name] = _laid_out_kd(splits, out, evaluator, name, stop_at, **layout)
+    other_families = families(out, splits)
 
     # Only now: a PartialState made before the first train() would fix the process group as a single
     # process, and every launched process would silently train alone (see test_distributed.py).
@@ -146,6 +150,7 @@ def main(out: Path) -> None:
             flat = torch.cat([weights[k].flatten() for k in order])
             final[name] = {"acc": result.final["acc"], "loss": result.final["loss"], "weights": flat.tolist(),
                            "saved": sorted(weights)}
+        final["families"] = other_families
         (out / "final.json").write_text(json.dumps(final))
 
 

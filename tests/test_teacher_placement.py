@@ -44,8 +44,8 @@ def test_prepared_teacher_keeps_device_dtype_and_stays_out_of_the_optimizer(digi
         handed.extend(params)
         return make_optimizer(params, settings)
 
-    def recording_accelerator(config, run_dir):
-        accelerator = make_accelerator(config, run_dir)
+    def recording_accelerator(config, run_dir, **options):
+        accelerator = make_accelerator(config, run_dir, **options)
         devices.append(accelerator.device)
         return accelerator
 

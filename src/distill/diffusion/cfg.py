@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from distill.engine import draws
+
 NULL_CLASS = -1
 
 
@@ -19,7 +21,7 @@ def drop_labels(y: Tensor, drop: float) -> Tensor:
     """``y`` with each label replaced by the null class with probability ``drop``."""
     if not drop:
         return y
-    dropped = torch.rand(y.shape, device=y.device) < drop
+    dropped = draws.rand(len(y), y.device) < drop
     return torch.where(dropped, torch.full_like(y, NULL_CLASS), y)
 
 

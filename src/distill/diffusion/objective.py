@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from distill.diffusion.cfg import drop_labels
 from distill.diffusion.denoiser import Denoiser
+from distill.engine import draws
 from distill.errors import ConfigError
 
 
@@ -17,8 +17,8 @@ def denoising_loss(denoiser: Denoiser, x: Tensor, y: Tensor | None = None, drop:
     class labels dropped to the null class with probability ``drop`` (classifier-free guidance).
     Trains a teacher, DMD's fake score and VSD's online score alike."""
     if t is None:
-        t = torch.rand(len(x), device=x.device)
-    eps = torch.randn_like(x)
+        t = draws.rand(len(x), x.device)
+    eps = draws.randn_like(x)
     x_t = denoiser.process.noise(x, eps, t)
     labels = denoiser.labels(y)
     if labels is not None and denoiser.num_classes:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration, DistributedType, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, DistributedType, set_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -26,6 +26,7 @@ from distill.data import collate_batches
 from distill.engine.batches import as_batch, batch_size_of
 from distill.engine.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from distill.engine.config import GroupConfig, TrainConfig
+from distill.engine.draws import batch_split
 from distill.engine.metrics_log import MetricsLog
 from distill.engine.placement import check_fits, full_optimizer_state, full_weights, load_full_state, place
 from distill.engine.progress import progress_bar
@@ -47,8 +48,10 @@ class TrainResult:
     checkpoint: Path | None = None
 
 
-def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
-    """An Accelerator whose ``batch_size`` is global (split between processes)."""
+def make_accelerator(config: TrainConfig, run_dir: Path, sitting_out: bool = False) -> Accelerator:
+    """An Accelerator whose ``batch_size`` is global (split between processes). With ``sitting_out`` (a parameter
+    group steps only every few steps, e.g. DMD2's generator, and its objective then leaves it out of the loss) DDP
+    looks for parameters a step left without a gradient instead of waiting for them."""
     precision = config.mixed_precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -65,6 +68,7 @@ def make_accelerator(config: TrainConfig, run_dir: Path) -> Accelerator:
         dataloader_config=DataLoaderConfiguration(split_batches=True),
         log_with="tensorboard" if config.tensorboard else None,
         project_dir=str(run_dir),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if sitting_out else None,
     )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:
@@ -213,7 +217,14 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.drop_last and len(train_set) < config.batch_size:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(train_set)} training samples; lower it.")
-    accelerator = make_accelerator(config, run_dir)
+    groups = parameter_groups(objective)
+    unknown = sorted(set(config.groups) - set(groups))
+    if unknown:
+        raise ConfigError(f"train.groups names {unknown}, but {type(objective).__name__} has the parameter groups "
+                          f"{sorted(groups)}; use those names.")
+    settings = {name: config.group(name) for name in groups}
+    skipping = any(s.every > 1 for s in settings.values())
+    accelerator = make_accelerator(config, run_dir, sitting_out=skipping)
     if config.batch_size % accelerator.num_processes:
         raise ConfigError(f"batch_size {config.batch_size} must divide evenly between {accelerator.num_processes} processes.")
     set_seed(config.seed)
@@ -222,12 +233,6 @@ def train(
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=config.drop_last,
                         collate_fn=collate_batches, generator=torch.Generator().manual_seed(config.seed))
     total = config.total_steps(len(loader))
-    groups = parameter_groups(objective)
-    unknown = sorted(set(config.groups) - set(groups))
-    if unknown:
-        raise ConfigError(f"train.groups names {unknown}, but {type(objective).__name__} has the parameter groups "
-                          f"{sorted(groups)}; use those names.")
-    settings = {name: config.group(name) for name in groups}
     check_fits(objective, groups, settings, config, accelerator.num_processes, accelerator.device)
     # A sharded student's parameters are new (DTensor) objects: its optimizers take those.
     sharded = place(objective, config, accelerator.device, accelerator.num_processes)
@@ -250,13 +255,14 @@ def train(
     objective = prepared[0] if models else objective
     loader, *prepared = prepared[len(models):]
     forward_context = accelerator.autocast if sharded else nullcontext
+    # per-sample random draws in the objective come out as one process with the whole batch would draw them
+    split = batch_split(accelerator.process_index, accelerator.num_processes)
     if not plain:
         optimizers = dict(zip(optimizers, prepared))
     check_every_step = accelerator.device.type == "cpu"  # elsewhere a check would sync the device each step
     # Accelerate's accumulate() only matters when it has something to skip or synchronise.
     accumulating = config.grad_accum > 1 or accelerator.num_processes > 1
     scheduled = config.schedule != "constant" or config.warmup_steps > 0  # a constant rate needs no stepping
-    skipping = any(s.every > 1 for s in settings.values())
     ckpt_dir = run_dir / "checkpoints"
     log = MetricsLog(run_dir, resume=resume) if accelerator.is_main_process else None
     if config.tensorboard:
@@ -319,7 +325,7 @@ def train(
             for item in batches:
                 batch = as_batch(item)
                 with accelerator.accumulate(objective) if accumulating else nullcontext():
-                    with forward_context():
+                    with forward_context(), split:
                         values = objective(batch)
                     if check_every_step:
                         _check_finite(values, step + 1, last_ckpt)

@@ -21,6 +21,7 @@ from distill.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from distill.engine.processes import process_share
 from distill.engine.progress import progress_bar
 from distill.errors import CheckpointError, ConfigError, check_count
 from distill.models import build_model
@@ -149,13 +150,15 @@ def run_condenser(condenser, iterations: int, generator: torch.Generator, progre
     started = time.perf_counter() - spent
 
     def checkpoint(step: int) -> None:
+        if process_share()[0]:  # every process holds the same set: the main one writes it
+            return
         state = {"optimizers": {k: o.state_dict() for k, o in condenser.optimizers().items()},
                  "generator": generator.get_state(), "rng": rng_state(), "history": history,
                  "seconds": time.perf_counter() - started}
         save_checkpoint(checkpoints, step, {k: v.detach() for k, v in condenser.learned().items()}, state,
                         {"description": label, "key": key})
 
-    with progress_bar(label, iterations, completed=done, enabled=progress) as bar:
+    with progress_bar(label, iterations, completed=done, enabled=progress and not process_share()[0]) as bar:
         for i in range(done, iterations):
             history.append(condenser.iteration(generator))
             bar.update(i + 1, {k: v for k, v in history[-1].items() if k == "loss"})

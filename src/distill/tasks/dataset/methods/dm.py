@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from distill.engine.processes import process_share, sum_over_processes
 from distill.errors import check_int
 from distill.taps import tapped
 from distill.tasks.dataset.matching import mean_embedding_distance
@@ -42,15 +43,20 @@ class DistributionMatching(Condenser):
 
     def matching_loss(self, network: torch.nn.Module, generator: torch.Generator) -> torch.Tensor:
         """Σ_k ‖mean real embedding_k − mean synthetic embedding_k‖² on a fresh real batch
-        (differentiable w.r.t. the synthetic images)."""
-        real, syn = self.augment_pairs(self.real_batch(self.options["real_per_class"], generator),
-                                       self.synthetic.per_class(), generator)
+        (differentiable w.r.t. the synthetic images). Under several processes each embeds every
+        ``count``-th real image of each class (every process draws the same batch, networks and
+        augmentations from the same generator) and the per-class sums of the real embeddings are summed
+        over the processes: the loss, and so the step every process takes on its copy of the images, is
+        the one-process one."""
+        index, count = process_share()
+        real = self.real_batch(self.options["real_per_class"], generator)
+        share, syn = self.augment_pairs(real[:, index::count], self.synthetic.per_class(), generator)
         with tapped(network, self.tap, "network") as embed:
             with torch.no_grad():
-                real_embeddings = embed(real.flatten(0, 1))
+                real_sums = embed(share.flatten(0, 1)).view(*share.shape[:2], -1).sum(1)
             syn_embeddings = embed(syn.flatten(0, 1))
-        return mean_embedding_distance(real_embeddings.view(*real.shape[:2], -1),
-                                       syn_embeddings.view(*syn.shape[:2], -1))
+        real_means = sum_over_processes(real_sums) / real.shape[1]
+        return mean_embedding_distance(real_means[:, None], syn_embeddings.view(*syn.shape[:2], -1))
 
     def iteration(self, generator: torch.Generator) -> dict[str, float]:
         """One image step on a fresh random network; ``loss`` is the matching loss per class

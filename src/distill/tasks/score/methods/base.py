@@ -12,6 +12,7 @@ from torch import Tensor
 from distill.diffusion.cfg import NULL_CLASS, conditional_and_null
 from distill.diffusion.process import Process
 from distill.diffusion.surrogate import score_distillation_loss
+from distill.engine import draws
 from distill.errors import ConfigError
 from distill.registry import Registry
 
@@ -65,7 +66,7 @@ class NoiseLevels:
     def draw(self, n: int, progress: float, device: torch.device) -> Tensor:
         """``n`` noise levels at training progress ``progress`` ∈ [0, 1]."""
         high = annealed(self.high, self.low, progress) if self.schedule == "sqrt_anneal" else self.high
-        return self.low + (max(high, self.low + 1e-4) - self.low) * torch.rand(n, device=device)
+        return self.low + (max(high, self.low + 1e-4) - self.low) * draws.rand(n, device)
 
     def weight(self, process: Process, t: Tensor) -> Tensor:
         """w(t) per sample."""

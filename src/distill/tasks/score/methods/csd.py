@@ -7,6 +7,7 @@ from torch import Tensor
 
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import SOLVERS, ode_step
+from distill.engine import draws
 from distill.errors import ConfigError
 from distill.tasks.score.methods.base import GUIDANCES, Guidance, annealed, check_weighting, weight
 from distill.tasks.score.methods.noise import FixedNoise
@@ -57,7 +58,7 @@ class CSD(Guidance):
         """(t, s) per sample at training progress ``progress``: s is deterministic, t − s is jittered."""
         s = torch.full((n,), annealed(*self.anneal, progress), device=device)
         low, high = self.gap
-        t = (s + low + (high - low) * torch.rand(n, device=device)).clamp(max=self.t_max)
+        t = (s + low + (high - low) * draws.rand(n, device)).clamp(max=self.t_max)
         return t, s
 
     def update(self, x: Tensor, prior, y: Tensor | None = None, progress: float = 0.0,

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from distill.diffusion.process import broadcast
+from distill.engine import draws
 from distill.errors import ConfigError, check_count
 from distill.tasks.score.methods.base import GUIDANCES, Guidance, NoiseLevels, annealed, without_cfg
 from distill.tasks.score.methods.noise import FixedNoise, ddim_path
@@ -44,7 +45,7 @@ class DSD(Guidance):
     def times(self, n: int, progress: float, device: torch.device) -> tuple[Tensor, Tensor]:
         """(t, t⁺) per sample at training progress ``progress``."""
         t = torch.full((n,), annealed(self.levels.high, self.levels.low, progress), device=device)
-        t_plus = t + torch.rand(n, device=device) * self.plus_ratio * (t - self.levels.low)
+        t_plus = t + draws.rand(n, device) * self.plus_ratio * (t - self.levels.low)
         return t, t_plus.clamp(max=1.0)
 
     def path(self, prior, eps_star: Tensor, t_plus: Tensor, y: Tensor | None) -> Tensor:

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from distill.diffusion.process import broadcast
+from distill.engine import draws
 from distill.errors import ConfigError, check_count
 from distill.tasks.score.methods.base import GUIDANCES, Guidance, NoiseLevels, null_condition, without_cfg
 from distill.tasks.score.methods.noise import ddim_path
@@ -60,7 +61,7 @@ class ISM(Guidance):
         """The ISM update g for ``x`` (no autograd through the prior; ``index`` is not used)."""
         t = self.levels.draw(len(x), progress, x.device)
         with torch.no_grad():
-            _, _, x_t, eps_s = self.interval_points(x.detach(), prior, t, torch.randn_like(x), y)
+            _, _, x_t, eps_s = self.interval_points(x.detach(), prior, t, draws.randn_like(x), y)
             eps_t = prior.split(x_t, t, y)[1]
         return broadcast(self.levels.weight(prior.process, t), x) * (eps_t - eps_s)
 

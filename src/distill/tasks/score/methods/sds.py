@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from distill.diffusion.process import broadcast
+from distill.engine import draws
 from distill.tasks.score.methods.base import GUIDANCES, Guidance, NoiseLevels
 
 
@@ -23,7 +24,7 @@ class SDS(Guidance):
                index: Tensor | None = None) -> Tensor:
         """The SDS update g for ``x`` (no autograd through the prior; ``index`` is not used)."""
         t = self.levels.draw(len(x), progress, x.device)
-        eps = torch.randn_like(x)
+        eps = draws.randn_like(x)
         with torch.no_grad():
             noisy = prior.process.noise(x.detach(), eps, t)
             eps_hat = prior.split(noisy, t, y)[1]

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from distill.diffusion.process import broadcast
+from distill.engine import draws
 from distill.errors import ConfigError
 from distill.tasks.score.methods.base import GUIDANCES, Guidance, NoiseLevels, split_both, split_both_evaluations
 
@@ -54,7 +55,7 @@ class SSD(Guidance):
                index: Tensor | None = None) -> Tensor:
         """The SSD update g for ``x`` (no autograd through the prior; ``index`` is not used)."""
         t = self.levels.draw(len(x), progress, x.device)
-        eps = torch.randn_like(x)
+        eps = draws.randn_like(x)
         with torch.no_grad():
             (_, eps_cond), (_, eps_uncond) = split_both(prior, prior.process.noise(x.detach(), eps, t), t, y)
         return self.combine(eps_cond, eps_uncond, eps, self.levels.weight(prior.process, t), t <= self.switch_t)

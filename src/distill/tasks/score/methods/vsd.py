@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from distill.diffusion.objective import denoising_loss
 from distill.diffusion.process import broadcast
 from distill.diffusion.surrogate import score_distillation_loss
+from distill.engine import draws
 from distill.errors import ConfigError
 from distill.tasks.score.methods.base import GUIDANCES, NoiseLevels
 
@@ -39,7 +40,7 @@ class VSD:
                index: Tensor | None = None) -> Tensor:
         """The VSD update g for ``x`` (no autograd through either score; ``index`` is not used)."""
         t = self.levels.draw(len(x), progress, x.device)
-        eps = torch.randn_like(x)
+        eps = draws.randn_like(x)
         with torch.no_grad():
             noisy = prior.process.noise(x.detach(), eps, t)
             difference = prior.split(noisy, t, y)[1] - fake.split(noisy, t, y)[1]

@@ -11,6 +11,7 @@ from torch import Tensor
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import SOLVERS, RenoisingGenerator, ode_step
+from distill.engine import draws
 from distill.errors import ConfigError
 from distill.models.base import frozen
 from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext
@@ -68,9 +69,9 @@ class ConsistencyObjective(StudentObjective):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x, y = batch["x"], batch["y"]
-        n = torch.randint(self.skip, self.intervals + 1, (len(x),), device=x.device)
+        n = draws.randint(self.skip, self.intervals + 1, len(x), x.device)
         t, s = n.float() / self.intervals, (n - self.skip).float() / self.intervals
-        x_t = self.model.process.noise(x, torch.randn_like(x), t)
+        x_t = self.model.process.noise(x, draws.randn_like(x), t)
         with torch.no_grad():
             x_s = ode_step(self.teacher, x_t, t, s, y, self.solver)
             target = consistency_function(self.target, x_s, s, y, self.scale)

@@ -13,6 +13,7 @@ from distill.diffusion.objective import denoising_loss
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import RenoisingGenerator, time_points
 from distill.diffusion.surrogate import score_distillation_loss
+from distill.engine import draws
 from distill.engine.config import GroupConfig
 from distill.errors import ConfigError, check_int
 from distill.models.base import frozen
@@ -48,7 +49,7 @@ def backward_simulation(generator: Denoiser, noise: Tensor, y: Tensor | None, st
     inputs = [noise]
     for t in times[1:int(level.max()) + 1]:
         x0 = generate(generator, x, noise.new_full((len(noise),), times[len(inputs) - 1]), y)
-        x = generator.process.noise(x0, torch.randn_like(noise), noise.new_full((len(noise),), t))
+        x = generator.process.noise(x0, draws.randn_like(noise), noise.new_full((len(noise),), t))
         inputs.append(x)
     stacked = torch.stack(inputs)  # (levels reached, B, ...)
     return stacked[level, torch.arange(len(noise), device=noise.device)]
@@ -111,7 +112,7 @@ class DMDObjective(StudentObjective):
     def generator_inputs(self, noise: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
         """(x_t, t) at a uniformly drawn level of the k-step grid, by backward simulation."""
         times = torch.tensor(time_points(self.steps)[:-1], device=noise.device)
-        level = torch.randint(len(times), (len(noise),), device=noise.device)
+        level = draws.randint(0, len(times), len(noise), noise.device)
         if self.steps == 1:
             return noise, times[level]
         return backward_simulation(self.model, noise, y, self.steps, level), times[level]
@@ -134,8 +135,8 @@ class DMDObjective(StudentObjective):
     def generator_losses(self, batch: dict[str, Tensor], sample: Tensor, y: Tensor | None) -> dict[str, Tensor]:
         process = self.model.process
         low, high = self.t_range
-        t = low + (high - low) * torch.rand(len(sample), device=sample.device)
-        noisy = process.noise(sample, torch.randn_like(sample), t)
+        t = low + (high - low) * draws.rand(len(sample), sample.device)
+        noisy = process.noise(sample, draws.randn_like(sample), t)
         with torch.no_grad():
             real_x0 = self.teacher.split(noisy, t, y)[0]
             fake_x0 = self.fake.split(noisy, t, y)[0]
@@ -144,28 +145,28 @@ class DMDObjective(StudentObjective):
             one_step = generate(self.model, batch["noise"], torch.ones_like(t), y)
             losses["regression"] = self.regression * flat_mean((one_step - batch["sample"]) ** 2).mean()
         if self.gan:
-            t_gan = torch.rand(len(sample), device=sample.device)
+            t_gan = draws.rand(len(sample), sample.device)
             params = {k: v.detach() for k, v in self.fake.net.named_parameters()}
             params.update({k: v for k, v in self.fake.net.named_buffers()})
-            logit = self.logit(process.noise(sample, torch.randn_like(sample), t_gan), t_gan, y, params)
+            logit = self.logit(process.noise(sample, draws.randn_like(sample), t_gan), t_gan, y, params)
             losses["gan"] = self.gan * F.softplus(-logit).mean()
         return losses
 
     def fake_losses(self, batch: dict[str, Tensor], sample: Tensor, y: Tensor | None) -> dict[str, Tensor]:
         process = self.fake.process
-        t = torch.rand(len(sample), device=sample.device)
+        t = draws.rand(len(sample), sample.device)
         losses = {"fake": denoising_loss(self.fake, sample, y, t=t)}
         if self.gan:
             real = batch["x"]
-            t_real = torch.rand(len(real), device=real.device)
-            real_logit = self.logit(process.noise(real, torch.randn_like(real), t_real), t_real, y)
-            fake_logit = self.logit(process.noise(sample, torch.randn_like(sample), t), t, y)
+            t_real = draws.rand(len(real), real.device)
+            real_logit = self.logit(process.noise(real, draws.randn_like(real), t_real), t_real, y)
+            fake_logit = self.logit(process.noise(sample, draws.randn_like(sample), t), t, y)
             losses["discriminator"] = self.gan_discriminator * (F.softplus(-real_logit) + F.softplus(fake_logit)).mean()
         return losses
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         y = batch["y"]
-        noise = torch.randn_like(batch["sample"] if "sample" in batch else batch["x"])  # fresh, not the pairs'
+        noise = draws.randn_like(batch["sample"] if "sample" in batch else batch["x"])  # fresh, not the pairs'
         stepping = self.generator_steps_now
         x_t, t_in = self.generator_inputs(noise, y)
         with torch.set_grad_enabled(stepping and torch.is_grad_enabled()):

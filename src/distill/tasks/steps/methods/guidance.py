@@ -9,6 +9,7 @@ from distill.diffusion.cfg import conditional_and_null, guided
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.objective import check_labels
 from distill.diffusion.sampling import SOLVERS, OdeGenerator
+from distill.engine import draws
 from distill.errors import ConfigError
 from distill.models.base import frozen
 from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext
@@ -40,10 +41,10 @@ class GuidanceObjective(StudentObjective):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x, y = batch["x"], batch["y"]
-        t = torch.rand(len(x), device=x.device)
-        x_t = self.model.process.noise(x, torch.randn_like(x), t)
+        t = draws.rand(len(x), x.device)
+        x_t = self.model.process.noise(x, draws.randn_like(x), t)
         w_min, w_max = self.w_range
-        w = w_min + (w_max - w_min) * torch.rand(len(x), device=x.device)
+        w = w_min + (w_max - w_min) * draws.rand(len(x), x.device)
         with torch.no_grad():
             target = guided_target(self.teacher.net, x_t, t, y, w, self.teacher.num_classes)
         pred = self.model.net(x_t, t, y, scale_input(w, self.w_range))

@@ -13,6 +13,7 @@ from torch import Tensor
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.process import Process
 from distill.diffusion.sampling import SOLVERS, ode_step
+from distill.engine import draws
 from distill.errors import ConfigError
 from distill.models.base import frozen
 from distill.tasks.steps.methods.base import STEP_METHODS, StepsContext
@@ -103,9 +104,9 @@ class ImprovedConsistencyObjective(StudentObjective):
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x, y = batch["x"], batch["y"]
         levels, times, weights, probabilities = self.grid()
-        i = torch.multinomial(probabilities, len(x), replacement=True)
+        i = draws.per_sample(len(x), lambda m: torch.multinomial(probabilities, m, replacement=True))
         t, s = times[i + 1], times[i]
-        eps = torch.randn_like(x)
+        eps = draws.randn_like(x)
         process = self.model.process
         x_t = process.noise(x, eps, t)
         with torch.no_grad():

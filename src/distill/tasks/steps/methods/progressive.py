@@ -10,6 +10,7 @@ from torch import Tensor
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import OdeGenerator
+from distill.engine import draws
 from distill.errors import ConfigError
 from distill.models.base import frozen
 from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext
@@ -43,9 +44,9 @@ class ProgressiveObjective(StudentObjective):
         x, y = batch["x"], batch["y"]
         process = self.model.process
         n = self.steps
-        t = torch.randint(1, n + 1, (len(x),), device=x.device).float() / n
+        t = draws.randint(1, n + 1, len(x), x.device).float() / n
         s = t - 1.0 / n
-        x_t = process.noise(x, torch.randn_like(x), t)
+        x_t = process.noise(x, draws.randn_like(x), t)
         with torch.no_grad():
             target = two_step_target(self.teacher, x_t, t, s, y)
         x0 = self.model.split(x_t, t, y)[0]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch import Tensor
 
 from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.process import broadcast
 from distill.diffusion.sampling import OdeGenerator
+from distill.engine import draws
 from distill.errors import ConfigError
 from distill.metrics.point_sets import chamfer
 from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext, check_flow_velocity
@@ -40,9 +40,9 @@ class ReflowObjective(StudentObjective):
         sample, noise, y = batch["sample"], batch["noise"], batch["y"]
         n, device = len(sample), sample.device
         if self.steps is None:
-            t = torch.rand(n, device=device)
+            t = draws.rand(n, device)
         else:
-            t = torch.randint(1, self.steps + 1, (n,), device=device).float() / self.steps
+            t = draws.randint(1, self.steps + 1, n, device).float() / self.steps
         x_t = self.model.process.noise(sample, noise, t)
         pred = self.model(x_t, t, y)
         if self.loss == "chamfer":
