@@ -8,14 +8,19 @@ import torch
 from torch import Tensor
 
 from distill.diffusion.denoiser import Denoiser
+from distill.diffusion.process import FlowProcess
 from distill.diffusion.sampling import OdeGenerator
 from distill.errors import ConfigError
-from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext, check_flow_velocity
+from distill.tasks.steps.methods.base import STEP_METHODS, StepMethod, StepsContext
 from distill.tasks.steps.objectives import StudentObjective, check_ema_decay, flat_mean
 
 
 class ReflowObjective(StudentObjective):
-    """Flow matching on fixed pairs: ``x_t = (1 − t)·x1 + t·z``, target ``z − x1`` (Liu et al., ICLR 2023).
+    """Regression on fixed pairs (Liu et al., ICLR 2023): at ``x_t = α_t·x1 + σ_t·z`` the student
+    predicts the pair itself — for a flow teacher ``x_t = (1 − t)·x1 + t·z`` and the velocity target
+    ``z − x1``; for a diffusion teacher (e.g. a diffusers DDPM folder predicting ε) the target of its
+    own parameterisation, ε = z, on the DDPM path, whose DDIM step is exact on a straight coupling
+    (``x/α = x1 + (σ/α)·z`` is a line in σ/α, Song et al., ICLR 2021).
 
     Batches are teacher pairs ``{"sample", "noise", "y"}``. With ``steps`` set,
     t is drawn from that k-step grid only: the distillation stage that specialises the
@@ -33,16 +38,18 @@ class ReflowObjective(StudentObjective):
             t = torch.rand(n, device=device)
         else:
             t = torch.randint(1, self.steps + 1, (n,), device=device).float() / self.steps
-        x_t = self.model.process.noise(sample, noise, t)
-        pred = self.model(x_t, t, y)
-        return {"loss": flat_mean((pred - (noise - sample)) ** 2).mean()}
+        process = self.model.process
+        pred = self.model(process.noise(sample, noise, t), t, y)
+        target = process.target(self.model.prediction, sample, noise, t)
+        return {"loss": flat_mean((pred - target) ** 2).mean()}
 
 
 @STEP_METHODS.register("reflow")
 class Reflow(StepMethod):
     """Rectified flow (Liu, Gong & Liu, ICLR 2023): generate teacher pairs, reflow once on them
     (student initialised from the teacher), then fine-tune a copy of its EMA on the ``distill_steps``
-    grid; each stage samples from its EMA."""
+    grid; each stage samples from its EMA. Students of a flow teacher sample with Euler, those of a
+    diffusion teacher with DDIM (the step that is exact on the straightened coupling)."""
 
     def __init__(self, pairs: int = 0, distill_steps: int | None = 1, distill_fraction: float = 0.5,
                  ema_decay: float = 0.999) -> None:
@@ -53,11 +60,7 @@ class Reflow(StepMethod):
         self.pairs, self.distill_steps, self.fraction = pairs, distill_steps, distill_fraction
         self.ema_decay = check_ema_decay("reflow", ema_decay)
 
-    def check(self, teacher: Denoiser) -> None:
-        check_flow_velocity(teacher, "reflow")
-
     def train(self, context: StepsContext) -> dict[int, Denoiser]:
-        self.check(context.teacher)
         pairs = context.teacher_pairs(self.pairs or None)
         reflow = ReflowObjective(context.student(), self.ema_decay)
         if self.distill_steps is None:
@@ -76,4 +79,4 @@ class Reflow(StepMethod):
         return students
 
     def generator(self, denoiser: Denoiser) -> OdeGenerator:
-        return OdeGenerator(denoiser, "euler")
+        return OdeGenerator(denoiser, "euler" if isinstance(denoiser.process, FlowProcess) else "ddim")
