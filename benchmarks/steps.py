@@ -90,7 +90,7 @@ def run_all(args) -> list[dict]:
                     if teacher or row["steps"] in STUDENT_STEPS or method == "guidance":
                         w = recipe.teacher.cfg_scale
                         name = method if not teacher else "teacher" if w == 1 else f"teacher w={w:g}"
-                        records.append(record(data, seed, name, row, details, student=not teacher))
+                        records.append(record(args.label or data, seed, name, row, details, student=not teacher))
                 scored_teachers.add(teacher_key)
                 print(f"{data} seed {seed} {method}: {time.perf_counter() - started:.0f} s, "
                       f"budget {details['budget']}", flush=True)
@@ -200,7 +200,7 @@ def command_of(args) -> str:
     return "python benchmarks/steps.py " + " ".join(
         [f"--data {' '.join(args.data)}", f"--prefix {args.prefix}" if args.prefix else "",
          f"--teachers {args.teachers}", "--no-teacher-rows" if args.no_teacher_rows else "", f"--methods {' '.join(args.methods)}",
-         f"--seeds {' '.join(map(str, args.seeds))}", f"--samples {args.samples}", f"--bootstrap {args.bootstrap}",
+         f"--seeds {' '.join(map(str, args.seeds))}", f"--label {args.label}" if args.label else "", f"--samples {args.samples}", f"--bootstrap {args.bootstrap}",
          *(f"--set {s}" for s in args.set), f"--out {args.out}"])
 
 
@@ -210,6 +210,8 @@ def main() -> None:
     parser.add_argument("--prefix", default="", help="recipe file prefix, e.g. mnist_")
     parser.add_argument("--teachers", type=int, default=3, help="seed s distils teacher s %% K")
     parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--label", help="the data column's name for this run's rows (default: the data set's), so "
+                                        "runs of two teachers on one data set stay apart when merged")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samples", type=int, default=10_000, help="per held-out half (and generated)")
     parser.add_argument("--bootstrap", type=int, default=200)
@@ -223,6 +225,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.teachers < 1:
         parser.error("--teachers must be ≥ 1")
+    if args.label and len(args.data) > 1:
+        parser.error("--label names one data set's rows; give one --data")
     torch.set_num_threads(args.threads)
     if args.merge:
         records, commands = merged(args.merge)

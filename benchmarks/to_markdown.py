@@ -74,16 +74,18 @@ def steps(data: dict) -> str:
     summary = data["summary"]
     headline = "swd" if "swd" in summary[0] else "fd"
     extra = [k for k in ("precision", "recall", "agreement") if k in summary[0]]
+    several = len({r["data"] for r in summary}) > 1  # runs of two teachers on one data set (steps.py --label)
     rows = []
     for r in summary:
         verdict = "" if r["goal"] is None or r["excess_ratio"] is None else (
             ("met" if r["excess_ratio"][0] <= r["goal"] else "missed") + f" (≤ {r['goal']}×)")
-        rows.append([r["method"], str(r["steps"]), str(r["nfe"]), format_mean_std(r[headline], ".4f" if headline == "swd" else ".3f"), format_mean_std(r["excess"], ".4f"),
-                     format_mean_std(r["excess_ratio"], ".2f"), *(format_mean_std(r[k], ".3f") for k in extra),
+        rows.append([*([r["data"]] if several else []), r["method"], str(r["steps"]), str(r["nfe"]),
+                     format_mean_std(r[headline], ".4f" if headline == "swd" else ".3f"), format_mean_std(r["excess"], ".4f"),
+                     format_mean_std(r["excess_ratio"], ".2f"), *(format_mean_std(r.get(k), ".3f") for k in extra),
                      format_mean_std(r.get("budget_train_steps"), ".0f"), format_mean_std(r.get("budget_teacher_evaluations"), ".3g"),
                      format_mean_std(r.get("budget_seconds"), ".0f"), f"{r['ms_per_sample'][0]:.3f}", verdict])
     label = {"swd": "sliced W2", "fd": "Fréchet dist."}[headline]
-    out = _table(["model", "steps", "NFE", label, "excess over floor", "× teacher excess", *extra, "train steps",
+    out = _table([*(["teacher run"] if several else []), "model", "steps", "NFE", label, "excess over floor", "× teacher excess", *extra, "train steps",
                   "teacher evals", "train s", "ms / sample", "goal"], rows)
     floors = {}
     for r in data["records"]:
@@ -209,7 +211,8 @@ def dataset(data: dict) -> str:
 
 
 RENDERERS = {"quickstart.json": quickstart, "methods_mnist1d.json": methods, "methods_mnist.json": methods,
-             "steps_checkerboard.json": steps, "steps_8gaussians.json": steps, "steps_mnist_all.json": steps, "steps_mnist_dmd800.json": steps, "step_cost.json": step_cost, "engine_overhead.json": engine_overhead,
+             "steps_checkerboard.json": steps, "steps_8gaussians.json": steps, "steps_mnist_all.json": steps, "steps_mnist_dmd800.json": steps,
+             "steps_diffusers.json": steps, "step_cost.json": step_cost, "engine_overhead.json": engine_overhead,
              "hinton_mnist.json": hinton, "cross_sensor.json": cross_sensor, "heterogeneous.json": heterogeneous,
              "score_particles.json": score_points, "score_images.json": score_points,
              "score_scenes_meshes_exact.json": score_scenes, "score_scenes_meshes_trained.json": score_scenes,

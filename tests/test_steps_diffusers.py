@@ -20,6 +20,7 @@ from distill.diffusion.teacher import build_diffusion_model
 from distill.errors import ConfigError
 from distill.experiment import Run, get_task, load_recipe
 from distill.tasks.steps.methods.consistency import Consistency
+from distill.tasks.steps.methods.reflow import Reflow
 from distill.tasks.steps.task import StepsTask
 
 diffusers = pytest.importorskip("diffusers")
@@ -96,6 +97,21 @@ def test_euler_students_of_a_flow_folder_sample_alike_in_diffusers(tmp_path):
         noise = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(steps))
         torch.testing.assert_close(images, (generator.sample(noise, None, steps) / 2 + 0.5).clamp(0, 1),
                                    rtol=0, atol=1e-5)
+
+
+def test_reflow_students_of_a_ddpm_folder_are_ddim_pipelines(tmp_path):
+    """Reflow from an ε-prediction DDPM folder samples with DDIM (exact on its straightened coupling), so its
+    students are written as DDIMPipeline folders that sample as distill does."""
+    folder = save_folder(tmp_path / "teacher", "ddpm")
+    model = build_diffusion_model(load_recipe(steps_recipe(folder, {"name": "reflow"})).teacher,
+                                  load_generative_data("digits"))
+    generator = Reflow().generator(model)
+    student = save_diffusers_student(model, generator, 2, "reflow", tmp_path / "2_steps")
+    assert json.loads((student / "distill_sampler.json").read_text())["pipeline"] == "DDIMPipeline"
+    images = diffusers.DDIMPipeline.from_pretrained(student)(batch_size=3, generator=torch.Generator().manual_seed(0),
+                                                             num_inference_steps=2, output_type="pt").images
+    noise = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(images, (generator.sample(noise, None, 2) / 2 + 0.5).clamp(0, 1), rtol=0, atol=1e-5)
 
 
 def test_dmd2_with_its_gan_head_on_the_unets_middle_block(tmp_path):

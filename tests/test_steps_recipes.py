@@ -7,13 +7,17 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from distill.cli import main
 from distill.data.toys import TOYS
+from distill.diffusion.denoiser import Denoiser
+from distill.diffusion.process import build_process
 from distill.errors import ConfigError
 from distill.experiment import Run, get_task, load_recipe
 from distill.tasks.steps.methods import STEP_METHODS
+from distill.tasks.steps.methods.reflow import ReflowObjective
 
 RECIPES = sorted(Path(__file__).parents[1].glob("recipes/steps/*.yaml"))
 TEACHER_STEPS = 4
@@ -183,9 +187,27 @@ def test_bad_method_option_is_refused_when_the_recipe_loads():
         load_steps_recipe(_recipe("shortcut"), ["method.options.min_step=6"])
 
 
-def test_reflow_refuses_a_diffusion_teacher_before_training_it(tmp_path):
-    path = _recipe("reflow")
-    recipe = load_steps_recipe(path, [*tiny_overrides(path), "teacher.process=diffusion", "teacher.prediction=eps"])
-    with pytest.raises(ConfigError, match="flow"):
-        run_steps_recipe(recipe, tmp_path)
-    assert not (tmp_path / "teacher").exists()  # refused before the teacher trained
+def test_reflow_regresses_each_parameterisation_on_the_pair_and_samples_diffusion_with_ddim():
+    """Reflow's target is the pair (x1, z) in the student's own parameterisation: the velocity z − x1 on
+    the flow path, ε = z on a diffusion path (where DDIM, not Euler, is the exact step)."""
+    sample, noise = torch.randn(3, 2), torch.randn(3, 2)
+    batch = {"sample": sample, "noise": noise, "y": None}
+    for process, prediction, exact, solver in (("flow", "velocity", noise - sample, "euler"),
+                                               ("diffusion", "eps", noise, "ddim")):
+        student = Denoiser(Constant(exact), build_process(process), prediction)
+        assert ReflowObjective(student, 0.9)(batch)["loss"].item() < 1e-12  # predicting the pair is exact
+        wrong = Denoiser(Constant(noise - sample if prediction == "eps" else noise), build_process(process),
+                         prediction)
+        assert ReflowObjective(wrong, 0.9)(batch)["loss"].item() > 0.1
+        assert STEP_METHODS.build("reflow").generator(student).solver == solver
+
+
+class Constant(torch.nn.Module):
+    """A 'network' that outputs a fixed tensor whatever it is asked."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value, self.weight = value, torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, y=None, d=None):
+        return self.value + 0 * self.weight

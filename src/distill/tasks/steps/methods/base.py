@@ -136,5 +136,5 @@ def check_flow_velocity(teacher: Denoiser, method: str) -> None:
     if not isinstance(teacher.process, FlowProcess) or teacher.prediction != "velocity":
         raise ConfigError(f"{method} needs a flow-matching teacher (teacher.process: flow, "
                           f"teacher.prediction: velocity), got process {type(teacher.process).__name__} "
-                          f"predicting {teacher.prediction!r}; train one or pick progressive / consistency / "
-                          "dmd, which take any process and prediction.")
+                          f"predicting {teacher.prediction!r}; train one or pick progressive / consistency / ict / "
+                          "reflow / dmd, which take any process and prediction.")
