@@ -16,6 +16,7 @@ from distill.tasks.scene.methods import SCENE_METHODS
 from distill.tasks.scene.methods.compact import prune_by_importance
 from distill.tasks.scene.objectives import ConversionObjective, conversion_targets, pointwise_losses
 from distill.tasks.scene.recipe import SceneRecipe
+from distill.tasks.scene.segmenter import PartSegmenter
 
-__all__ = ["SCENE_METHODS", "ConversionObjective", "FeatureField", "FeatureLiftObjective", "SceneRecipe", "compact",
-           "conversion_targets", "convert", "lift", "pointwise_losses", "prune_by_importance"]
+__all__ = ["SCENE_METHODS", "ConversionObjective", "FeatureField", "FeatureLiftObjective", "PartSegmenter", "SceneRecipe",
+           "compact", "conversion_targets", "convert", "lift", "pointwise_losses", "prune_by_importance"]
