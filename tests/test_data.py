@@ -315,15 +315,11 @@ def test_mnist_full_split(mnist):
     assert abs(mnist.train.x.mean()) < 1e-3 and abs(mnist.train.x.std() - 1) < 1e-3  # normalised
 
 
-def test_mnist_limit_train_takes_the_first_images(mnist):
-    small = load_dataset("mnist", limit_train=100)
-    assert len(small.train) == 100 and len(small.test) == 10_000
-    assert torch.equal(small.train.x, mnist.train.x[:100]) and torch.equal(
-        small.train.y, mnist.train.y[:100]
-    )
-    few = load_dataset("mnist", limit_test=30)
-    assert len(few.train) == 60_000 and torch.equal(few.test.x, mnist.test.x[:30])
-    assert torch.equal(few.test.y, mnist.test.y[:30])
+def test_mnist_limits_take_the_first_images(mnist):
+    small = load_dataset("mnist", limit_train=100, limit_test=30)
+    assert (len(small.train), len(small.test)) == (100, 30)
+    assert torch.equal(small.train.x, mnist.train.x[:100]) and torch.equal(small.train.y, mnist.train.y[:100])
+    assert torch.equal(small.test.x, mnist.test.x[:30]) and torch.equal(small.test.y, mnist.test.y[:30])
 
 
 def test_mnist_limit_and_missing_package(monkeypatch, tmp_path):

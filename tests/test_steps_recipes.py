@@ -64,7 +64,7 @@ def tiny_overrides(path: Path) -> list[str]:
         overrides += ["evaluate.classifier.train.steps=10", "evaluate.classifier.train.epochs=null",
                       "evaluate.classifier.train.batch_size=64", "evaluate.classifier.train.progress=false"]
         if tree["data"]["name"] == "mnist":
-            overrides += ["data.options.limit_train=500", "data.options.limit_test=500"]
+            overrides += ["data.options.limit_train=256", "data.options.limit_test=256", "evaluate.samples=100"]
         if tree["data"]["name"] == "mesh_points":  # point sets: few small clouds (400 held out: 200 scored)
             overrides += ["data.options.points=16", "data.options.train_per_class=25",
                           "data.options.test_per_class=100"]
@@ -128,7 +128,8 @@ def test_recipe_runs_end_to_end(path, tmp_path, monkeypatch):
         assert row["nfe"] >= row["steps"] >= 1 and row["ms_per_sample"] > 0
     assert results["details"]["teacher"]["steps"] == TEACHER_STEPS and results["details"]["student_train_seconds"] > 0
     details = results["details"]
-    assert details["scored_samples"] == min(200, int(recipe.data.options.get("n_test", 10_000)) // 2)
+    held_out = int(recipe.data.options.get("n_test", recipe.data.options.get("limit_test", 10_000)))
+    assert details["scored_samples"] == min(recipe.evaluate.samples, held_out // 2)
     assert details["floor_spread"] > 0  # the bootstrap excess is on by default
     for row in results["rows"]:
         assert row["excess"] >= 0 and 0 <= row["excess_low"] <= row["excess_high"], row
