@@ -63,7 +63,8 @@ class DenseDivergence(torch.autograd.Function):
             z, t = z / temperature, t / temperature
         q, lse_q = _softmax_and_lse(z)
         p, lse_p = _softmax_and_lse(t)
-        row_scale = (weight.float() / positions.clamp(min=1)).unsqueeze(-1)
+        weight, positions = weight.float(), positions.clamp(min=1)
+        row_scale = (weight / positions).unsqueeze(-1)
         if beta == 0.0:  # Σ p (log p − log q) = ⟨p, t − z⟩ − lse_p + lse_q
             values = _dot(p, t) - _dot(p, z) - lse_p + lse_q
             gradient = q.sub(p).mul_(row_scale)
@@ -80,7 +81,7 @@ class DenseDivergence(torch.autograd.Function):
                 values = beta * _dot(p, log_p.sub_(mixture)) + (1.0 - beta) * reverse
             # KL(q ‖ p) or KL(q ‖ M) centres the gradient through the student's softmax
             gradient = log_ratio.sub_(reverse.unsqueeze(-1)).mul_(q).mul_(row_scale * (1.0 - beta if beta < 1 else 1.0))
-        total = (values * weight.float()).sum() / positions.clamp(min=1)
+        total = (values * weight).sum() / positions
         if labels is not None:
             ce_scale = (labels != IGNORE_INDEX).float() * (ce_weight / labelled.clamp(min=1))
             rows = labels.clamp(min=0).unsqueeze(-1)
